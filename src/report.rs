@@ -1,0 +1,3 @@
+//! Reports: one data model ([`model::Summary`]) and one writer per format.
+
+pub mod model;

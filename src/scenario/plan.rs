@@ -1,0 +1,241 @@
+//! The validated plan: what a scenario file means once every value has been checked.
+//!
+//! Code past validation works only with these types and never re-checks user input.
+//! Durations are `Duration`, rates are requests per second, latency limits are microseconds.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Method};
+
+use super::template::Template;
+use crate::redact::Redactor;
+
+/// A scenario after parsing and validation.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Scenario name, also used for the report folder name.
+    pub name: String,
+    /// Free text from the scenario file.
+    pub description: String,
+    /// The file the plan came from (for reports and messages).
+    pub source: PathBuf,
+    /// Seed for keys, weights and templated values; reproducible runs use the same seed.
+    pub seed: u64,
+    /// Where requests go.
+    pub target: TargetPlan,
+    /// Load phases, run one after another.
+    pub phases: Vec<Phase>,
+    /// Weighted request mix; never empty.
+    pub requests: Vec<RequestPlan>,
+    /// Pass/fail limits evaluated at the end of the run.
+    pub thresholds: Vec<Threshold>,
+    /// How long in-flight requests may finish after sending stops (end of run or Ctrl-C).
+    pub grace: Duration,
+    /// Values read from the environment; every report and log line passes through it.
+    pub redactor: Redactor,
+}
+
+impl Plan {
+    /// Total planned duration of all phases.
+    pub fn duration(&self) -> Duration {
+        self.phases.iter().map(|p| p.duration).sum()
+    }
+
+    /// The largest number of concurrent requests any phase may have, which is how many
+    /// connection workers the engine starts.
+    pub fn max_concurrency(&self) -> usize {
+        self.phases
+            .iter()
+            .map(Phase::concurrency)
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+}
+
+/// Where the load goes and which hosts may receive it.
+#[derive(Debug, Clone)]
+pub struct TargetPlan {
+    /// The kind of target.
+    pub kind: TargetKind,
+    /// Extra hosts (beyond loopback) the user allowed as targets; `*.example.com` matches subdomains.
+    pub allow_hosts: Vec<String>,
+}
+
+/// The kinds of target. The local Worker target (miniflare) arrives with the mock KV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A running HTTP server; request paths are appended to the URL's path.
+    Url(url::Url),
+    /// kvchaos starts its own minimal HTTP server on 127.0.0.1:0 (self-test and benchmarks).
+    Builtin,
+}
+
+/// One load phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    /// Optional label shown in the live line and the report.
+    pub name: Option<String>,
+    /// How long the phase lasts.
+    pub duration: Duration,
+    /// Arrival model of the phase.
+    pub load: Load,
+}
+
+impl Phase {
+    /// Concurrency bound of this phase: `max_in_flight` for open loop, `vus` for closed loop.
+    pub fn concurrency(&self) -> usize {
+        match self.load {
+            Load::Rate { max_in_flight, .. } => max_in_flight,
+            Load::Vus(n) => n,
+            Load::Pause => 0,
+        }
+    }
+}
+
+/// Arrival model of one phase.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load {
+    /// Open loop: requests start at intended times whatever the target does. The rate
+    /// goes linearly from `from` to `to` requests per second (equal for a constant rate).
+    Rate {
+        /// Requests per second at the start of the phase.
+        from: f64,
+        /// Requests per second at the end of the phase.
+        to: f64,
+        /// Requests that may be in flight at once; a request due while all are busy is dropped.
+        max_in_flight: usize,
+    },
+    /// Closed loop: this many virtual users, each sending its next request when the last ends.
+    Vus(usize),
+    /// No traffic for the phase's duration.
+    Pause,
+}
+
+/// Default `max_in_flight` for open-loop phases.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Default per-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default grace period for in-flight requests when sending stops.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// One entry of the weighted request mix.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    /// Unique name; metrics and thresholds are keyed by it.
+    pub name: String,
+    /// Relative weight (> 0).
+    pub weight: u32,
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query, appended to the target URL's path; starts with `/`.
+    pub path: Template,
+    /// Extra headers; values may be templated.
+    pub headers: Vec<(HeaderName, Template)>,
+    /// Request body, if any.
+    pub body: Option<BodyPlan>,
+    /// Time allowed for the whole exchange (connect, send, response, body).
+    pub timeout: Duration,
+}
+
+/// A request body template and its content type.
+#[derive(Debug, Clone)]
+pub struct BodyPlan {
+    /// Body text; for `json` bodies, environment values inside it are JSON-escaped.
+    pub template: Template,
+    /// `application/json` for `json = {...}`, none for `body = "..."` unless a header says so.
+    pub content_type: Option<&'static str>,
+}
+
+/// A pass/fail limit on a metric of one request name or of all requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// Which requests the metric is computed over.
+    pub scope: ThresholdScope,
+    /// The metric.
+    pub metric: ThresholdMetric,
+    /// Comparison that must hold for the threshold to pass.
+    pub op: CmpOp,
+    /// Limit in the metric's unit: microseconds for latency, a fraction (0.01 = 1%) for rates,
+    /// requests per second for `rps`.
+    pub limit: f64,
+    /// The expression as written, e.g. `p99 < 500ms`.
+    pub expr: String,
+    /// Stop the run early when this threshold fails (evaluated every second).
+    pub abort: bool,
+}
+
+/// Which requests a threshold is computed over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThresholdScope {
+    /// Every request of the run.
+    All,
+    /// Requests with this name (validated to exist).
+    Request(String),
+}
+
+/// What a threshold measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdMetric {
+    /// A latency statistic in microseconds.
+    Latency {
+        /// Corrected (from intended start) or service time (from actual send).
+        kind: LatencyKind,
+        /// Which statistic.
+        stat: LatencyStat,
+    },
+    /// Fraction of completed requests that were errors (non-2xx/3xx or transport failure).
+    ErrorRate,
+    /// Fraction of scheduled requests that were dropped because `max_in_flight` was reached.
+    DroppedRate,
+    /// Completed requests per second over the run.
+    Rps,
+}
+
+/// Corrected latency (from the intended start time) or service time (from the actual send).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyKind {
+    /// From the intended start: includes scheduling delay (coordinated-omission corrected).
+    Corrected,
+    /// From the actual send.
+    Service,
+}
+
+/// A latency statistic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LatencyStat {
+    /// Percentile in (0, 100], e.g. 99.9.
+    Percentile(f64),
+    /// Mean.
+    Mean,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+}
+
+/// Comparison operator of a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl CmpOp {
+    /// Whether `observed OP limit` holds.
+    pub fn holds(self, observed: f64, limit: f64) -> bool {
+        match self {
+            CmpOp::Lt => observed < limit,
+            CmpOp::Le => observed <= limit,
+            CmpOp::Gt => observed > limit,
+            CmpOp::Ge => observed >= limit,
+        }
+    }
+}
