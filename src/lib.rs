@@ -7,6 +7,14 @@
 //! - [`redact`]: keeps secrets out of everything written.
 
 pub mod cli;
+pub mod engine;
+pub mod exit;
+pub mod history;
+pub mod live;
+pub mod metrics;
 pub mod redact;
 pub mod report;
+pub mod resources;
+pub mod run;
 pub mod scenario;
+pub mod target;

@@ -1,0 +1,550 @@
+//! The load engine: open-loop and closed-loop workers on dedicated threads.
+//!
+//! Each engine thread runs a single-threaded tokio runtime with its share of the workers; a
+//! worker owns one keep-alive connection. In an open-loop phase a free worker claims the next
+//! arrival from a shared counter, sleeps until its intended time and sends; latency is
+//! measured from the intended time (corrected) and from the actual send (service). A worker
+//! that claims an arrival already more than [`LATE_TOLERANCE`] overdue proves that no worker was
+//! free when it was due: the arrival is counted as dropped, never sent late. In a closed-loop
+//! phase the first `vus` workers send back to back.
+//!
+//! Owns scheduling and sending; recording goes to the recorder's shards, and the engine never
+//! prints or decides pass/fail.
+
+pub mod client;
+pub mod outcome;
+pub mod schedule;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::Full;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{Recorder, ShardHandle};
+use crate::scenario::plan::{Load, Plan};
+use crate::scenario::template::{RenderCx, Template};
+use client::{Conn, Endpoint};
+use outcome::Outcome;
+use schedule::{PhaseSchedule, phase_at};
+
+/// How late an open-loop arrival may be claimed before it counts as dropped. Covers timer
+/// granularity (tokio timers tick every millisecond) and scheduling jitter.
+pub const LATE_TOLERANCE: Duration = Duration::from_millis(10);
+
+/// Salt that separates the random stream deciding which request a dropped arrival would have
+/// been from the stream of sent requests.
+const DROP_STREAM: u64 = 0x5eed_d409;
+
+/// A request with everything that does not change between sends prepared once.
+struct Prepared {
+    method: Method,
+    uri: Part<Uri>,
+    headers: Vec<(HeaderName, Part<HeaderValue>)>,
+    body: Option<Part<Bytes>>,
+    content_type: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+/// A request ready to send, with its timeout.
+type Built = (Request<Full<Bytes>>, Duration);
+
+enum Part<T> {
+    Static(T),
+    Dynamic(Template),
+}
+
+/// State shared by every worker of a run.
+struct Shared {
+    phases: Vec<PhaseSchedule>,
+    claimed: Vec<AtomicU64>,
+    sent: Vec<AtomicU64>,
+    late_dropped: Vec<AtomicU64>,
+    seq: AtomicU64,
+    in_flight: AtomicU64,
+    unfinished: AtomicU64,
+    start: Instant,
+    end: Duration,
+    seed: u64,
+    requests: Vec<Prepared>,
+    cumulative: Vec<u64>,
+    endpoint: Endpoint,
+    base_path: String,
+    /// Stop starting requests.
+    stop: CancellationToken,
+    /// Abandon requests in flight (the grace period is over).
+    abort: CancellationToken,
+}
+
+/// Per-phase counts at the end of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhaseCounts {
+    /// Requests started.
+    pub sent: u64,
+    /// Arrivals that could not start on time (claimed late, or never claimed before the end).
+    pub dropped: u64,
+}
+
+/// What the engine is doing now, for the live display.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    /// Index of the running phase.
+    pub phase: Option<usize>,
+    /// Intended arrival rate now (0 outside open-loop phases).
+    pub target_rate: f64,
+    /// Requests in flight.
+    pub in_flight: u64,
+}
+
+/// A running engine.
+pub struct Engine {
+    shared: Arc<Shared>,
+    done: Vec<tokio::sync::oneshot::Receiver<()>>,
+    threads: usize,
+}
+
+/// Errors starting the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// An engine thread or its runtime could not be created.
+    #[error("cannot start engine thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// A static part of a request is not valid HTTP (validation should have caught it).
+    #[error("request \"{request}\": {message}")]
+    Request {
+        /// Request name.
+        request: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Engine {
+    /// Starts `threads` engine threads sending `plan`'s load to `endpoint` for `run_for`
+    /// (the plan's phases, already cut or extended to the run length). Load starts at once.
+    pub fn start(
+        plan: &Plan,
+        endpoint: Endpoint,
+        threads: usize,
+        recorder: &Recorder,
+    ) -> Result<Engine, EngineError> {
+        let phases = PhaseSchedule::build(&plan.phases);
+        let end = phases.last().map_or(Duration::ZERO, PhaseSchedule::end);
+        let requests = plan
+            .requests
+            .iter()
+            .map(|r| prepare(r, &endpoint.base_path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut total = 0u64;
+        let cumulative = plan
+            .requests
+            .iter()
+            .map(|r| {
+                total += u64::from(r.weight);
+                total
+            })
+            .collect();
+        let n = phases.len();
+        let counters = || (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        let threads = threads.max(1);
+        let workers = plan.max_concurrency();
+        let shared = Arc::new(Shared {
+            claimed: counters(),
+            sent: counters(),
+            late_dropped: counters(),
+            phases,
+            seq: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            unfinished: AtomicU64::new(0),
+            // Threads need a moment to start; the schedule begins just after.
+            start: Instant::now() + Duration::from_millis(20),
+            end,
+            seed: plan.seed,
+            requests,
+            cumulative,
+            base_path: endpoint.base_path.clone(),
+            endpoint,
+            stop: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        });
+        let mut done = Vec::with_capacity(threads);
+        for t in 0..threads {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let sh = shared.clone();
+            let shard = recorder.shard(t);
+            let ids: Vec<usize> = (t..workers).step_by(threads).collect();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            std::thread::Builder::new()
+                .name(format!("kvchaos-engine-{t}"))
+                .spawn(move || {
+                    rt.block_on(async move {
+                        let mut set = tokio::task::JoinSet::new();
+                        for id in ids {
+                            set.spawn(worker(id, sh.clone(), shard.clone()));
+                        }
+                        while set.join_next().await.is_some() {}
+                    });
+                    let _ = tx.send(());
+                })?;
+            done.push(rx);
+        }
+        Ok(Engine {
+            shared,
+            done,
+            threads,
+        })
+    }
+
+    /// When the schedule started (time zero of the run).
+    pub fn start_instant(&self) -> Instant {
+        self.shared.start
+    }
+
+    /// Planned end of the schedule, from the start.
+    pub fn planned_end(&self) -> Duration {
+        self.shared.end
+    }
+
+    /// Engine threads in use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Stops starting new requests (requests in flight go on).
+    pub fn stop_sending(&self) {
+        self.shared.stop.cancel();
+    }
+
+    /// Abandons requests still in flight; they are counted as unfinished.
+    pub fn abort_in_flight(&self) {
+        self.shared.stop.cancel();
+        self.shared.abort.cancel();
+    }
+
+    /// What the engine is doing at `now`.
+    pub fn progress(&self, now: Instant) -> Progress {
+        let sh = &self.shared;
+        let elapsed = now.saturating_duration_since(sh.start);
+        let phase = phase_at(&sh.phases, elapsed);
+        Progress {
+            phase,
+            target_rate: phase.map_or(0.0, |p| sh.phases[p].rate_at(elapsed - sh.phases[p].offset)),
+            in_flight: sh.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A future that resolves when every worker has ended: the schedule is over and requests
+    /// in flight are done, or sending was stopped and in-flight requests finished or were
+    /// abandoned. Owned, so the engine can still be told to stop while it is awaited.
+    pub fn finished(&mut self) -> impl Future<Output = ()> + Send + 'static {
+        let done = std::mem::take(&mut self.done);
+        async move {
+            for rx in done {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    /// Final per-phase counts, with every arrival that came due before `stopped_at` (from the
+    /// start) but was never claimed counted as dropped and attributed to the request it would
+    /// have been; those drops are added to `recorder`. Returns the counts and unfinished requests.
+    pub fn settle(&self, stopped_at: Duration, recorder: &mut Recorder) -> (Vec<PhaseCounts>, u64) {
+        let sh = &self.shared;
+        let counts = sh
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(p, ph)| {
+                let mut dropped = sh.late_dropped[p].load(Ordering::Relaxed);
+                if stopped_at > ph.offset {
+                    let due = ph.due_by(stopped_at - ph.offset);
+                    let claimed = sh.claimed[p].load(Ordering::Relaxed).min(ph.total);
+                    for k in claimed..due {
+                        recorder.add_dropped(sh.drop_choice(p, k), 1);
+                    }
+                    dropped += due.saturating_sub(claimed);
+                }
+                PhaseCounts {
+                    sent: sh.sent[p].load(Ordering::Relaxed),
+                    dropped,
+                }
+            })
+            .collect();
+        (counts, sh.unfinished.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Never leave workers running when the engine goes away (error paths included).
+        self.abort_in_flight();
+    }
+}
+
+fn prepare(r: &crate::scenario::plan::RequestPlan, base: &str) -> Result<Prepared, EngineError> {
+    let bad = |message: String| EngineError::Request {
+        request: r.name.clone(),
+        message,
+    };
+    let uri = match r.path.as_static() {
+        Some(p) => Part::Static(
+            Uri::try_from(format!("{base}{p}"))
+                .map_err(|e| bad(format!("invalid path \"{p}\": {e}")))?,
+        ),
+        None => Part::Dynamic(r.path.clone()),
+    };
+    let headers = r
+        .headers
+        .iter()
+        .map(|(name, t)| {
+            let v = match t.as_static() {
+                Some(s) => Part::Static(
+                    HeaderValue::from_str(s)
+                        .map_err(|_| bad(format!("invalid value for header \"{name}\"")))?,
+                ),
+                None => Part::Dynamic(t.clone()),
+            };
+            Ok((name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, EngineError>>()?;
+    let has_content_type = r.headers.iter().any(|(n, _)| n == CONTENT_TYPE);
+    let (body, content_type) = match &r.body {
+        None => (None, None),
+        Some(b) => {
+            let part = match b.template.as_static() {
+                Some(s) => Part::Static(Bytes::from(s.to_owned())),
+                None => Part::Dynamic(b.template.clone()),
+            };
+            let ct = b
+                .content_type
+                .filter(|_| !has_content_type)
+                .map(HeaderValue::from_static);
+            (Some(part), ct)
+        }
+    };
+    Ok(Prepared {
+        method: r.method.clone(),
+        uri,
+        headers,
+        body,
+        content_type,
+        timeout: r.timeout,
+    })
+}
+
+/// SplitMix64: spreads a seed and an index into an independent stream seed.
+fn mix(seed: u64, index: u64) -> u64 {
+    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Shared {
+    fn choose(&self, rng: &mut SmallRng) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(1);
+        let x = rng.random_range(0..total);
+        self.cumulative.partition_point(|&c| c <= x)
+    }
+
+    fn drop_choice(&self, phase: usize, k: u64) -> usize {
+        let mut rng =
+            SmallRng::seed_from_u64(mix(self.seed ^ DROP_STREAM, ((phase as u64) << 40) | k));
+        self.choose(&mut rng)
+    }
+
+    /// Builds request number `seq`; `None` when a templated path renders to an invalid URI.
+    fn build(&self, seq: u64, buf: &mut String) -> (usize, Option<Built>) {
+        let mut rng = SmallRng::seed_from_u64(mix(self.seed, seq));
+        let idx = self.choose(&mut rng);
+        let r = &self.requests[idx];
+        let mut cx = RenderCx { seq, rng: &mut rng };
+        let uri = match &r.uri {
+            Part::Static(u) => u.clone(),
+            Part::Dynamic(t) => {
+                buf.clear();
+                buf.push_str(&self.base_path);
+                t.render(&mut cx, buf);
+                match Uri::try_from(buf.as_str()) {
+                    Ok(u) => u,
+                    Err(_) => return (idx, None),
+                }
+            }
+        };
+        let mut b = Request::builder()
+            .method(r.method.clone())
+            .uri(uri)
+            .header(HOST, self.endpoint.authority.clone());
+        for (name, v) in &r.headers {
+            match v {
+                Part::Static(v) => b = b.header(name, v.clone()),
+                Part::Dynamic(t) => {
+                    buf.clear();
+                    t.render(&mut cx, buf);
+                    match HeaderValue::from_str(buf) {
+                        Ok(v) => b = b.header(name, v),
+                        Err(_) => return (idx, None),
+                    }
+                }
+            }
+        }
+        if let Some(ct) = &r.content_type {
+            b = b.header(CONTENT_TYPE, ct.clone());
+        }
+        let body = match &r.body {
+            None => Bytes::new(),
+            Some(Part::Static(bytes)) => bytes.clone(),
+            Some(Part::Dynamic(t)) => {
+                let mut s = String::new();
+                t.render(&mut cx, &mut s);
+                Bytes::from(s)
+            }
+        };
+        (
+            idx,
+            b.body(Full::new(body)).ok().map(|req| (req, r.timeout)),
+        )
+    }
+}
+
+/// Sleeps until `deadline`; false when sending was stopped first.
+async fn sleep_until(sh: &Shared, deadline: Instant) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep_until(deadline.into()) => true,
+        _ = sh.stop.cancelled() => false,
+    }
+}
+
+async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
+    let mut conn = Conn::default();
+    let mut buf = String::with_capacity(256);
+    loop {
+        if sh.stop.is_cancelled() {
+            return;
+        }
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(sh.start);
+        if elapsed >= sh.end {
+            return;
+        }
+        let Some(p) = phase_at(&sh.phases, elapsed) else {
+            return;
+        };
+        let ph = &sh.phases[p];
+        let phase_end = sh.start + ph.end();
+        let intended = match ph.load {
+            Load::Pause => None,
+            Load::Vus(n) => (id < n).then_some(now),
+            Load::Rate { max_in_flight, .. } if id < max_in_flight => claim(&sh, p, now, &shard),
+            Load::Rate { .. } => None,
+        };
+        let Some(intended) = intended else {
+            // Not needed (or nothing left) in this phase: wait for the next one.
+            if !sleep_until(&sh, phase_end).await {
+                return;
+            }
+            continue;
+        };
+        if intended > now && !sleep_until(&sh, intended).await {
+            return;
+        }
+        if !send(&sh, p, intended, &mut conn, &mut buf, &shard).await {
+            return;
+        }
+    }
+}
+
+/// Claims the next arrival of open-loop phase `p` that can still start on time, counting the
+/// overdue ones as dropped. `None` when the phase has no arrivals left.
+fn claim(sh: &Shared, p: usize, now: Instant, shard: &ShardHandle) -> Option<Instant> {
+    let ph = &sh.phases[p];
+    loop {
+        let k = sh.claimed[p].fetch_add(1, Ordering::Relaxed);
+        let at = sh.start + ph.offset + ph.intended(k)?;
+        if at + LATE_TOLERANCE >= now {
+            return Some(at);
+        }
+        sh.late_dropped[p].fetch_add(1, Ordering::Relaxed);
+        shard.lock().drop_one(sh.drop_choice(p, k));
+    }
+}
+
+/// Sends one request intended at `intended` and records it. False when the run is being
+/// torn down (the request was abandoned).
+async fn send(
+    sh: &Shared,
+    p: usize,
+    intended: Instant,
+    conn: &mut Conn,
+    buf: &mut String,
+    shard: &ShardHandle,
+) -> bool {
+    let seq = sh.seq.fetch_add(1, Ordering::Relaxed);
+    let (idx, built) = sh.build(seq, buf);
+    sh.sent[p].fetch_add(1, Ordering::Relaxed);
+    let Some((req, timeout)) = built else {
+        let now = Instant::now();
+        let us = now.saturating_duration_since(intended).as_micros() as u64;
+        shard.lock().record(
+            idx,
+            Outcome::Body,
+            us,
+            0,
+            0,
+            Some("templated request is not valid HTTP (path or header value)".to_owned()),
+        );
+        return true;
+    };
+    sh.in_flight.fetch_add(1, Ordering::Relaxed);
+    let sent = Instant::now();
+    let result = tokio::select! {
+        r = tokio::time::timeout(timeout, conn.exchange(&sh.endpoint, req)) => Some(r),
+        _ = sh.abort.cancelled() => None,
+    };
+    sh.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let done = Instant::now();
+    let (outcome, bytes, error) = match result {
+        None => {
+            sh.unfinished.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        Some(Err(_)) => {
+            conn.discard();
+            (
+                Outcome::Timeout,
+                0,
+                Some(format!(
+                    "no complete response within {}",
+                    humantime::format_duration(timeout)
+                )),
+            )
+        }
+        Some(Ok(x)) => (x.outcome, x.bytes, x.error),
+    };
+    let corrected = done.saturating_duration_since(intended).as_micros() as u64;
+    let service = done.saturating_duration_since(sent).as_micros() as u64;
+    shard
+        .lock()
+        .record(idx, outcome, corrected, service, bytes, error);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_spreads_neighbouring_indices() {
+        assert_ne!(mix(1, 1), mix(1, 2));
+        assert_ne!(mix(1, 1), mix(2, 1));
+        assert_eq!(mix(7, 9), mix(7, 9));
+    }
+}

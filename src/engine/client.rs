@@ -1,0 +1,270 @@
+//! The HTTP/1.1 client of one load worker: one keep-alive connection, opened lazily and
+//! reopened after any failure, driven directly through hyper's connection API.
+//!
+//! hyper rather than reqwest: a worker owns exactly one connection, so a pool, URL parsing and
+//! redirect handling per request are pure overhead on the hot path (see the benchmark notes).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::outcome::Outcome;
+
+/// Where requests go, resolved once before the run.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Socket address of the target.
+    pub addr: SocketAddr,
+    /// `Host` header value (host and, when not default, port).
+    pub authority: HeaderValue,
+    /// The target URL's path without a trailing slash; request paths are appended to it.
+    pub base_path: String,
+}
+
+/// Errors preparing the endpoint (before any load is sent).
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The scheme is not plain HTTP.
+    #[error(
+        "target url \"{0}\": only http:// targets are supported by this build; put a local TLS-terminating proxy in front, or use http"
+    )]
+    Scheme(String),
+    /// The URL has no host.
+    #[error("target url \"{0}\" has no host")]
+    NoHost(String),
+    /// Name resolution failed.
+    #[error("cannot resolve target host \"{host}\": {source}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver error.
+        source: std::io::Error,
+    },
+    /// The host part is not a valid header value.
+    #[error("target host \"{0}\" is not a valid Host header")]
+    Authority(String),
+}
+
+impl Endpoint {
+    /// Resolves `url` (first IPv4 address preferred).
+    pub async fn resolve(url: &url::Url) -> Result<Endpoint, EndpointError> {
+        if url.scheme() != "http" {
+            return Err(EndpointError::Scheme(url.as_str().to_owned()));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| EndpointError::NoHost(url.as_str().to_owned()))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let lookup_host = host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((lookup_host, port))
+            .await
+            .map_err(|source| EndpointError::Resolve {
+                host: host.to_owned(),
+                source,
+            })?
+            .collect();
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| EndpointError::Resolve {
+                host: host.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"),
+            })?;
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        let authority = HeaderValue::from_str(&authority)
+            .map_err(|_| EndpointError::Authority(authority.clone()))?;
+        Ok(Endpoint {
+            addr,
+            authority,
+            base_path: url.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Opens a TCP connection, once, within `timeout`: the pre-flight check that the target is up.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("cannot connect to {}: {e}", self.addr)),
+            Err(_) => Err(format!(
+                "cannot connect to {}: no answer within {timeout:?}",
+                self.addr
+            )),
+        }
+    }
+}
+
+/// How an exchange ended: its outcome, body bytes received and, for failures, a message.
+#[derive(Debug)]
+pub struct Exchange {
+    /// Outcome class.
+    pub outcome: Outcome,
+    /// Response body bytes received.
+    pub bytes: u64,
+    /// Why it failed, for transport failures.
+    pub error: Option<String>,
+}
+
+impl Exchange {
+    fn failed(outcome: Outcome, error: String) -> Self {
+        Exchange {
+            outcome,
+            bytes: 0,
+            error: Some(error),
+        }
+    }
+}
+
+/// One worker's connection.
+#[derive(Default)]
+pub struct Conn {
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Conn {
+    /// Forgets the connection (after a timeout the response may still arrive on it).
+    pub fn discard(&mut self) {
+        self.sender = None;
+    }
+
+    async fn open(&mut self, ep: &Endpoint) -> Result<&mut SendRequest<Full<Bytes>>, Exchange> {
+        let stream = TcpStream::connect(ep.addr)
+            .await
+            .map_err(|e| Exchange::failed(Outcome::Connect, format!("connect: {e}")))?;
+        // Small requests and responses: never wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Exchange::failed(Outcome::Connect, format!("handshake: {e}")))?;
+        tokio::spawn(async move {
+            // The connection's own errors surface on the request that hits them.
+            let _ = conn.await;
+        });
+        Ok(self.sender.insert(sender))
+    }
+
+    /// Sends `req` and reads the whole response. A request that fails on a reused connection
+    /// before it was written (the server closed the idle connection) is retried once on a
+    /// fresh connection.
+    pub async fn exchange(&mut self, ep: &Endpoint, req: Request<Full<Bytes>>) -> Exchange {
+        let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
+        let sender = match self.sender.as_mut() {
+            Some(s) if reused => s,
+            _ => match self.open(ep).await {
+                Ok(s) => s,
+                Err(x) => return x,
+            },
+        };
+        let first = match sender.ready().await {
+            Ok(()) => sender.try_send_request(req).await,
+            Err(e) if reused => {
+                let _ = e;
+                return self.retry(ep, None).await;
+            }
+            Err(e) => {
+                self.sender = None;
+                return Exchange::failed(classify(&e), describe(&e));
+            }
+        };
+        match first {
+            Ok(resp) => read_response(resp).await,
+            Err(mut e) => match e.take_message() {
+                Some(req) if reused => self.retry(ep, Some(req)).await,
+                _ => {
+                    self.sender = None;
+                    let err = e.into_error();
+                    Exchange::failed(classify(&err), describe(&err))
+                }
+            },
+        }
+    }
+
+    async fn retry(&mut self, ep: &Endpoint, req: Option<Request<Full<Bytes>>>) -> Exchange {
+        self.sender = None;
+        let Some(req) = req else {
+            return Exchange::failed(
+                Outcome::Reset,
+                "connection closed before the request was sent".to_owned(),
+            );
+        };
+        let sender = match self.open(ep).await {
+            Ok(s) => s,
+            Err(x) => return x,
+        };
+        let result = match sender.ready().await {
+            Ok(()) => sender.send_request(req).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(resp) => read_response(resp).await,
+            Err(e) => {
+                self.sender = None;
+                Exchange::failed(classify(&e), describe(&e))
+            }
+        }
+    }
+}
+
+async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange {
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    bytes += d.len() as u64;
+                }
+            }
+            Err(e) => {
+                return Exchange {
+                    outcome: Outcome::Body,
+                    bytes,
+                    error: Some(format!(
+                        "reading body after status {status}: {}",
+                        describe(&e)
+                    )),
+                };
+            }
+        }
+    }
+    Exchange {
+        outcome: Outcome::Status(status),
+        bytes,
+        error: None,
+    }
+}
+
+/// Outcome class of a hyper error that happened before a response head arrived.
+fn classify(e: &hyper::Error) -> Outcome {
+    if e.is_timeout() {
+        Outcome::Timeout
+    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        Outcome::Body
+    } else {
+        // Closed, canceled, incomplete message, or an I/O error (reset, broken pipe).
+        Outcome::Reset
+    }
+}
+
+/// The error and its causes on one line.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}

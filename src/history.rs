@@ -1,0 +1,76 @@
+//! The run history: a JSON-lines stream of timestamped events (`history.jsonl`). Today it
+//! holds the run's own milestones; fault changes and the operations of check drivers join the
+//! same stream, so checkers can judge them together.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// One event of the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// Load started.
+    RunStarted {
+        /// Scenario name.
+        scenario: String,
+        /// Seed in use.
+        seed: u64,
+    },
+    /// A phase began.
+    PhaseStarted {
+        /// Phase index from 0.
+        index: usize,
+        /// Phase label, if any.
+        name: Option<String>,
+    },
+    /// Sending stopped (end of the schedule, interrupt or abort).
+    SendingStopped {
+        /// Why.
+        reason: String,
+    },
+    /// The grace period ended with requests still in flight; they were abandoned.
+    InFlightAbandoned,
+    /// Everything stopped.
+    RunEnded,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    t_us: u64,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+/// Writer of `history.jsonl`.
+pub struct History {
+    out: BufWriter<std::fs::File>,
+}
+
+impl History {
+    /// Creates (truncates) the history file.
+    pub fn create(path: &Path) -> std::io::Result<History> {
+        Ok(History {
+            out: BufWriter::new(std::fs::File::create(path)?),
+        })
+    }
+
+    /// Appends `event` at `t` since the start of the run. A write error loses the line, never
+    /// the run; it surfaces at [`History::finish`].
+    pub fn record(&mut self, t: Duration, event: &Event) {
+        let line = Line {
+            t_us: t.as_micros() as u64,
+            event,
+        };
+        if serde_json::to_writer(&mut self.out, &line).is_ok() {
+            let _ = self.out.write_all(b"\n");
+        }
+    }
+
+    /// Flushes the file.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}

@@ -1,0 +1,665 @@
+//! The recorder: owns every latency histogram. Engine threads record into per-thread shards;
+//! once a second [`Recorder::tick`] folds the shards into the run totals, writes one time-series
+//! row per request and publishes a [`Live`] snapshot. Memory stays flat however long the run:
+//! a fixed number of histograms, reset and reused every interval.
+//!
+//! Does not touch the terminal or decide pass/fail beyond evaluating thresholds on totals.
+
+pub mod thresholds;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use hdrhistogram::Histogram;
+
+use crate::engine::outcome::{CLASSES, Outcome, class_is_error};
+use crate::report::model::{ErrorSample, Percentiles, RequestStats};
+
+/// Lowest recordable latency: 1 µs.
+pub const HIST_LOW_US: u64 = 1;
+/// Highest recordable latency: 60 s (larger values are clamped).
+pub const HIST_HIGH_US: u64 = 60_000_000;
+/// Significant decimal digits kept.
+pub const HIST_SIGFIG: u8 = 3;
+/// Distinct error messages kept for the report.
+const MAX_ERROR_SAMPLES: usize = 32;
+
+/// A fresh histogram with the recorder's bounds.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts; this cannot fail.
+    Histogram::new_with_bounds(HIST_LOW_US, HIST_HIGH_US, HIST_SIGFIG)
+        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
+}
+
+/// Histograms and counters of one request name × outcome class.
+pub struct Cell {
+    /// Latency from the intended start, µs.
+    pub corrected: Histogram<u64>,
+    /// Latency from the actual send, µs.
+    pub service: Histogram<u64>,
+    /// Body bytes received.
+    pub bytes: u64,
+}
+
+impl Cell {
+    fn new() -> Box<Cell> {
+        Box::new(Cell {
+            corrected: new_histogram(),
+            service: new_histogram(),
+            bytes: 0,
+        })
+    }
+
+    fn count(&self) -> u64 {
+        self.corrected.len()
+    }
+
+    fn add(&mut self, other: &Cell) {
+        // Same bounds everywhere, so adding cannot overflow the range.
+        let _ = self.corrected.add(&other.corrected);
+        let _ = self.service.add(&other.service);
+        self.bytes += other.bytes;
+    }
+
+    fn reset(&mut self) {
+        self.corrected.reset();
+        self.service.reset();
+        self.bytes = 0;
+    }
+}
+
+/// A table of cells indexed by request × class, allocated on first use.
+struct Cells {
+    cells: Vec<Option<Box<Cell>>>,
+}
+
+impl Cells {
+    fn new(requests: usize) -> Self {
+        Cells {
+            cells: (0..requests * CLASSES.len()).map(|_| None).collect(),
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> &mut Cell {
+        self.cells[i].get_or_insert_with(Cell::new)
+    }
+}
+
+/// Key of an error message: request, class, and the status for HTTP errors.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ErrorKey {
+    request: usize,
+    class: usize,
+    message: String,
+}
+
+/// Bounded counts of distinct error messages.
+#[derive(Default)]
+struct ErrorCounts {
+    counts: Vec<(ErrorKey, u64)>,
+}
+
+impl ErrorCounts {
+    fn add(&mut self, key: ErrorKey, n: u64) {
+        if let Some(slot) = self.counts.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 += n;
+        } else if self.counts.len() < MAX_ERROR_SAMPLES {
+            self.counts.push((key, n));
+        }
+    }
+
+    fn drain_into(&mut self, other: &mut ErrorCounts) {
+        for (k, n) in self.counts.drain(..) {
+            other.add(k, n);
+        }
+    }
+}
+
+/// One engine thread's share of the recording; locked per request by its own thread only
+/// (uncontended) and once a second by the recorder.
+pub struct Shard {
+    cells: Cells,
+    dropped: Vec<u64>,
+    errors: ErrorCounts,
+}
+
+impl Shard {
+    /// Records one completed request.
+    pub fn record(
+        &mut self,
+        request: usize,
+        outcome: Outcome,
+        corrected_us: u64,
+        service_us: u64,
+        bytes: u64,
+        error: Option<String>,
+    ) {
+        let class = outcome.class();
+        let cell = self.cells.get_mut(request * CLASSES.len() + class);
+        cell.corrected.saturating_record(corrected_us);
+        cell.service.saturating_record(service_us);
+        cell.bytes += bytes;
+        if class_is_error(class) {
+            let message = match (outcome, error) {
+                (_, Some(m)) => m,
+                (Outcome::Status(s), None) => status_message(s),
+                (_, None) => CLASSES[class].to_owned(),
+            };
+            self.errors.add(
+                ErrorKey {
+                    request,
+                    class,
+                    message,
+                },
+                1,
+            );
+        }
+    }
+
+    /// Counts a request that was due but could not start because every slot was busy.
+    pub fn drop_one(&mut self, request: usize) {
+        self.dropped[request] += 1;
+    }
+}
+
+fn status_message(status: u16) -> String {
+    match http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("HTTP {status} {reason}"),
+        None => format!("HTTP {status}"),
+    }
+}
+
+/// Shared handle to a shard.
+#[derive(Clone)]
+pub struct ShardHandle(Arc<Mutex<Shard>>);
+
+impl ShardHandle {
+    /// Locks the shard. A poisoned lock (a panic while recording) still yields the data.
+    pub fn lock(&self) -> MutexGuard<'_, Shard> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the last interval and the run so far look like; sent to the live display.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Live {
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+    /// Requests completed in the last interval, per second.
+    pub rps: f64,
+    /// Median corrected latency of the last interval, µs.
+    pub p50_us: u64,
+    /// 99th percentile corrected latency of the last interval, µs.
+    pub p99_us: u64,
+    /// Errors in the last interval.
+    pub errors: u64,
+    /// Requests completed since the start.
+    pub completed: u64,
+    /// Errors since the start.
+    pub errors_total: u64,
+    /// Requests dropped since the start (recorded so far).
+    pub dropped_total: u64,
+}
+
+/// Totals of one request name (or all), for reports and thresholds.
+pub struct Totals {
+    /// Request name or `all`.
+    pub name: String,
+    /// Corrected latency over all outcomes.
+    pub corrected: Histogram<u64>,
+    /// Service time over all outcomes.
+    pub service: Histogram<u64>,
+    /// Completed requests per class (index as [`CLASSES`]).
+    pub by_class: [u64; CLASSES.len()],
+    /// Body bytes.
+    pub bytes: u64,
+    /// Dropped requests.
+    pub dropped: u64,
+}
+
+impl Totals {
+    fn new(name: &str) -> Self {
+        Totals {
+            name: name.to_owned(),
+            corrected: new_histogram(),
+            service: new_histogram(),
+            by_class: [0; CLASSES.len()],
+            bytes: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Completed requests.
+    pub fn completed(&self) -> u64 {
+        self.by_class.iter().sum()
+    }
+
+    /// Completed requests that were errors.
+    pub fn errors(&self) -> u64 {
+        self.by_class
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| class_is_error(*c))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Errors over completed (0 when nothing completed).
+    pub fn error_rate(&self) -> f64 {
+        ratio(self.errors(), self.completed())
+    }
+
+    /// Dropped over scheduled (completed + dropped).
+    pub fn dropped_rate(&self) -> f64 {
+        ratio(self.dropped, self.completed() + self.dropped)
+    }
+
+    fn add(&mut self, other: &Totals) {
+        let _ = self.corrected.add(&other.corrected);
+        let _ = self.service.add(&other.service);
+        for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
+            *a += b;
+        }
+        self.bytes += other.bytes;
+        self.dropped += other.dropped;
+    }
+
+    /// Report form; `duration_s` is the run time used for the rate.
+    pub fn stats(&self, method: &str, path: &str, duration_s: f64) -> RequestStats {
+        let completed = self.completed();
+        RequestStats {
+            name: self.name.clone(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            completed,
+            dropped: self.dropped,
+            by_class: CLASSES
+                .iter()
+                .zip(self.by_class)
+                .filter(|(_, n)| *n > 0)
+                .map(|(c, n)| ((*c).to_owned(), n))
+                .collect(),
+            errors: self.errors(),
+            error_rate: self.error_rate(),
+            rps: if duration_s > 0.0 {
+                completed as f64 / duration_s
+            } else {
+                0.0
+            },
+            bytes_received: self.bytes,
+            corrected: percentiles(&self.corrected),
+            service: percentiles(&self.service),
+        }
+    }
+}
+
+fn ratio(n: u64, d: u64) -> f64 {
+    if d == 0 { 0.0 } else { n as f64 / d as f64 }
+}
+
+/// Report percentiles of a histogram (all zero when empty).
+pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        count: h.len(),
+        min_us: h.min(),
+        mean_us: (h.mean() * 10.0).round() / 10.0,
+        p50_us: h.value_at_quantile(0.50),
+        p90_us: h.value_at_quantile(0.90),
+        p95_us: h.value_at_quantile(0.95),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+    }
+}
+
+/// The recorder of one run.
+pub struct Recorder {
+    names: Vec<String>,
+    shards: Vec<ShardHandle>,
+    interval: Cells,
+    interval_dropped: Vec<u64>,
+    totals: Cells,
+    dropped: Vec<u64>,
+    errors: ErrorCounts,
+    scratch: Histogram<u64>,
+    scratch_all: Histogram<u64>,
+    csv: Option<Box<dyn Write + Send>>,
+    live: Live,
+}
+
+/// Header of `timeseries.csv`.
+pub const CSV_HEADER: &str = "t_s,request,completed,ok,errors,dropped,rps,p50_us,p99_us,rss_kib";
+
+impl Recorder {
+    /// A recorder for these request names with `shards` engine threads. Time-series rows go
+    /// to `csv` when given.
+    pub fn new(
+        names: Vec<String>,
+        shards: usize,
+        csv: Option<Box<dyn Write + Send>>,
+    ) -> std::io::Result<Self> {
+        let n = names.len();
+        let mut csv = csv;
+        if let Some(w) = csv.as_mut() {
+            writeln!(w, "{CSV_HEADER}")?;
+        }
+        Ok(Recorder {
+            shards: (0..shards)
+                .map(|_| {
+                    ShardHandle(Arc::new(Mutex::new(Shard {
+                        cells: Cells::new(n),
+                        dropped: vec![0; n],
+                        errors: ErrorCounts::default(),
+                    })))
+                })
+                .collect(),
+            interval: Cells::new(n),
+            interval_dropped: vec![0; n],
+            totals: Cells::new(n),
+            dropped: vec![0; n],
+            errors: ErrorCounts::default(),
+            scratch: new_histogram(),
+            scratch_all: new_histogram(),
+            csv,
+            live: Live::default(),
+            names,
+        })
+    }
+
+    /// The shard for engine thread `i`.
+    pub fn shard(&self, i: usize) -> ShardHandle {
+        self.shards[i % self.shards.len()].clone()
+    }
+
+    /// Adds drops decided outside the engine threads (slots never claimed before the end).
+    pub fn add_dropped(&mut self, request: usize, n: u64) {
+        self.interval_dropped[request] += n;
+    }
+
+    /// Folds the shards into the totals, writes the time-series rows for the interval that ends
+    /// at `elapsed_s` (of length `interval_s`) and returns the live snapshot.
+    pub fn tick(&mut self, elapsed_s: f64, interval_s: f64, rss_kib: u64) -> Live {
+        for shard in &self.shards {
+            let mut s = shard.lock();
+            for (i, cell) in s.cells.cells.iter_mut().enumerate() {
+                if let Some(c) = cell.as_mut().filter(|c| c.count() > 0) {
+                    self.interval.get_mut(i).add(c);
+                    c.reset();
+                }
+            }
+            for (a, b) in self.interval_dropped.iter_mut().zip(s.dropped.iter_mut()) {
+                *a += std::mem::take(b);
+            }
+            s.errors.drain_into(&mut self.errors);
+        }
+        let classes = CLASSES.len();
+        let mut all = IntervalRow::default();
+        self.scratch_all.reset();
+        for r in 0..self.names.len() {
+            self.scratch.reset();
+            let mut row = IntervalRow {
+                dropped: self.interval_dropped[r],
+                ..IntervalRow::default()
+            };
+            for c in 0..classes {
+                if let Some(cell) = self.interval.cells[r * classes + c].as_ref() {
+                    let n = cell.count();
+                    row.completed += n;
+                    if class_is_error(c) {
+                        row.errors += n;
+                    }
+                    let _ = self.scratch.add(&cell.corrected);
+                }
+            }
+            let _ = self.scratch_all.add(&self.scratch);
+            all.add(&row);
+            self.write_row(
+                elapsed_s,
+                interval_s,
+                &self.names[r].clone(),
+                &row,
+                rss_kib,
+                false,
+            );
+        }
+        std::mem::swap(&mut self.scratch, &mut self.scratch_all);
+        self.write_row(elapsed_s, interval_s, "all", &all, rss_kib, true);
+        // Fold the interval into the totals and reuse its histograms.
+        for (i, cell) in self.interval.cells.iter_mut().enumerate() {
+            if let Some(c) = cell.as_mut().filter(|c| c.count() > 0) {
+                self.totals.get_mut(i).add(c);
+                c.reset();
+            }
+        }
+        for (a, b) in self
+            .dropped
+            .iter_mut()
+            .zip(self.interval_dropped.iter_mut())
+        {
+            *a += std::mem::take(b);
+        }
+        let live = &mut self.live;
+        live.elapsed_s = elapsed_s;
+        live.rps = if interval_s > 0.0 {
+            all.completed as f64 / interval_s
+        } else {
+            0.0
+        };
+        live.p50_us = quantile(&self.scratch, 0.5);
+        live.p99_us = quantile(&self.scratch, 0.99);
+        live.errors = all.errors;
+        live.completed += all.completed;
+        live.errors_total += all.errors;
+        live.dropped_total += all.dropped;
+        live.clone()
+    }
+
+    fn write_row(
+        &mut self,
+        elapsed_s: f64,
+        interval_s: f64,
+        name: &str,
+        row: &IntervalRow,
+        rss_kib: u64,
+        overall: bool,
+    ) {
+        let Some(w) = self.csv.as_mut() else { return };
+        if !overall && row.completed == 0 && row.dropped == 0 {
+            return;
+        }
+        let rps = if interval_s > 0.0 {
+            row.completed as f64 / interval_s
+        } else {
+            0.0
+        };
+        let h = &self.scratch;
+        // A failed write loses one row of the time series, never the run.
+        let _ = writeln!(
+            w,
+            "{elapsed_s:.3},{name},{},{},{},{},{rps:.1},{},{},{rss_kib}",
+            row.completed,
+            row.completed - row.errors,
+            row.errors,
+            row.dropped,
+            quantile(h, 0.5),
+            quantile(h, 0.99),
+        );
+    }
+
+    /// Flushes the time series and returns per-request totals (scenario order) and overall.
+    pub fn finish(mut self) -> (Vec<Totals>, Totals, Vec<ErrorSample>) {
+        if let Some(w) = self.csv.as_mut() {
+            let _ = w.flush();
+        }
+        let classes = CLASSES.len();
+        let mut per = Vec::with_capacity(self.names.len());
+        let mut all = Totals::new("all");
+        for (r, name) in self.names.iter().enumerate() {
+            let mut t = Totals::new(name);
+            for c in 0..classes {
+                if let Some(cell) = self.totals.cells[r * classes + c].as_ref() {
+                    let _ = t.corrected.add(&cell.corrected);
+                    let _ = t.service.add(&cell.service);
+                    t.by_class[c] = cell.count();
+                    t.bytes += cell.bytes;
+                }
+            }
+            t.dropped = self.dropped[r];
+            all.add(&t);
+            per.push(t);
+        }
+        let mut samples: Vec<ErrorSample> = self
+            .errors
+            .counts
+            .drain(..)
+            .map(|(k, count)| ErrorSample {
+                request: self.names[k.request].clone(),
+                class: CLASSES[k.class].to_owned(),
+                message: k.message,
+                count,
+            })
+            .collect();
+        samples.sort_by_key(|s| std::cmp::Reverse(s.count));
+        (per, all, samples)
+    }
+}
+
+#[derive(Default)]
+struct IntervalRow {
+    completed: u64,
+    errors: u64,
+    dropped: u64,
+}
+
+impl IntervalRow {
+    fn add(&mut self, o: &IntervalRow) {
+        self.completed += o.completed;
+        self.errors += o.errors;
+        self.dropped += o.dropped;
+    }
+}
+
+fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn shards_fold_into_intervals_and_totals() {
+        let sink = Sink::default();
+        let mut rec = Recorder::new(
+            vec!["a".into(), "b".into()],
+            2,
+            Some(Box::new(sink.clone())),
+        )
+        .expect("recorder");
+        {
+            let h = rec.shard(0);
+            let mut s0 = h.lock();
+            for us in 1..=100 {
+                s0.record(0, Outcome::Status(200), us * 1000, us * 900, 10, None);
+            }
+            s0.record(1, Outcome::Status(503), 5_000, 4_000, 0, None);
+            s0.drop_one(1);
+        }
+        rec.shard(1).lock().record(
+            1,
+            Outcome::Reset,
+            7_000,
+            6_000,
+            0,
+            Some("reset by peer".into()),
+        );
+        let live = rec.tick(1.0, 1.0, 1234);
+        assert_eq!(live.completed, 102);
+        assert_eq!(live.errors, 2);
+        assert_eq!(live.dropped_total, 1);
+        // Second interval: nothing new; the shards were emptied by the first tick.
+        let live2 = rec.tick(2.0, 1.0, 1234);
+        assert_eq!(live2.completed, 102);
+        assert_eq!(live2.rps, 0.0);
+        rec.add_dropped(0, 5);
+        rec.tick(3.0, 1.0, 1234);
+        let (per, all, errors) = rec.finish();
+        assert_eq!(per[0].completed(), 100);
+        assert_eq!(per[0].dropped, 5);
+        assert_eq!(per[0].bytes, 1000);
+        assert!((per[0].corrected.value_at_quantile(0.5) as i64 - 50_000).abs() < 100);
+        assert!(per[0].service.max() < per[0].corrected.max());
+        assert_eq!(
+            per[1].by_class[CLASSES.iter().position(|c| *c == "5xx").unwrap_or(99)],
+            1
+        );
+        assert_eq!(all.completed(), 102);
+        assert_eq!(all.errors(), 2);
+        assert_eq!(all.dropped, 6);
+        assert_eq!(errors.len(), 2);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message == "HTTP 503 Service Unavailable")
+        );
+        let csv = String::from_utf8(sink.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert!(
+            lines[1].starts_with("1.000,a,100,100,0,0,100.0,"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("1.000,all,102,100,2,1,"))
+        );
+        assert!(lines.iter().any(|l| l.starts_with("3.000,a,0,0,0,5,")));
+    }
+
+    #[test]
+    fn error_samples_are_bounded() {
+        let mut rec = Recorder::new(vec!["a".into()], 1, None).expect("recorder");
+        for i in 0..100 {
+            rec.shard(0).lock().record(
+                0,
+                Outcome::Connect,
+                1,
+                1,
+                0,
+                Some(format!("connect: error {i}")),
+            );
+        }
+        rec.tick(1.0, 1.0, 0);
+        let (_, all, errors) = rec.finish();
+        assert_eq!(all.errors(), 100);
+        assert_eq!(errors.len(), MAX_ERROR_SAMPLES);
+    }
+}

@@ -1,0 +1,587 @@
+//! One run, end to end: plan → target → engine + recorder → stop protocol → reports → exit code.
+//!
+//! The stop protocol: at the planned end, or on an interrupt, sending stops; requests in flight
+//! get the plan's grace period, then they are abandoned (counted as unfinished); arrivals that
+//! came due but never started are counted as dropped; the report is always written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::client::Endpoint;
+use crate::engine::{Engine, PhaseCounts, Progress};
+use crate::exit::Exit;
+use crate::history::{Event, History};
+use crate::metrics::{Live, Recorder, thresholds};
+use crate::report::model::{
+    PhaseInfo, Resources, ScenarioInfo, StopInfo, StopReason, Summary, TargetInfo,
+};
+use crate::scenario::plan::{Load, Phase, Plan, TargetKind};
+use crate::scenario::{self, ScenarioErrors};
+
+/// How long the pre-flight connection to the target may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the user asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Scenario file.
+    pub scenario: PathBuf,
+    /// Replaces the scenario's target with this URL.
+    pub target_url: Option<String>,
+    /// Hosts allowed in addition to the scenario's `allow_hosts`.
+    pub allow_hosts: Vec<String>,
+    /// Folder in which the report folder is created.
+    pub out: PathBuf,
+    /// Replaces the scenario's seed.
+    pub seed: Option<u64>,
+    /// Cuts or extends the run to this length.
+    pub duration: Option<Duration>,
+    /// Engine threads (default: the CPUs this process may use).
+    pub threads: Option<usize>,
+}
+
+/// Receives the live state once a second (the line printer, later the TUI).
+pub trait Monitor: Send {
+    /// Called after each recorder tick.
+    fn tick(&mut self, live: &Live, progress: &Progress, total_s: f64, phases: usize);
+}
+
+/// A monitor that shows nothing.
+pub struct Silent;
+
+impl Monitor for Silent {
+    fn tick(&mut self, _: &Live, _: &Progress, _: f64, _: usize) {}
+}
+
+/// Prints [`crate::live::line`] to stdout once a second.
+pub struct LinePrinter;
+
+impl Monitor for LinePrinter {
+    fn tick(&mut self, live: &Live, progress: &Progress, total_s: f64, phases: usize) {
+        println!("{}", crate::live::line(live, progress, total_s, phases));
+    }
+}
+
+/// Ways a run fails before producing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario file is invalid.
+    #[error("{0}")]
+    Scenario(#[from] ScenarioErrors),
+    /// A command-line value is invalid.
+    #[error("{0}")]
+    Usage(String),
+    /// The target or the environment failed before any load.
+    #[error("{0}")]
+    Environment(String),
+}
+
+impl RunError {
+    /// The exit code for this error.
+    pub fn exit(&self) -> Exit {
+        match self {
+            RunError::Scenario(_) | RunError::Usage(_) => Exit::Usage,
+            RunError::Environment(_) => Exit::Environment,
+        }
+    }
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Exit code to return.
+    pub exit: Exit,
+    /// The report folder.
+    pub report_dir: PathBuf,
+    /// What was measured.
+    pub summary: Summary,
+}
+
+/// Stop signals from outside the run.
+#[derive(Clone, Default)]
+pub struct Interrupts {
+    /// Stop sending and let in-flight requests finish within the grace period (first Ctrl-C).
+    pub stop: CancellationToken,
+    /// Abandon in-flight requests now (second Ctrl-C).
+    pub abort: CancellationToken,
+}
+
+/// Loads the scenario file and applies the command-line overrides.
+pub fn prepare(opts: &RunOptions) -> Result<Plan, RunError> {
+    let plan = scenario::load(&opts.scenario)?;
+    apply_overrides(plan, opts)
+}
+
+/// Parses scenario text (the built-in default) and applies the command-line overrides.
+pub fn prepare_from_text(opts: &RunOptions, text: &str, path: &Path) -> Result<Plan, RunError> {
+    let plan = scenario::parse_str(text, path, &|name| std::env::var(name).ok())?;
+    apply_overrides(plan, opts)
+}
+
+fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> {
+    if let Some(seed) = opts.seed {
+        plan.seed = seed;
+    }
+    plan.target
+        .allow_hosts
+        .extend(opts.allow_hosts.iter().cloned());
+    if let Some(raw) = &opts.target_url {
+        let url = url::Url::parse(raw).map_err(|e| {
+            RunError::Usage(format!(
+                "--target-url \"{raw}\": {e}: give a full URL, e.g. --target-url http://127.0.0.1:8787"
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(RunError::Usage(format!(
+                "--target-url \"{raw}\": scheme must be http or https"
+            )));
+        }
+        plan.target.kind = TargetKind::Url(url);
+    }
+    if let TargetKind::Url(url) = &plan.target.kind {
+        scenario::check_target_allowed(url, &plan.target.allow_hosts)
+            .map_err(|e| RunError::Usage(format!("{}: {e}", opts.scenario.display())))?;
+    }
+    if let Some(d) = opts.duration {
+        if d.is_zero() {
+            return Err(RunError::Usage(
+                "--duration must be longer than zero, e.g. --duration 30s".to_owned(),
+            ));
+        }
+        plan.phases = fit_phases(&plan.phases, d);
+    }
+    Ok(plan)
+}
+
+/// The phases cut (or the last one extended) so that they last exactly `total`. A ramp that is
+/// cut keeps its slope: it ends at the rate it had reached.
+pub fn fit_phases(phases: &[Phase], total: Duration) -> Vec<Phase> {
+    let mut out = Vec::new();
+    let mut left = total;
+    for p in phases {
+        if left.is_zero() {
+            break;
+        }
+        let mut p = p.clone();
+        if p.duration > left {
+            if let Load::Rate { from, to, .. } = &mut p.load {
+                let f = left.as_secs_f64() / p.duration.as_secs_f64();
+                *to = *from + (*to - *from) * f;
+            }
+            p.duration = left;
+        }
+        left -= p.duration;
+        out.push(p);
+    }
+    if !left.is_zero() {
+        if let Some(last) = out.last_mut() {
+            // Extending keeps the last phase's final rate.
+            if let Load::Rate { from, to, .. } = &mut last.load
+                && from != to
+            {
+                let extra = Phase {
+                    name: last.name.clone(),
+                    duration: left,
+                    load: Load::Rate {
+                        from: *to,
+                        to: *to,
+                        max_in_flight: last.concurrency(),
+                    },
+                };
+                out.push(extra);
+                return out;
+            }
+            last.duration += left;
+        }
+    }
+    out
+}
+
+/// Runs a prepared plan and writes its report into a new folder under `out`.
+pub async fn run(
+    plan: Plan,
+    opts: &RunOptions,
+    interrupts: Interrupts,
+    monitor: &mut dyn Monitor,
+) -> Result<RunOutcome, RunError> {
+    let plan = Arc::new(plan);
+    let started_wall = SystemTime::now();
+    let report_dir = create_report_dir(&opts.out, &plan.name, started_wall).map_err(|e| {
+        RunError::Environment(format!(
+            "cannot create the report folder under \"{}\": {e}",
+            opts.out.display()
+        ))
+    })?;
+    let target = crate::target::start(&plan.target.kind)
+        .await
+        .map_err(|e| RunError::Environment(format!("cannot start the target: {e}")))?;
+    let target_url = plan.redactor.redact(target.url.as_str()).into_owned();
+    let threads = opts
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+        .clamp(1, plan.max_concurrency());
+
+    let endpoint = match Endpoint::resolve(&target.url).await {
+        Ok(ep) => match ep.probe(PROBE_TIMEOUT).await {
+            Ok(()) => ep,
+            Err(e) => {
+                return unreachable_report(
+                    &plan,
+                    report_dir,
+                    &target_url,
+                    target.kind,
+                    started_wall,
+                    e,
+                );
+            }
+        },
+        Err(e) => {
+            return unreachable_report(
+                &plan,
+                report_dir,
+                &target_url,
+                target.kind,
+                started_wall,
+                e.to_string(),
+            );
+        }
+    };
+
+    let names = plan.requests.iter().map(|r| r.name.clone()).collect();
+    let csv = std::fs::File::create(report_dir.join("timeseries.csv")).map_err(|e| {
+        RunError::Environment(format!(
+            "cannot write {}: {e}",
+            report_dir.join("timeseries.csv").display()
+        ))
+    })?;
+    let mut recorder = Recorder::new(names, threads, Some(Box::new(std::io::BufWriter::new(csv))))
+        .map_err(|e| RunError::Environment(format!("cannot write timeseries.csv: {e}")))?;
+    let mut history = History::create(&report_dir.join("history.jsonl"))
+        .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
+
+    let mut engine = Engine::start(&plan, endpoint, threads, &recorder)
+        .map_err(|e| RunError::Environment(e.to_string()))?;
+    let start = engine.start_instant();
+    let planned_end = engine.planned_end();
+    let total_s = planned_end.as_secs_f64();
+    history.record(
+        Duration::ZERO,
+        &Event::RunStarted {
+            scenario: plan.name.clone(),
+            seed: plan.seed,
+        },
+    );
+
+    let mut ticker = tokio::time::interval_at(
+        (start + Duration::from_secs(1)).into(),
+        Duration::from_secs(1),
+    );
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = start;
+    let mut stopped_at: Option<(Duration, StopReason)> = None;
+    let mut drain_deadline: Option<Instant> = None;
+    let mut abandoned = false;
+    let mut phase_seen: Option<usize> = None;
+    let end_at = start + planned_end;
+    let finished = engine.finished();
+    tokio::pin!(finished);
+
+    loop {
+        tokio::select! {
+            _ = &mut finished => break,
+            _ = ticker.tick() => {
+                let now = Instant::now();
+                let progress = engine.progress(now);
+                if progress.phase.is_some() && progress.phase != phase_seen {
+                    phase_seen = progress.phase;
+                    if let Some(i) = progress.phase {
+                        history.record(now - start, &Event::PhaseStarted { index: i, name: plan.phases[i].name.clone() });
+                    }
+                }
+                let live = recorder.tick(
+                    (now - start).as_secs_f64(),
+                    (now - last_tick).as_secs_f64(),
+                    crate::resources::rss_kib(),
+                );
+                last_tick = now;
+                monitor.tick(&live, &progress, total_s, plan.phases.len());
+            }
+            _ = tokio::time::sleep_until(end_at.into()), if stopped_at.is_none() => {
+                stopped_at = Some((planned_end, StopReason::Completed));
+                drain_deadline = Some(Instant::now() + plan.grace);
+                history.record(planned_end, &Event::SendingStopped { reason: "completed".to_owned() });
+            }
+            _ = interrupts.stop.cancelled(), if stopped_at.is_none() => {
+                let now = Instant::now();
+                engine.stop_sending();
+                let at = now.saturating_duration_since(start).min(planned_end);
+                stopped_at = Some((at, StopReason::Interrupted));
+                drain_deadline = Some(now + plan.grace);
+                history.record(at, &Event::SendingStopped { reason: "interrupted".to_owned() });
+            }
+            _ = async { match drain_deadline { Some(d) => tokio::time::sleep_until(d.into()).await, None => std::future::pending().await } }, if !abandoned => {
+                abandoned = true;
+                engine.abort_in_flight();
+                history.record(Instant::now() - start, &Event::InFlightAbandoned);
+            }
+            _ = interrupts.abort.cancelled(), if !abandoned => {
+                abandoned = true;
+                engine.abort_in_flight();
+                if stopped_at.is_none() {
+                    let at = Instant::now().saturating_duration_since(start).min(planned_end);
+                    stopped_at = Some((at, StopReason::Interrupted));
+                }
+                history.record(Instant::now() - start, &Event::InFlightAbandoned);
+            }
+        }
+    }
+    let ended = Instant::now();
+    let (stop_at, reason) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
+    let (counts, unfinished) = engine.settle(stop_at, &mut recorder);
+    recorder.tick(
+        (ended - start).as_secs_f64(),
+        (ended - last_tick).as_secs_f64(),
+        crate::resources::rss_kib(),
+    );
+    history.record(ended - start, &Event::RunEnded);
+    let history_result = history.finish();
+    let (per, all, mut errors) = recorder.finish();
+
+    let sending_s = stop_at.as_secs_f64();
+    let threshold_results = thresholds::evaluate(&plan.thresholds, &per, &all, sending_s);
+    for e in &mut errors {
+        e.message = plan.redactor.redact(&e.message).into_owned();
+    }
+    let requests = plan
+        .requests
+        .iter()
+        .zip(&per)
+        .map(|(r, t)| t.stats(r.method.as_str(), r.path.source(), sending_s))
+        .collect();
+    let summary = Summary {
+        schema_version: crate::report::model::SCHEMA_VERSION,
+        kvchaos_version: env!("CARGO_PKG_VERSION").to_owned(),
+        scenario: scenario_info(&plan),
+        target: TargetInfo {
+            kind: target.kind.to_owned(),
+            url: target_url,
+        },
+        started_at: humantime::format_rfc3339_millis(started_wall).to_string(),
+        ended_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        duration_s: (ended - start).as_secs_f64(),
+        planned_duration_s: planned_end.as_secs_f64(),
+        stop: StopInfo {
+            reason,
+            detail: (reason == StopReason::Interrupted)
+                .then(|| format!("interrupted after {:.1}s", stop_at.as_secs_f64())),
+            unfinished,
+        },
+        phases: phase_infos(&plan, &counts),
+        overall: all.stats("", "", sending_s),
+        requests,
+        thresholds: threshold_results,
+        errors,
+        resources: Resources {
+            peak_rss_kib: crate::resources::peak_rss_kib(),
+            cpu_s: crate::resources::cpu_seconds(),
+            engine_threads: engine.threads() as u64,
+        },
+    };
+    drop(engine);
+    target.stop();
+    crate::report::write_all(&report_dir, &summary)
+        .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
+    history_result
+        .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
+    let exit = match reason {
+        StopReason::Interrupted => Exit::Interrupted,
+        StopReason::TargetUnreachable => Exit::Environment,
+        StopReason::Aborted => Exit::Fail,
+        StopReason::Completed if summary.thresholds.iter().all(|t| t.passed) => Exit::Pass,
+        StopReason::Completed => Exit::Fail,
+    };
+    Ok(RunOutcome {
+        exit,
+        report_dir,
+        summary,
+    })
+}
+
+fn scenario_info(plan: &Plan) -> ScenarioInfo {
+    ScenarioInfo {
+        name: plan.name.clone(),
+        description: plan.description.clone(),
+        file: plan.source.display().to_string(),
+        seed: plan.seed,
+    }
+}
+
+fn phase_infos(plan: &Plan, counts: &[PhaseCounts]) -> Vec<PhaseInfo> {
+    plan.phases
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let c = counts.get(i).cloned().unwrap_or_default();
+            let (kind, rate_from, rate_to, vus, mif) = match p.load {
+                Load::Rate {
+                    from,
+                    to,
+                    max_in_flight,
+                } => (
+                    if from == to { "rate" } else { "ramp" },
+                    Some(from),
+                    Some(to),
+                    None,
+                    Some(max_in_flight as u64),
+                ),
+                Load::Vus(n) => ("vus", None, None, Some(n as u64), None),
+                Load::Pause => ("pause", None, None, None, None),
+            };
+            PhaseInfo {
+                name: p.name.clone(),
+                kind: kind.to_owned(),
+                duration_s: p.duration.as_secs_f64(),
+                rate_from,
+                rate_to,
+                vus,
+                max_in_flight: mif,
+                sent: c.sent,
+                dropped: c.dropped,
+            }
+        })
+        .collect()
+}
+
+/// The report of a run whose target could not be reached: nothing was sent.
+fn unreachable_report(
+    plan: &Plan,
+    report_dir: PathBuf,
+    target_url: &str,
+    kind: &str,
+    started: SystemTime,
+    error: String,
+) -> Result<RunOutcome, RunError> {
+    let recorder = Recorder::new(
+        plan.requests.iter().map(|r| r.name.clone()).collect(),
+        1,
+        None,
+    )
+    .map_err(|e| RunError::Environment(e.to_string()))?;
+    let (per, all, _) = recorder.finish();
+    let summary = Summary {
+        schema_version: crate::report::model::SCHEMA_VERSION,
+        kvchaos_version: env!("CARGO_PKG_VERSION").to_owned(),
+        scenario: scenario_info(plan),
+        target: TargetInfo {
+            kind: kind.to_owned(),
+            url: target_url.to_owned(),
+        },
+        started_at: humantime::format_rfc3339_millis(started).to_string(),
+        ended_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        duration_s: 0.0,
+        planned_duration_s: plan.duration().as_secs_f64(),
+        stop: StopInfo {
+            reason: StopReason::TargetUnreachable,
+            detail: Some(plan.redactor.redact(&error).into_owned()),
+            unfinished: 0,
+        },
+        phases: phase_infos(plan, &[]),
+        overall: all.stats("", "", 0.0),
+        requests: plan
+            .requests
+            .iter()
+            .zip(&per)
+            .map(|(r, t)| t.stats(r.method.as_str(), r.path.source(), 0.0))
+            .collect(),
+        thresholds: thresholds::evaluate(&plan.thresholds, &per, &all, 0.0),
+        errors: Vec::new(),
+        resources: Resources {
+            peak_rss_kib: crate::resources::peak_rss_kib(),
+            cpu_s: crate::resources::cpu_seconds(),
+            engine_threads: 0,
+        },
+    };
+    crate::report::write_all(&report_dir, &summary)
+        .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
+    Ok(RunOutcome {
+        exit: Exit::Environment,
+        report_dir,
+        summary,
+    })
+}
+
+/// Creates `<out>/<name>-<UTC timestamp>` (with a numeric suffix if it exists already).
+fn create_report_dir(out: &Path, name: &str, at: SystemTime) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(out)?;
+    let stamp: String = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter(|c| *c != '-' && *c != ':')
+        .collect();
+    for n in 1..1000 {
+        let dir = if n == 1 {
+            out.join(format!("{name}-{stamp}"))
+        } else {
+            out.join(format!("{name}-{stamp}-{n}"))
+        };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(
+        "too many report folders with the same name and second",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(secs: u64, load: Load) -> Phase {
+        Phase {
+            name: None,
+            duration: Duration::from_secs(secs),
+            load,
+        }
+    }
+
+    #[test]
+    fn fit_cuts_ramps_keeping_their_slope_and_extends_the_last_phase() {
+        let ramp = Load::Rate {
+            from: 0.0,
+            to: 100.0,
+            max_in_flight: 4,
+        };
+        let phases = vec![phase(10, ramp), phase(10, Load::Vus(2))];
+        let cut = fit_phases(&phases, Duration::from_secs(5));
+        assert_eq!(cut.len(), 1);
+        assert_eq!(
+            cut[0].load,
+            Load::Rate {
+                from: 0.0,
+                to: 50.0,
+                max_in_flight: 4
+            }
+        );
+        let longer = fit_phases(&phases, Duration::from_secs(30));
+        assert_eq!(longer.len(), 2);
+        assert_eq!(longer[1].duration, Duration::from_secs(20));
+        let ramp_last = fit_phases(&phases[..1], Duration::from_secs(12));
+        assert_eq!(ramp_last.len(), 2);
+        assert_eq!(
+            ramp_last[1].load,
+            Load::Rate {
+                from: 100.0,
+                to: 100.0,
+                max_in_flight: 4
+            }
+        );
+        assert_eq!(ramp_last[1].duration, Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests: the whole tool driven in-process against real servers on 127.0.0.1:0.
+
+mod engine;
+mod servers;

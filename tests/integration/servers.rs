@@ -1,0 +1,92 @@
+//! Small servers that behave (and misbehave) on purpose, each on 127.0.0.1:0.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+async fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let a = l.local_addr().expect("local addr");
+    (l, a)
+}
+
+/// Answers with the status named by the first path segment (`/503` → 503, anything else 200),
+/// after `delay`.
+pub async fn http(delay: Duration) -> SocketAddr {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    let status = req
+                        .uri()
+                        .path()
+                        .trim_start_matches('/')
+                        .split('/')
+                        .next()
+                        .and_then(|s| s.parse::<u16>().ok())
+                        .and_then(|c| StatusCode::from_u16(c).ok())
+                        .unwrap_or(StatusCode::OK);
+                    let mut resp = Response::new(Full::new(Bytes::from_static(b"hello")));
+                    *resp.status_mut() = status;
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Accepts connections, reads requests, never answers.
+pub async fn hang() -> SocketAddr {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+/// Reads the request, then resets the connection (RST, no response).
+pub async fn reset() -> SocketAddr {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.set_zero_linger();
+                drop(s);
+            });
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens.
+pub async fn refused() -> SocketAddr {
+    let (l, addr) = listener().await;
+    drop(l);
+    addr
+}
