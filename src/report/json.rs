@@ -276,6 +276,14 @@ mod tests {
         assert_eq!(names, [SUMMARY_FILE]);
     }
 
+    /// The exact bytes of `summary.json`: field order, number formatting, trailing newline.
+    #[test]
+    fn written_file_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_summary(dir.path(), &fixture()).expect("written");
+        insta::assert_snapshot!(fs::read_to_string(path).expect("summary.json"));
+    }
+
     #[test]
     fn write_creates_missing_folder_and_replaces_old_file() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything a run measured, in one serialisable value.
+///
+/// Every number is finite: JSON has no NaN or infinity, so kvchaos refuses to write a summary
+/// that holds one rather than write a file that would not read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
