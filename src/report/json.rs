@@ -3,7 +3,7 @@
 //! [`Summary`] (the recorder does) or how it is shown (the other writers do).
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -13,6 +13,9 @@ use super::model::{SCHEMA_VERSION, Summary};
 
 /// File name of the summary inside a report folder.
 pub const SUMMARY_FILE: &str = "summary.json";
+
+/// Largest file [`read_summary`] accepts.
+const MAX_SUMMARY_BYTES: u64 = 64 << 20;
 
 /// Writes `s` as pretty JSON to `dir/summary.json`, creating `dir` if needed.
 ///
@@ -45,10 +48,24 @@ pub fn write_summary(dir: &Path, s: &Summary) -> Result<PathBuf, ReportError> {
 /// column), written by a newer kvchaos, or not shaped like a summary.
 pub fn read_summary(path: &Path) -> Result<Summary, ReportError> {
     let file = summary_path(path)?;
-    let bytes = fs::read(&file).map_err(|source| ReportError::Read {
+    let read_err = |source| ReportError::Read {
         path: file.clone(),
         source,
-    })?;
+    };
+    // Bounded, so a device or a stray huge file given by mistake cannot exhaust memory.
+    let mut bytes = Vec::new();
+    fs::File::open(&file)
+        .and_then(|f| f.take(MAX_SUMMARY_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_SUMMARY_BYTES {
+        return Err(ReportError::NotASummary {
+            path: file,
+            message: format!(
+                "larger than {} MiB; a summary is a few hundred KiB",
+                MAX_SUMMARY_BYTES >> 20
+            ),
+        });
+    }
 
     // First only the version, so a newer layout is reported as such rather than as whatever
     // field it happens to have changed.
@@ -355,6 +372,13 @@ mod tests {
         fs::write(&file, [0xff, 0xfe, 0x00]).expect("written");
         let err = read_summary(&file).expect_err("binary");
         assert!(matches!(err, ReportError::NotJson { .. }), "{err:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_endless_file_is_bounded() {
+        let err = read_summary(Path::new("/dev/zero")).expect_err("endless");
+        assert!(err.to_string().contains("larger than 64 MiB"), "{err}");
     }
 
     #[test]
