@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Everything a run measured, in one serialisable value.
+///
+/// Every number is finite: JSON has no NaN or infinity, so kvchaos refuses to write a summary
+/// that holds one rather than write a file that would not read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
@@ -223,4 +226,254 @@ pub struct Resources {
     pub cpu_s: f64,
     /// Engine threads used to generate load.
     pub engine_threads: u64,
+}
+
+/// A realistic summary for writer tests: two requests (one with 5xx, 429 and timeouts), drops
+/// under a concurrency cap, one failing threshold, a run interrupted in its second phase.
+#[cfg(test)]
+pub(crate) fn fixture() -> Summary {
+    let classes = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    };
+    let duration_s = 71.4;
+    let get = RequestStats {
+        name: "get_config".to_owned(),
+        method: "GET".to_owned(),
+        path: "/config/{{random_key}}".to_owned(),
+        completed: 9031,
+        dropped: 110,
+        by_class: classes(&[("2xx", 9012), ("4xx", 19)]),
+        errors: 19,
+        error_rate: 19.0 / 9031.0,
+        rps: 9031.0 / duration_s,
+        bytes_received: 4_623_872,
+        corrected: Percentiles {
+            count: 9031,
+            min_us: 412,
+            mean_us: 3_870.4,
+            p50_us: 1_207,
+            p90_us: 4_851,
+            p95_us: 9_215,
+            p99_us: 48_703,
+            p999_us: 212_991,
+            max_us: 731_135,
+        },
+        service: Percentiles {
+            count: 9031,
+            min_us: 409,
+            mean_us: 2_112.9,
+            p50_us: 1_113,
+            p90_us: 3_023,
+            p95_us: 5_119,
+            p99_us: 21_871,
+            p999_us: 98_559,
+            max_us: 401_407,
+        },
+    };
+    let put = RequestStats {
+        name: "acquire_lock".to_owned(),
+        method: "PUT".to_owned(),
+        path: "/lock/{{uuid}}".to_owned(),
+        completed: 2258,
+        dropped: 27,
+        by_class: classes(&[("2xx", 2041), ("429", 12), ("5xx", 171), ("timeout", 34)]),
+        errors: 217,
+        error_rate: 217.0 / 2258.0,
+        rps: 2258.0 / duration_s,
+        bytes_received: 180_640,
+        corrected: Percentiles {
+            count: 2258,
+            min_us: 1_503,
+            mean_us: 96_410.7,
+            p50_us: 14_271,
+            p90_us: 187_391,
+            p95_us: 402_431,
+            p99_us: 1_843_199,
+            p999_us: 2_001_919,
+            max_us: 2_004_991,
+        },
+        service: Percentiles {
+            count: 2258,
+            min_us: 1_499,
+            mean_us: 61_093.2,
+            p50_us: 9_871,
+            p90_us: 98_303,
+            p95_us: 250_879,
+            p99_us: 1_105_919,
+            p999_us: 2_000_895,
+            max_us: 2_001_919,
+        },
+    };
+    let overall = RequestStats {
+        name: "all".to_owned(),
+        method: String::new(),
+        path: String::new(),
+        completed: 11_289,
+        dropped: 137,
+        by_class: classes(&[
+            ("2xx", 11_053),
+            ("4xx", 19),
+            ("429", 12),
+            ("5xx", 171),
+            ("timeout", 34),
+        ]),
+        errors: 236,
+        error_rate: 236.0 / 11_289.0,
+        rps: 11_289.0 / duration_s,
+        bytes_received: 4_804_512,
+        corrected: Percentiles {
+            count: 11_289,
+            min_us: 412,
+            mean_us: 22_378.5,
+            p50_us: 1_471,
+            p90_us: 12_543,
+            p95_us: 40_959,
+            p99_us: 684_031,
+            p999_us: 2_000_895,
+            max_us: 2_004_991,
+        },
+        service: Percentiles {
+            count: 11_289,
+            min_us: 409,
+            mean_us: 13_909.9,
+            p50_us: 1_287,
+            p90_us: 6_015,
+            p95_us: 19_711,
+            p99_us: 301_823,
+            p999_us: 1_998_847,
+            max_us: 2_001_919,
+        },
+    };
+    Summary {
+        schema_version: SCHEMA_VERSION,
+        kvchaos_version: "0.1.0".to_owned(),
+        scenario: ScenarioInfo {
+            name: "lock-under-kv-faults".to_owned(),
+            description: "Config reads and lock acquisition while KV writes hit the daily limit"
+                .to_owned(),
+            file: "scenarios/lock-under-kv-faults.toml".to_owned(),
+            seed: 424_242,
+        },
+        target: TargetInfo {
+            kind: "url".to_owned(),
+            url: "https://control-plane.example.workers.dev/?token=***".to_owned(),
+        },
+        started_at: "2025-06-01T12:00:00Z".to_owned(),
+        ended_at: "2025-06-01T12:01:11.400Z".to_owned(),
+        duration_s,
+        planned_duration_s: 120.0,
+        stop: StopInfo {
+            reason: StopReason::Interrupted,
+            detail: Some("received Ctrl-C (SIGINT)".to_owned()),
+            unfinished: 4,
+        },
+        phases: vec![
+            PhaseInfo {
+                name: Some("warm-up".to_owned()),
+                kind: "ramp".to_owned(),
+                duration_s: 30.0,
+                rate_from: Some(10.0),
+                rate_to: Some(200.0),
+                vus: None,
+                max_in_flight: Some(64),
+                sent: 3150,
+                dropped: 0,
+            },
+            PhaseInfo {
+                name: Some("steady".to_owned()),
+                kind: "rate".to_owned(),
+                duration_s: 60.0,
+                rate_from: Some(200.0),
+                rate_to: Some(200.0),
+                vus: None,
+                max_in_flight: Some(64),
+                sent: 8143,
+                dropped: 137,
+            },
+            PhaseInfo {
+                name: None,
+                kind: "vus".to_owned(),
+                duration_s: 30.0,
+                rate_from: None,
+                rate_to: None,
+                vus: Some(16),
+                max_in_flight: None,
+                sent: 0,
+                dropped: 0,
+            },
+        ],
+        overall,
+        requests: vec![get, put],
+        thresholds: vec![
+            ThresholdResult {
+                scope: "all".to_owned(),
+                expr: "error_rate < 5%".to_owned(),
+                observed: Some(236.0 / 11_289.0),
+                limit: 0.05,
+                unit: "ratio".to_owned(),
+                passed: true,
+                abort: false,
+            },
+            ThresholdResult {
+                scope: "acquire_lock".to_owned(),
+                expr: "p99 < 500ms".to_owned(),
+                observed: Some(1_843_199.0),
+                limit: 500_000.0,
+                unit: "us".to_owned(),
+                passed: false,
+                abort: false,
+            },
+            ThresholdResult {
+                scope: "get_config".to_owned(),
+                expr: "error_rate < 20%".to_owned(),
+                observed: Some(19.0 / 9031.0),
+                limit: 0.2,
+                unit: "ratio".to_owned(),
+                passed: true,
+                abort: true,
+            },
+            ThresholdResult {
+                scope: "all".to_owned(),
+                expr: "rps > 150".to_owned(),
+                observed: Some(11_289.0 / duration_s),
+                limit: 150.0,
+                unit: "rps".to_owned(),
+                passed: true,
+                abort: false,
+            },
+        ],
+        errors: vec![
+            ErrorSample {
+                request: "acquire_lock".to_owned(),
+                class: "5xx".to_owned(),
+                message: "500 Internal Server Error: Error: KV PUT failed: 429 KV put() limit \
+                          exceeded for the day."
+                    .to_owned(),
+                count: 171,
+            },
+            ErrorSample {
+                request: "acquire_lock".to_owned(),
+                class: "timeout".to_owned(),
+                message: "no response within 2s".to_owned(),
+                count: 34,
+            },
+            ErrorSample {
+                request: "get_config".to_owned(),
+                class: "4xx".to_owned(),
+                message: "404 Not Found: {\"error\":\"no config | key missing\"}".to_owned(),
+                count: 19,
+            },
+            ErrorSample {
+                request: "acquire_lock".to_owned(),
+                class: "429".to_owned(),
+                message: "429 Too Many Requests: lock <busy>".to_owned(),
+                count: 12,
+            },
+        ],
+        resources: Resources {
+            peak_rss_kib: 48_312,
+            cpu_s: 9.84,
+            engine_threads: 2,
+        },
+    }
 }
