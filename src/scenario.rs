@@ -195,7 +195,7 @@ fn from_toml_error(src: &str, path: &Path, e: &toml::de::Error) -> ScenarioError
         format!("duplicate key \"{key}\": a key may appear once per table; remove one of them")
     } else {
         format!(
-            "invalid TOML: {msg}; see https://toml.io for the syntax, e.g. rate = 500, duration = \"30s\""
+            "invalid TOML: {msg}: check the quotes, brackets and = signs here (strings need double quotes, e.g. duration = \"30s\"; syntax: https://toml.io)"
         )
     };
     let field = if msg.starts_with("unknown field") {
@@ -247,5 +247,172 @@ fn example_for(field: &str) -> &'static str {
         "body" => "body = \"raw text\"",
         "json" => "json = { id = \"{{uuid}}\" }",
         _ => "a value of the expected type; see scenarios/http-target.toml for every field",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only environment tests see: never the real one.
+    fn fixed_env(name: &str) -> Option<String> {
+        match name {
+            "API_KEY" => Some("k-123-secret".to_owned()),
+            "MULTILINE" => Some("line1-secret\r\nline2".to_owned()),
+            _ => None,
+        }
+    }
+
+    fn dir(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+    }
+
+    fn toml_files(rel: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir(rel))
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn every_invalid_fixture_reports_its_error_where_it_says() {
+        let files = toml_files("tests/fixtures/invalid");
+        assert!(
+            files.len() >= 12,
+            "expected at least 12 fixtures, found {}",
+            files.len()
+        );
+        let mut failures = Vec::new();
+        for file in &files {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let rel = PathBuf::from(format!("tests/fixtures/invalid/{name}"));
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let at = text.lines().find_map(|l| l.strip_prefix("# at: "));
+            let expects: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# expect: "))
+                .collect();
+            let Some(at) = at else {
+                failures.push(format!("{name}: no \"# at: LINE:COL\" line"));
+                continue;
+            };
+            if expects.is_empty() {
+                failures.push(format!("{name}: no \"# expect: ...\" line"));
+                continue;
+            }
+            let errors = match parse_str(&text, &rel, &fixed_env) {
+                Ok(_) => {
+                    failures.push(format!("{name}: validated but should not"));
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            };
+            let first = errors.lines().next().unwrap_or("");
+            let prefix = format!("tests/fixtures/invalid/{name}:{}: ", at.trim());
+            if !first.starts_with(&prefix) {
+                failures.push(format!(
+                    "{name}: first error should start with {prefix:?}, got:\n{errors}"
+                ));
+            }
+            for want in &expects {
+                if !first.contains(want) {
+                    failures.push(format!(
+                        "{name}: first error lacks {want:?}, got:\n{errors}"
+                    ));
+                }
+            }
+            for secret in ["k-123-secret", "line1-secret"] {
+                if errors.contains(secret) {
+                    failures.push(format!(
+                        "{name}: an error message shows an environment value"
+                    ));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn every_shipped_scenario_validates_without_environment() {
+        let files = toml_files("scenarios");
+        assert!(!files.is_empty());
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if let Err(e) = parse_str(&text, &file, &|_| None) {
+                panic!("{}", e);
+            }
+        }
+    }
+
+    #[test]
+    fn display_with_and_without_a_location() {
+        let e = ScenarioError::at(
+            Path::new("s.toml"),
+            "a\nbc = 1",
+            5,
+            "bc".into(),
+            "bad".into(),
+        );
+        assert_eq!(e.to_string(), "s.toml:2:4: bc: bad");
+        let f = ScenarioError::file_level(
+            Path::new("s.toml"),
+            "cannot read scenario file: gone".into(),
+        );
+        assert_eq!(f.to_string(), "s.toml: cannot read scenario file: gone");
+        let all = ScenarioErrors(vec![e, f]);
+        assert_eq!(all.to_string().lines().count(), 2);
+    }
+
+    #[test]
+    fn load_reports_an_unreadable_file_without_a_line() {
+        let path = Path::new("/nonexistent/kvchaos/x.toml");
+        let msg = load(path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            msg.starts_with("/nonexistent/kvchaos/x.toml: cannot read scenario file"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn target_allowlist_accepts_loopback_and_listed_hosts_only() {
+        let u = |s: &str| url::Url::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let allow = vec![
+            "canary.example.workers.dev".to_owned(),
+            "*.Example.dev".to_owned(),
+        ];
+        for ok in [
+            "http://127.0.0.1:8787",
+            "http://127.9.8.7/",
+            "http://[::1]:80/",
+            "http://LOCALHOST:1/",
+            "https://Canary.Example.Workers.Dev/",
+            "https://a.b.example.dev/",
+        ] {
+            assert_eq!(check_target_allowed(&u(ok), &allow), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https://example.dev/",
+            "https://notexample.dev/",
+            "http://10.0.0.1/",
+            "http://[::2]/",
+            "https://api.example.com/",
+        ] {
+            let e = check_target_allowed(&u(bad), &allow)
+                .err()
+                .unwrap_or_default();
+            assert!(
+                e.contains("is not loopback and not in allow_hosts"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            check_target_allowed(&u("https://api.example.com/x"), &[]),
+            Err("target host \"api.example.com\" is not loopback and not in allow_hosts: add allow_hosts = [\"api.example.com\"] under [target] if you really mean to send load there".to_owned())
+        );
     }
 }

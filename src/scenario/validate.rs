@@ -50,6 +50,7 @@ pub(super) fn validate(
         env,
         errors: Vec::new(),
         redactor: Redactor::default(),
+        top: first_content_offset(src),
     };
     let name = v.name(raw.name.as_ref());
     let seed = raw.seed.as_ref().map_or(Some(random_seed), |s| v.seed(s));
@@ -94,16 +95,35 @@ pub(super) fn validate(
             grace,
             redactor,
         }),
-        _ => Err(errors
-            .into_iter()
-            .map(|mut e| {
-                // Belt and braces: no message may carry an environment value.
-                e.message = redactor.redact(&e.message).into_owned();
-                e.field = redactor.redact(&e.field).into_owned();
-                e
-            })
-            .collect()),
+        _ => {
+            let mut errors = errors;
+            // Users read them top to bottom, like the file.
+            errors.sort_by_key(|e| (e.line, e.column));
+            Err(errors
+                .into_iter()
+                .map(|mut e| {
+                    // Belt and braces: no message may carry an environment value.
+                    e.message = redactor.redact(&e.message).into_owned();
+                    e.field = redactor.redact(&e.field).into_owned();
+                    e
+                })
+                .collect())
+        }
     }
+}
+
+/// Offset of the first line that is not blank or a comment: where "missing ..." errors about
+/// the whole file point.
+fn first_content_offset(src: &str) -> usize {
+    let mut at = 0;
+    for line in src.split_inclusive('\n') {
+        let t = line.trim();
+        if !t.is_empty() && !t.starts_with('#') {
+            return at + (line.len() - line.trim_start().len());
+        }
+        at += line.len();
+    }
+    0
 }
 
 struct Validator<'a> {
@@ -112,6 +132,8 @@ struct Validator<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     errors: Vec<ScenarioError>,
     redactor: Redactor,
+    /// Where errors about something missing from the whole file point.
+    top: usize,
 }
 
 /// A value as shown in a message: always in double quotes.
@@ -153,6 +175,25 @@ impl Validator<'_> {
         }
     }
 
+    /// Offset of the value of `key` inside the inline table written at `span`, found in the
+    /// source text (inline tables carry no spans for their values).
+    fn key_value_offset(&self, span: &Range<usize>, key: &str) -> Option<usize> {
+        let written = self.src.get(span.clone())?;
+        let mut from = 0;
+        while let Some(i) = written[from..].find(key) {
+            let k = from + i;
+            let before_ok =
+                k == 0 || matches!(written.as_bytes()[k - 1], b'{' | b',' | b' ' | b'\t');
+            let rest = written[k + key.len()..].trim_start();
+            if before_ok && let Some(v) = rest.strip_prefix('=') {
+                let value = v.trim_start();
+                return Some(span.start + written.len() - value.len());
+            }
+            from = k + key.len();
+        }
+        None
+    }
+
     fn compile(
         &mut self,
         s: &Spanned<String>,
@@ -179,7 +220,7 @@ impl Validator<'_> {
     fn name(&mut self, name: Option<&Spanned<String>>) -> Option<String> {
         let Some(name) = name else {
             self.err(
-                0,
+                self.top,
                 "name",
                 "missing scenario name: add name = \"my-scenario\" at the top of the file",
             );
@@ -430,9 +471,9 @@ impl Validator<'_> {
     // ---- phases ----
 
     fn phases(&mut self, phases: Option<&Spanned<Vec<Spanned<RawPhase>>>>) -> Option<Vec<Phase>> {
-        const FIX: &str = "add a phase, e.g.\n  [[phases]]\n  duration = \"30s\"\n  rate = 100";
+        const FIX: &str = "add a [[phases]] table with duration = \"30s\" and rate = 100";
         let Some(phases) = phases.filter(|p| !p.get_ref().is_empty()) else {
-            let at = phases.map_or(0, |p| p.span().start);
+            let at = phases.map_or(self.top, |p| p.span().start);
             self.err(
                 at,
                 "phases",
@@ -663,8 +704,8 @@ impl Validator<'_> {
         reqs: Option<&Spanned<Vec<Spanned<RawRequest>>>>,
     ) -> Option<Vec<RequestPlan>> {
         let Some(reqs) = reqs.filter(|r| !r.get_ref().is_empty()) else {
-            let at = reqs.map_or(0, |r| r.span().start);
-            self.err(at, "requests", "no requests: at least one [[requests]] table is required, e.g.\n  [[requests]]\n  name = \"get-item\"\n  path = \"/items/{{random_key 1000}}\"");
+            let at = reqs.map_or(self.top, |r| r.span().start);
+            self.err(at, "requests", "no requests: at least one is required; add a [[requests]] table with name = \"get-item\" and path = \"/items/{{random_key 1000}}\"");
             return None;
         };
         let mut out = Vec::new();
@@ -1058,8 +1099,8 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let at = if matches!(e.get_ref(), Value::String(_)) {
-            self.string_offset(&e.span(), &expr, 0)
+        let at = if matches!(e.get_ref(), Value::Table(_)) {
+            self.key_value_offset(&e.span(), "expr").unwrap_or(at)
         } else {
             at
         };
@@ -1077,5 +1118,302 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::plan::{CmpOp, LatencyKind, LatencyStat, ThresholdMetric};
+    use crate::scenario::{ScenarioErrors, parse_str};
+
+    fn env(name: &str) -> Option<String> {
+        (name == "API_KEY").then(|| "tok\"en".to_owned())
+    }
+
+    fn parse(text: &str) -> Result<Plan, ScenarioErrors> {
+        parse_str(text, Path::new("t.toml"), &env)
+    }
+
+    fn plan(text: &str) -> Plan {
+        parse(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text) {
+            Ok(_) => panic!("expected errors"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const FULL: &str = r#"
+name = "full"
+seed = 9
+grace = "2s"
+[target]
+url = "https://api.example.com/base"
+allow_hosts = ["API.example.com"]
+[[phases]]
+duration = "1m 30s"
+rate = { from = 0, to = 2.5 }
+max_in_flight = 3
+[[phases]]
+name = "users"
+duration = "250ms"
+vus = 2
+[[phases]]
+duration = "1s"
+pause = true
+[[requests]]
+name = "a"
+method = "post"
+path = "/k/{{env.API_KEY}}"
+headers = { "X-Key" = "{{ env.API_KEY }}" }
+json = { s = "{{env.API_KEY}}-{{seq}}", n = [1, 2.5, true] }
+timeout = "3s"
+[[requests]]
+name = "b"
+path = "/b"
+body = "x"
+[thresholds]
+all = ["p99.9 <= 1.5s"]
+b = [{ expr = "service_max > 20us", abort = true }, "dropped_rate < 2%"]
+"#;
+
+    #[test]
+    fn a_full_file_becomes_the_expected_plan() {
+        let p = plan(FULL);
+        assert_eq!(p.name, "full");
+        assert_eq!(p.seed, 9);
+        assert_eq!(p.grace, Duration::from_secs(2));
+        assert_eq!(p.description, "");
+        assert!(
+            matches!(&p.target.kind, TargetKind::Url(u) if u.as_str() == "https://api.example.com/base")
+        );
+        assert_eq!(p.target.allow_hosts, vec!["api.example.com".to_owned()]);
+        assert_eq!(p.phases.len(), 3);
+        assert_eq!(p.phases[0].duration, Duration::from_secs(90));
+        assert_eq!(
+            p.phases[0].load,
+            Load::Rate {
+                from: 0.0,
+                to: 2.5,
+                max_in_flight: 3
+            }
+        );
+        assert_eq!(p.phases[1].name.as_deref(), Some("users"));
+        assert_eq!(p.phases[1].load, Load::Vus(2));
+        assert_eq!(p.phases[2].load, Load::Pause);
+        assert_eq!(p.duration(), Duration::from_millis(91_250));
+
+        let a = &p.requests[0];
+        assert_eq!(a.method, Method::POST);
+        assert_eq!(a.weight, 1);
+        assert_eq!(a.timeout, Duration::from_secs(3));
+        assert_eq!(a.headers[0].0.as_str(), "x-key");
+        let body = a
+            .body
+            .as_ref()
+            .map(|b| (b.template.source().to_owned(), b.content_type));
+        assert_eq!(
+            body,
+            Some((
+                r#"{"s":"{{env.API_KEY}}-{{seq}}","n":[1,2.5,true]}"#.to_owned(),
+                Some("application/json")
+            ))
+        );
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut out = String::new();
+        if let Some(b) = &a.body {
+            b.template.render(
+                &mut RenderCx {
+                    seq: 4,
+                    rng: &mut rng,
+                },
+                &mut out,
+            );
+        }
+        assert_eq!(out, r#"{"s":"tok\"en-4","n":[1,2.5,true]}"#);
+        let mut path = String::new();
+        a.path.render(
+            &mut RenderCx {
+                seq: 0,
+                rng: &mut rng,
+            },
+            &mut path,
+        );
+        assert_eq!(path, "/k/tok%22en");
+        assert_eq!(p.redactor.redact("tok\"en"), "***");
+        assert_eq!(p.requests[1].method, Method::GET);
+        assert_eq!(p.requests[1].timeout, DEFAULT_TIMEOUT);
+        assert_eq!(
+            p.requests[1].body.as_ref().and_then(|b| b.content_type),
+            None
+        );
+
+        assert_eq!(p.thresholds.len(), 3);
+        assert_eq!(p.thresholds[0].scope, ThresholdScope::All);
+        assert_eq!(
+            p.thresholds[0].metric,
+            ThresholdMetric::Latency {
+                kind: LatencyKind::Corrected,
+                stat: LatencyStat::Percentile(99.9)
+            }
+        );
+        assert_eq!(p.thresholds[0].limit, 1_500_000.0);
+        assert_eq!(p.thresholds[1].scope, ThresholdScope::Request("b".into()));
+        assert!(p.thresholds[1].abort);
+        assert_eq!(p.thresholds[1].op, CmpOp::Gt);
+        assert_eq!(p.thresholds[2].limit, 0.02);
+        assert_eq!(p.thresholds[2].expr, "dropped_rate < 2%");
+    }
+
+    #[test]
+    fn defaults_apply_and_a_missing_seed_is_picked() {
+        let p = plan(
+            "name = \"d\"\n[target]\nbuiltin = true\n[[phases]]\nduration = \"1s\"\nrate = 5\n[[requests]]\nname = \"r\"\npath = \"/\"\n",
+        );
+        assert_eq!(p.target.kind, TargetKind::Builtin);
+        assert_eq!(p.grace, DEFAULT_GRACE);
+        assert_eq!(
+            p.phases[0].load,
+            Load::Rate {
+                from: 5.0,
+                to: 5.0,
+                max_in_flight: DEFAULT_MAX_IN_FLIGHT
+            }
+        );
+        assert!(p.thresholds.is_empty());
+        assert!(p.redactor.is_empty());
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_in_file_order() {
+        let e = errors(
+            "name = \"bad name\"\nseed = -1\n[target]\nbuiltin = true\n[[phases]]\nduration = \"0s\"\nrate = 0\n[[requests]]\nname = \"all\"\nweight = 2000000\nmethod = \"FETCH\"\npath = \"/a b\"\ntimeout = \"11m\"\n[thresholds]\nall = [\"p99 < 1s\", 3]\n",
+        );
+        let want = [
+            "t.toml:1:8: name: invalid name \"bad name\"",
+            "t.toml:2:8: seed: invalid seed \"-1\"",
+            "t.toml:6:12: phases[1].duration: invalid duration \"0s\": must be more than zero",
+            "t.toml:7:8: phases[1].rate: invalid rate \"0\"",
+            "t.toml:9:8: requests[1].name: the name \"all\" is reserved",
+            "t.toml:10:10: requests[1].weight: invalid weight \"2000000\"",
+            "t.toml:11:10: requests[1].method: unsupported method \"FETCH\"",
+            "t.toml:12:11: requests[1].path: paths cannot contain spaces",
+            "t.toml:13:11: requests[1].timeout: duration \"11m\" is too long",
+            "t.toml:15:20: thresholds.all[2]: invalid threshold \"3\"",
+        ];
+        assert_eq!(e.len(), want.len(), "{e:#?}");
+        for (got, want) in e.iter().zip(want) {
+            assert!(got.starts_with(want), "{got}\n  should start with\n{want}");
+        }
+    }
+
+    #[test]
+    fn target_mistakes_are_explained() {
+        let phases = "[[phases]]\nduration = \"1s\"\npause = true\n[[requests]]\nname = \"r\"\npath = \"/\"\n";
+        let e = |target: &str| errors(&format!("name = \"n\"\n{target}\n{phases}")).join("\n");
+        assert!(
+            e("").contains("name: missing [target]")
+                || e("").contains("target: missing [target] table")
+        );
+        assert!(e("[target]\nurl = \"ftp://127.0.0.1\"").contains("unsupported scheme \"ftp\""));
+        assert!(
+            e("[target]\nurl = \"http://127.0.0.1\"\nbuiltin = true")
+                .contains("target.builtin: url and builtin = true cannot be used together")
+        );
+        assert!(e("[target]\nbuiltin = false").contains("builtin = false and no url"));
+        assert!(e("[target]\nurl = \"not a url\"").contains("invalid URL \"not a url\""));
+        assert!(e("[target]\nurl = \"http://127.0.0.1/?a=1\"").contains("query or fragment"));
+        assert!(
+            e("[target]\nurl = \"http://{{env.NOPE}}/\"")
+                .contains("environment variable \"NOPE\" is not set")
+        );
+        assert!(
+            e("[target]\nurl = \"http://127.0.0.1/{{seq}}\"")
+                .contains("cannot be used in target.url")
+        );
+        assert!(
+            e("[target]\nurl = \"http://h.example/\"\nallow_hosts = [\"https://h.example\"]")
+                .contains("target.allow_hosts[1]: invalid host")
+        );
+        // A host read from the environment is a secret, even in the allowlist message.
+        let secret = errors(&format!(
+            "name = \"n\"\n[target]\nurl = \"http://x.example/{{{{env.API_KEY}}}}\"\n{phases}"
+        ))
+        .join("\n");
+        assert!(!secret.contains("tok\"en"), "{secret}");
+    }
+
+    #[test]
+    fn phase_and_request_shapes_are_checked() {
+        let base = "name = \"n\"\n[target]\nbuiltin = true\n";
+        let req = "[[requests]]\nname = \"r\"\npath = \"/\"\n";
+        let e = |phase: &str| errors(&format!("{base}[[phases]]\n{phase}\n{req}")).join("\n");
+        assert!(e("rate = 5").contains("missing duration: add duration = \"30s\""));
+        assert!(
+            e("duration = \"1s\"\nrate = { from = 0, to = 0 }")
+                .contains("a ramp from 0 to 0 sends nothing")
+        );
+        assert!(
+            e("duration = \"1s\"\nrate = { from = 1, to = 2, step = 3 }")
+                .contains("phases[1].rate.step: unknown ramp key \"step\"")
+        );
+        assert!(
+            e("duration = \"1s\"\nrate = { from = -1, to = 2 }")
+                .contains("phases[1].rate.from: invalid ramp from \"-1\"")
+        );
+        assert!(e("duration = \"1s\"\nrate = 10000001").contains("invalid rate \"10000001\""));
+        assert!(e("duration = \"1s\"\nvus = 0").contains("invalid vus \"0\""));
+        assert!(e("duration = \"1s\"\npause = false").contains("invalid pause \"false\""));
+        assert!(e("duration = 30\nrate = 1").contains("invalid duration \"30\""));
+        assert!(
+            e("duration = \"1s\"\nrate = 1\nmax_in_flight = 0")
+                .contains("invalid max_in_flight \"0\"")
+        );
+        assert!(
+            e("duration = \"1s\"\npause = true\nmax_in_flight = 2")
+                .contains("a pause phase sends nothing")
+        );
+
+        let r = |request: &str| {
+            errors(&format!(
+                "{base}[[phases]]\nduration = \"1s\"\nrate = 1\n[[requests]]\n{request}\n"
+            ))
+            .join("\n")
+        };
+        assert!(r("path = \"/\"").contains("requests[1].name: missing request name"));
+        assert!(r("name = \"r\"").contains("requests[1].path: missing path"));
+        assert!(
+            r("name = \"r\"\npath = \"/\"\nheaders = { \"bad name\" = \"x\" }")
+                .contains("invalid header name \"bad name\"")
+        );
+        assert!(
+            r("name = \"r\"\npath = \"/\"\nheaders = { Content-Length = \"1\" }")
+                .contains("computed from the body")
+        );
+        assert!(
+            r("name = \"r\"\npath = \"/\"\njson = { x = nan }")
+                .contains("requests[1].json.x: invalid JSON number")
+        );
+        assert!(
+            r("name = \"r\"\npath = \"/\"\njson = { a = [\"{{nope}}\"] }")
+                .contains("requests[1].json.a[1]: unknown placeholder")
+        );
+        assert!(
+            r("name = \"r\"\npath = \"/\"\ntimeout = \"0s\"").contains("must be more than zero")
+        );
+    }
+
+    #[test]
+    fn template_errors_point_inside_the_string() {
+        let e = errors(
+            "name = \"n\"\n[target]\nbuiltin = true\n[[phases]]\nduration = \"1s\"\nrate = 1\n[[requests]]\nname = \"r\"\npath = \"/a/{{uuid}}/{{bogus}}\"\n",
+        );
+        assert!(
+            e[0].starts_with("t.toml:9:21: requests[1].path: unknown placeholder \"{{bogus}}\""),
+            "{e:?}"
+        );
     }
 }
