@@ -1416,4 +1416,15 @@ b = [{ expr = "service_max > 20us", abort = true }, "dropped_rate < 2%"]
             "{e:?}"
         );
     }
+
+    #[test]
+    fn no_prefix_of_a_valid_file_panics() {
+        // Every truncation is a different malformed file: none may panic, each either
+        // validates or reports at least one error.
+        for (i, _) in FULL.char_indices() {
+            if let Err(e) = parse(&FULL[..i]) {
+                assert!(!e.0.is_empty());
+            }
+        }
+    }
 }
