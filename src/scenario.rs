@@ -212,7 +212,7 @@ fn from_toml_error(src: &str, path: &Path, e: &toml::de::Error) -> ScenarioError
 
 fn plain_expected(expected: &str) -> String {
     match expected {
-        "a sequence" => "an array, e.g. [\"...\"]".to_owned(),
+        "a sequence" => "an array".to_owned(),
         e if e.starts_with("struct ") || e == "a table" || e.starts_with("a map") => {
             "a table".to_owned()
         }
@@ -238,8 +238,12 @@ fn example_for(field: &str) -> &'static str {
         "builtin" => "builtin = true",
         "allow_hosts" => "allow_hosts = [\"api.example.com\"]",
         "target" => "[target] with url = \"http://127.0.0.1:8787\"",
-        "phases" => "[[phases]] with duration = \"30s\" and rate = 100",
-        "requests" => "[[requests]] with name = \"get-item\" and path = \"/items/1\"",
+        "phases" => {
+            "[[phases]] (double brackets: one per phase) with duration = \"30s\" and rate = 100"
+        }
+        "requests" => {
+            "[[requests]] (double brackets: one per request) with name = \"get-item\" and path = \"/items/1\""
+        }
         "thresholds" => "[thresholds] with all = [\"p99 < 500ms\"]",
         "method" => "method = \"POST\"",
         "path" => "path = \"/items/{{random_key 1000}}\"",
@@ -413,6 +417,23 @@ mod tests {
         assert_eq!(
             check_target_allowed(&u("https://api.example.com/x"), &[]),
             Err("target host \"api.example.com\" is not loopback and not in allow_hosts: add allow_hosts = [\"api.example.com\"] under [target] if you really mean to send load there".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_single_bracket_phase_table_says_to_use_double_brackets() {
+        let text = "name = \"n\"\n[target]\nbuiltin = true\n[phases]\nduration = \"1s\"\n";
+        let e = parse_str(text, Path::new("t.toml"), &fixed_env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("t.toml:4:1: phases: invalid value: found"),
+            "{e}"
+        );
+        assert!(
+            e.contains("expected an array") && e.contains("[[phases]] (double brackets"),
+            "{e}"
         );
     }
 }
