@@ -1,0 +1,191 @@
+//! The scenario file exactly as written: serde types mirroring the TOML, with spans kept
+//! where validation needs to point at a value. No meaning is checked here beyond the shape
+//! (unknown keys are rejected); [`super::validate`] turns these into a [`super::Plan`].
+//!
+//! Values whose errors deserve a hand-written message (durations, rates, counts) are kept as
+//! [`toml::Value`] so that `rate = "fast"` is reported by validation, with the fix, rather
+//! than by serde's generic "invalid type".
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// A value with its location, checked by validation.
+pub type RawValue = Spanned<toml::Value>;
+
+/// The whole scenario file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Scenario name.
+    pub name: Option<Spanned<String>>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Seed for reproducible runs.
+    pub seed: Option<RawValue>,
+    /// Grace period after sending stops.
+    pub grace: Option<RawValue>,
+    /// `[target]`.
+    pub target: Option<Spanned<RawTarget>>,
+    /// `[[phases]]`.
+    pub phases: Option<Spanned<Vec<Spanned<RawPhase>>>>,
+    /// `[[requests]]`.
+    pub requests: Option<Spanned<Vec<Spanned<RawRequest>>>>,
+    /// `[thresholds]`: request name or `all` → expressions.
+    pub thresholds: Option<Spanned<OrderedMap<Spanned<Vec<RawValue>>>>>,
+}
+
+/// `[target]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Base URL of a running server.
+    pub url: Option<Spanned<String>>,
+    /// Start kvchaos's own server.
+    pub builtin: Option<Spanned<bool>>,
+    /// Non-loopback hosts allowed as targets.
+    pub allow_hosts: Option<Vec<Spanned<String>>>,
+}
+
+/// One `[[phases]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPhase {
+    /// Optional label.
+    pub name: Option<Spanned<String>>,
+    /// Phase length.
+    pub duration: Option<RawValue>,
+    /// Open-loop rate or ramp.
+    pub rate: Option<RawValue>,
+    /// Closed-loop virtual users.
+    pub vus: Option<RawValue>,
+    /// No traffic.
+    pub pause: Option<RawValue>,
+    /// Open-loop concurrency cap.
+    pub max_in_flight: Option<RawValue>,
+}
+
+/// One `[[requests]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequest {
+    /// Unique name.
+    pub name: Option<Spanned<String>>,
+    /// Relative weight.
+    pub weight: Option<RawValue>,
+    /// HTTP method.
+    pub method: Option<Spanned<String>>,
+    /// Path and query template.
+    pub path: Option<Spanned<String>>,
+    /// Header name → value template.
+    pub headers: Option<Spanned<OrderedMap<Spanned<String>>>>,
+    /// Raw body template.
+    pub body: Option<Spanned<String>>,
+    /// JSON body as a TOML table (or any TOML value).
+    pub json: Option<Spanned<RawJson>>,
+    /// Per-request timeout.
+    pub timeout: Option<RawValue>,
+}
+
+/// A TOML table read in file order, with the span of every key.
+#[derive(Debug)]
+pub struct OrderedMap<V>(pub Vec<(Spanned<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V_<V>(PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for V_<V> {
+            type Value = OrderedMap<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = map.next_key::<Spanned<String>>()? {
+                    let v = map.next_value::<V>()?;
+                    out.push((k, v));
+                }
+                Ok(OrderedMap(out))
+            }
+        }
+        d.deserialize_map(V_(PhantomData))
+    }
+}
+
+/// A JSON body written as TOML, keeping key order and the span of every string so that a
+/// template error inside it points at the right place.
+#[derive(Debug)]
+pub enum RawJson {
+    /// A string (may hold templates).
+    String(String),
+    /// An integer.
+    Integer(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// An array.
+    Array(Vec<Spanned<RawJson>>),
+    /// A table, in file order.
+    Table(Vec<(String, Spanned<RawJson>)>),
+}
+
+/// The key toml uses to pass a datetime through serde.
+const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct JsonVisitor;
+        impl<'de> Visitor<'de> for JsonVisitor {
+            type Value = RawJson;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a TOML value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawJson, E> {
+                Ok(RawJson::Bool(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawJson, E> {
+                Ok(RawJson::Integer(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawJson, E> {
+                i64::try_from(v)
+                    .map(RawJson::Integer)
+                    .map_err(|_| E::custom("integer out of range"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawJson, E> {
+                Ok(RawJson::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawJson, E> {
+                Ok(RawJson::String(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<RawJson, E> {
+                Ok(RawJson::String(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawJson, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Spanned<RawJson>>()? {
+                    out.push(v);
+                }
+                Ok(RawJson::Array(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawJson, A::Error> {
+                let mut out = Vec::new();
+                // Keys are plain strings: toml's datetime key cannot be read as a span.
+                while let Some(k) = map.next_key::<String>()? {
+                    if k == TOML_DATETIME_KEY {
+                        // A TOML datetime: JSON has none, so it becomes its text.
+                        let text = map.next_value::<String>()?;
+                        return Ok(RawJson::String(text));
+                    }
+                    let v = map.next_value::<Spanned<RawJson>>()?;
+                    out.push((k, v));
+                }
+                Ok(RawJson::Table(out))
+            }
+        }
+        d.deserialize_any(JsonVisitor)
+    }
+}
