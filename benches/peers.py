@@ -1,0 +1,237 @@
+"""Peer benchmark driver (see peers.sh).
+
+Starts one fast HTTP server on 127.0.0.1 (nginx if installed, else kvchaos's built-in server),
+pins it to one core and the load generator to another when taskset is available, then runs
+kvchaos and, where installed, wrk and oha with the same settings:
+
+  closed   N connections back to back for D seconds            (kvchaos vus=N, wrk -cN, oha -cN)
+  open     open loop at --open-rate req/s, N*4 in flight        (kvchaos rate, oha -q --latency-correction)
+  paced    open loop at --paced-rate req/s (CPU per request)    (kvchaos rate, oha -q --latency-correction)
+
+Each generator's user+system CPU time and peak RSS come from wait4() on that process alone.
+All traffic goes to 127.0.0.1; every run is bounded by its duration.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    sys.exit(f"server on 127.0.0.1:{port} did not start within {timeout}s")
+
+
+def pin(cpu):
+    if shutil.which("taskset") and os.cpu_count() and os.cpu_count() >= 2:
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+TIME = "/usr/bin/time"
+
+
+def run_tool(cmd, timeout):
+    """Runs cmd; returns (stdout, cpu_s, peak_rss_kib) of that process alone.
+
+    Measured by GNU time (apt-get install time), whose child is forked from a tiny process:
+    ru_maxrss survives exec, so a child forked straight from this Python process would report
+    Python's own size. Output goes to files, so a chatty tool never blocks on a full pipe."""
+    if not os.path.exists(TIME):
+        sys.exit("GNU time not found: apt-get install time")
+    with tempfile.TemporaryDirectory() as d:
+        res = os.path.join(d, "rusage")
+        full = [TIME, "-q", "-o", res, "-f", "%U %S %M"] + cmd
+        with open(os.path.join(d, "out"), "w+") as out, open(os.path.join(d, "err"), "w+") as err:
+            try:
+                rc = subprocess.run(full, stdout=out, stderr=err, timeout=timeout).returncode
+            except subprocess.TimeoutExpired:
+                sys.exit(f"{' '.join(cmd)} did not finish within {timeout}s")
+            out.seek(0)
+            err.seek(0)
+            text, errtext = out.read(), err.read()
+        with open(res) as f:
+            fields = f.read().split()[-3:]
+    if rc not in (0, 1) or not text.strip():
+        sys.exit(f"{' '.join(cmd)} failed (exit {rc}):\n{errtext[-2000:]}")
+    user, system, rss = float(fields[0]), float(fields[1]), int(fields[2])
+    return text, user + system, rss
+
+
+def us(s):
+    """'1.23ms' / '850.00us' / '1.2s' -> microseconds."""
+    m = re.match(r"([\d.]+)(us|ms|s)", s)
+    if not m:
+        return None
+    v = float(m.group(1))
+    return v * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
+
+
+def kvchaos(binary, url, mode, args, tmp):
+    d = args.duration
+    if mode == "closed":
+        load = f"vus = {args.connections}"
+    elif mode == "open":
+        load = f"rate = {args.open_rate}\nmax_in_flight = {args.connections * 4}"
+    else:
+        load = f"rate = {args.paced_rate}\nmax_in_flight = {args.connections}"
+    scen = os.path.join(tmp, f"bench-{mode}.toml")
+    with open(scen, "w") as f:
+        f.write(
+            f'name = "bench-{mode}"\nseed = 1\ngrace = "2s"\n[target]\nurl = "{url}"\n'
+            f'[[phases]]\nduration = "{d}s"\n{load}\n'
+            f'[[requests]]\nname = "get"\npath = "/"\ntimeout = "5s"\n'
+        )
+    out_dir = os.path.join(tmp, "reports")
+    before = set(os.listdir(out_dir)) if os.path.isdir(out_dir) else set()
+    cmd = pin(0) + [binary, "run", scen, "--no-tui", "--threads", "1", "--out", out_dir]
+    _, cpu, rss = run_tool(cmd, d + 60)
+    new = sorted(set(os.listdir(out_dir)) - before)
+    with open(os.path.join(out_dir, new[-1], "summary.json")) as f:
+        s = json.load(f)
+    o = s["overall"]
+    lat = o["corrected"]
+    n = o["completed"]
+    return {
+        "rps": o["rps"], "n": n, "dropped": o["dropped"],
+        "p50": lat["p50_us"], "p99": lat["p99_us"],
+        "svc_p50": o["service"]["p50_us"], "svc_p99": o["service"]["p99_us"],
+        "errors": o["errors"], "cpu_us": cpu * 1e6 / max(n, 1), "rss": rss,
+    }
+
+
+def wrk(url, args):
+    cmd = pin(0) + ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s", "--latency", url]
+    out, cpu, rss = run_tool(cmd, args.duration + 60)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    n = int(re.search(r"(\d+) requests in", out).group(1))
+    p50 = us(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = us(re.search(r"99%\s+(\S+)", out).group(1))
+    return {"rps": rps, "n": n, "dropped": 0, "p50": p50, "p99": p99, "errors": 0,
+            "cpu_us": cpu * 1e6 / max(n, 1), "rss": rss}
+
+
+def oha(url, mode, args):
+    conns = args.connections * 4 if mode == "open" else args.connections
+    cmd = pin(0) + ["oha", "--no-tui", "--output-format", "json", "-c", str(conns),
+                    "-z", f"{args.duration}s"]
+    if mode == "open":
+        cmd += ["-q", str(args.open_rate), "--latency-correction"]
+    elif mode == "paced":
+        cmd += ["-q", str(args.paced_rate), "--latency-correction"]
+    cmd.append(url)
+    out, cpu, rss = run_tool(cmd, args.duration + 60)
+    j = json.loads(out)
+    summ = j["summary"]
+    n = sum(j.get("statusCodeDistribution", {}).values())
+    pct = j.get("latencyPercentiles", {})
+    return {"rps": summ["requestsPerSec"], "n": n, "dropped": 0,
+            "p50": (pct.get("p50") or 0) * 1e6, "p99": (pct.get("p99") or 0) * 1e6,
+            "errors": sum(j.get("errorDistribution", {}).values()),
+            "cpu_us": cpu * 1e6 / max(n, 1), "rss": rss}
+
+
+def start_server(kind, binary, tmp):
+    if kind in ("auto", "nginx") and shutil.which("nginx"):
+        port = free_port()
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(tmp, d), exist_ok=True)
+        conf = os.path.join(tmp, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""worker_processes 1; daemon off; master_process off;
+pid {tmp}/nginx.pid; error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off; keepalive_requests 100000000; keepalive_timeout 120s;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy; fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok\\n"; }} }}
+}}
+""")
+        p = subprocess.Popen(pin(1) + ["nginx", "-p", tmp, "-c", conf], stderr=subprocess.DEVNULL)
+        wait_listening(port)
+        return p, f"http://127.0.0.1:{port}/", "nginx"
+    if kind == "nginx":
+        sys.exit("nginx not found: apt-get install nginx-light, or --server builtin")
+    p = subprocess.Popen(pin(1) + [binary, "builtin-server", "--listen", "127.0.0.1:0"],
+                         stdout=subprocess.PIPE, text=True)
+    addr = p.stdout.readline().strip()
+    if not addr:
+        sys.exit("kvchaos builtin-server did not print its address")
+    return p, f"http://{addr}/", "kvchaos builtin-server"
+
+
+def fmt_us(v):
+    if v is None:
+        return "-"
+    return f"{v:.0f}µs" if v < 1000 else f"{v / 1000:.2f}ms"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--open-rate", type=int, default=80000)
+    ap.add_argument("--paced-rate", type=int, default=5000)
+    ap.add_argument("--server", choices=["auto", "nginx", "builtin"], default="auto")
+    ap.add_argument("--kvchaos", default=os.path.join(ROOT, "target", "release", "kvchaos"))
+    ap.add_argument("--modes", default="closed,open,paced")
+    args = ap.parse_args()
+    if not os.path.exists(args.kvchaos):
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    tmp = tempfile.mkdtemp(prefix="kvchaos-bench-")
+    server, url, server_name = start_server(args.server, args.kvchaos, tmp)
+    rows = []
+    try:
+        modes = args.modes.split(",")
+        for mode in modes:
+            rows.append((mode, "kvchaos", kvchaos(args.kvchaos, url, mode, args, tmp)))
+            if mode == "closed" and shutil.which("wrk"):
+                rows.append((mode, "wrk", wrk(url, args)))
+            if shutil.which("oha"):
+                rows.append((mode, "oha", oha(url, mode, args)))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    pinned = "generator on CPU 0, server on CPU 1" if pin(0) else "no pinning (taskset missing or 1 CPU)"
+    print(f"\nserver: {server_name}; {pinned}; {args.connections} connections; {args.duration}s per run")
+    print(f"{'mode':7} {'tool':8} {'req/s':>10} {'p50':>9} {'p99':>9} {'dropped':>8} {'errors':>7} {'CPU µs/req':>11} {'peak RSS':>9}")
+    for mode, tool, r in rows:
+        print(f"{mode:7} {tool:8} {r['rps']:>10.0f} {fmt_us(r['p50']):>9} {fmt_us(r['p99']):>9} "
+              f"{r['dropped']:>8} {r['errors']:>7} {r['cpu_us']:>11.2f} {r['rss'] / 1024:>7.1f}Mi")
+    print("\nratios kvchaos/peer (req/s: higher is better; CPU and RSS: lower is better)")
+    for mode in args.modes.split(","):
+        k = next((r for m, t, r in rows if m == mode and t == "kvchaos"), None)
+        for m, tool, r in rows:
+            if m == mode and tool != "kvchaos" and k:
+                print(f"  {mode:7} vs {tool:4}: req/s {k['rps'] / r['rps']:.2f}x  "
+                      f"CPU/req {k['cpu_us'] / r['cpu_us']:.2f}x  peak RSS {k['rss'] / r['rss']:.2f}x")
+        if k and mode == "open":
+            sched = k["n"] + k["dropped"]
+            print(f"  open: kvchaos dropped {k['dropped']} of {sched} ({100 * k['dropped'] / max(sched, 1):.2f}%)")
+
+
+if __name__ == "__main__":
+    main()
