@@ -188,7 +188,6 @@ pub(crate) struct OpContext {
 }
 
 /// One operation, protocol-neutral.
-#[allow(dead_code)] // bulk writes are used by the REST door (next step)
 #[derive(Clone, Debug)]
 pub(crate) enum OpRequest {
     Get {
@@ -241,7 +240,6 @@ impl OpRequest {
 }
 
 /// A successful answer.
-#[allow(dead_code)] // `failed` is read by the REST door (next step)
 #[derive(Clone, Debug)]
 pub(crate) enum OpReply {
     Entry(Option<Entry>),
