@@ -40,6 +40,8 @@ enum Command {
         /// Report folder (as printed at the end of a run).
         dir: PathBuf,
     },
+    /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
+    MockKv(crate::mockkv::MockKvArgs),
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
     #[command(hide = true)]
     BuiltinServer {
@@ -117,6 +119,7 @@ async fn dispatch(cli: Cli) -> Exit {
             }
         },
         Command::BuiltinServer { listen } => builtin_server(listen).await,
+        Command::MockKv(args) => mock_kv(args).await,
     }
 }
 
@@ -220,6 +223,22 @@ async fn run(args: RunArgs) -> Exit {
         Err(e) => {
             eprintln!("error: {e}");
             e.exit()
+        }
+    }
+}
+
+async fn mock_kv(args: crate::mockkv::MockKvArgs) -> Exit {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        let _ = wait_signal().await;
+        on_signal.cancel();
+    });
+    match crate::mockkv::run_standalone(args, cancel).await {
+        Ok(()) => Exit::Pass,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Exit::Usage
         }
     }
 }

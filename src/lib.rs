@@ -1,10 +1,18 @@
 //! kvchaos: a load and chaos harness for Cloudflare Workers.
 //!
 //! Module map:
-//! - [`cli`]: command-line arguments, exit codes, printing errors once.
+//! - [`cli`]: command-line arguments, the runtime, signals, exit codes, printing errors once.
 //! - [`scenario`]: scenario files parsed and validated into a [`scenario::Plan`].
+//! - [`run`]: one run end to end — target, engine, recorder, stop protocol, reports.
+//! - [`engine`]: open- and closed-loop workers, the HTTP client, outcome classes.
+//! - [`metrics`]: the recorder that owns every histogram; thresholds.
+//! - [`history`]: the run's event stream (`history.jsonl`).
+//! - [`target`]: starting and stopping what load is sent to.
+//! - [`mockkv`]: the fault-injecting mock of Cloudflare Workers KV.
 //! - [`report`]: the run summary model and its writers.
+//! - [`live`]: the plain once-a-second status line.
 //! - [`redact`]: keeps secrets out of everything written.
+//! - [`resources`], [`exit`]: process readings and exit codes.
 
 pub mod cli;
 pub mod engine;
@@ -12,6 +20,7 @@ pub mod exit;
 pub mod history;
 pub mod live;
 pub mod metrics;
+pub mod mockkv;
 pub mod redact;
 pub mod report;
 pub mod resources;

@@ -1,0 +1,291 @@
+//! Accounting: what the mock was asked and how it answered.
+//!
+//! Owns: counts per namespace × operation × key prefix × outcome, puts with
+//! and without TTL, bytes written, a bounded journal of recent operations,
+//! and the serialisable [`Snapshot`] that reports and the control API read.
+//! Does not own: quota counters (see `quota`) or fault rules (see `fault`);
+//! the snapshot only copies their views.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::Op;
+use super::fault::{FaultKindName, FaultView};
+use super::quota::QuotaRow;
+
+/// Most distinct key prefixes counted per namespace; the rest go to `<other>`.
+const MAX_PREFIXES: usize = 10_000;
+/// Longest key kept in the journal, in bytes.
+const JOURNAL_KEY_BYTES: usize = 128;
+
+/// How one operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Outcome {
+    /// Done (a get that found the key).
+    Ok,
+    /// A get or metadata read of a missing key.
+    Miss,
+    /// Refused by a KV rule (size, TTL, bad request).
+    Invalid,
+    /// Refused: same key written within a second.
+    SameKeyRate,
+    /// Refused: the daily quota is used up.
+    Quota,
+    /// A fault rule decided the answer (latency and stale-reads: the
+    /// operation still ran, delayed or on old data).
+    Fault(FaultKindName),
+}
+
+impl Outcome {
+    /// Short name for tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Miss => "miss",
+            Self::Invalid => "invalid",
+            Self::SameKeyRate => "same-key-rate",
+            Self::Quota => "quota",
+            Self::Fault(k) => k.as_str(),
+        }
+    }
+}
+
+impl From<Outcome> for String {
+    fn from(o: Outcome) -> String {
+        o.as_str().to_owned()
+    }
+}
+
+impl TryFrom<String> for Outcome {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Ok(match s.as_str() {
+            "ok" => Self::Ok,
+            "miss" => Self::Miss,
+            "invalid" => Self::Invalid,
+            "same-key-rate" => Self::SameKeyRate,
+            "quota" => Self::Quota,
+            other => Self::Fault(
+                serde_json::from_value(serde_json::Value::String(other.to_owned()))
+                    .map_err(|_| format!("unknown outcome '{other}'"))?,
+            ),
+        })
+    }
+}
+
+/// One counter row of a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountRow {
+    /// Namespace name.
+    pub namespace: String,
+    /// Operation type.
+    pub op: Op,
+    /// Key prefix (see [`key_prefix`]).
+    pub prefix: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// How many times.
+    pub count: u64,
+}
+
+/// Write totals of one namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteTotals {
+    /// Namespace name.
+    pub namespace: String,
+    /// Successful puts with an expiration.
+    pub puts_with_ttl: u64,
+    /// Successful puts without one.
+    pub puts_without_ttl: u64,
+    /// Value bytes written by successful puts.
+    pub bytes_written: u64,
+}
+
+/// One recent operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Virtual time, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Namespace name.
+    pub namespace: String,
+    /// Operation type.
+    pub op: Op,
+    /// The key (or list prefix), cut to 128 bytes.
+    pub key: String,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// Everything the mock counted, for reports and the control API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Virtual now, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// Counts, sorted by namespace, op, prefix, outcome.
+    pub counts: Vec<CountRow>,
+    /// Write totals per namespace.
+    pub writes: Vec<WriteTotals>,
+    /// Today's quota use per account and operation.
+    pub quota: Vec<QuotaRow>,
+    /// Active fault rules.
+    pub faults: Vec<FaultView>,
+    /// The last operations, oldest first.
+    pub journal: Vec<JournalEntry>,
+}
+
+/// The prefix a key is counted under: the text before its last
+/// `:`-separated segment, cut to at most `depth` segments (with the trailing
+/// `:`). `queue:jobs:42` → `queue:jobs:` (depth ≥ 2) or `queue:` (depth 1);
+/// a key without `:` has the empty prefix.
+pub fn key_prefix(key: &str, depth: usize) -> &str {
+    let Some(last) = key.rfind(':') else {
+        return "";
+    };
+    let head = &key[..=last];
+    match head.match_indices(':').nth(depth.saturating_sub(1)) {
+        Some((i, _)) if depth > 0 => &head[..=i],
+        _ if depth == 0 => "",
+        _ => head,
+    }
+}
+
+/// The counters. Not synchronised: the caller holds it behind a mutex.
+#[derive(Debug)]
+pub struct Stats {
+    depth: usize,
+    journal_len: usize,
+    counts: BTreeMap<(String, Op, String, Outcome), u64>,
+    prefixes_seen: BTreeMap<String, usize>,
+    writes: BTreeMap<String, WriteTotals>,
+    journal: VecDeque<JournalEntry>,
+}
+
+impl Stats {
+    /// Empty counters; `depth` as in [`key_prefix`], journal of `journal_len`.
+    pub fn new(depth: usize, journal_len: usize) -> Self {
+        Self {
+            depth,
+            journal_len,
+            counts: BTreeMap::new(),
+            prefixes_seen: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            journal: VecDeque::new(),
+        }
+    }
+
+    /// Forget everything counted.
+    pub fn clear(&mut self) {
+        *self = Self::new(self.depth, self.journal_len);
+    }
+
+    /// Count one operation.
+    pub fn record(&mut self, at_ms: u64, ns: &str, op: Op, key: &str, outcome: Outcome) {
+        let mut prefix = key_prefix(key, self.depth).to_owned();
+        let k = (ns.to_owned(), op, prefix.clone(), outcome);
+        if !self.counts.contains_key(&k) {
+            let seen = self.prefixes_seen.entry(ns.to_owned()).or_default();
+            if *seen >= MAX_PREFIXES {
+                prefix = "<other>".to_owned();
+            } else {
+                *seen += 1;
+            }
+        }
+        *self
+            .counts
+            .entry((ns.to_owned(), op, prefix, outcome))
+            .or_default() += 1;
+        if self.journal_len > 0 {
+            if self.journal.len() >= self.journal_len {
+                self.journal.pop_front();
+            }
+            let mut cut = key.len().min(JOURNAL_KEY_BYTES);
+            while !key.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.journal.push_back(JournalEntry {
+                at_ms,
+                namespace: ns.to_owned(),
+                op,
+                key: key[..cut].to_owned(),
+                outcome,
+            });
+        }
+    }
+
+    /// Count a successful put's size and TTL.
+    pub fn record_write(&mut self, ns: &str, with_ttl: bool, bytes: usize) {
+        let w = self
+            .writes
+            .entry(ns.to_owned())
+            .or_insert_with(|| WriteTotals {
+                namespace: ns.to_owned(),
+                ..Default::default()
+            });
+        if with_ttl {
+            w.puts_with_ttl += 1;
+        } else {
+            w.puts_without_ttl += 1;
+        }
+        w.bytes_written += bytes as u64;
+    }
+
+    /// Build a snapshot with the quota and fault views supplied by the caller.
+    pub fn snapshot(&self, now_ms: u64, quota: Vec<QuotaRow>, faults: Vec<FaultView>) -> Snapshot {
+        Snapshot {
+            now_ms,
+            counts: self
+                .counts
+                .iter()
+                .map(|((namespace, op, prefix, outcome), count)| CountRow {
+                    namespace: namespace.clone(),
+                    op: *op,
+                    prefix: prefix.clone(),
+                    outcome: *outcome,
+                    count: *count,
+                })
+                .collect(),
+            writes: self.writes.values().cloned().collect(),
+            quota,
+            faults,
+            journal: self.journal.iter().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_by_depth() {
+        assert_eq!(key_prefix("queue:jobs:42", 1), "queue:");
+        assert_eq!(key_prefix("queue:jobs:42", 2), "queue:jobs:");
+        assert_eq!(key_prefix("queue:jobs:42", 9), "queue:jobs:");
+        assert_eq!(key_prefix("plain", 3), "");
+        assert_eq!(key_prefix("a:b", 0), "");
+        assert_eq!(key_prefix("lock:", 2), "lock:");
+    }
+
+    #[test]
+    fn counts_totals_and_bounded_journal() {
+        let mut s = Stats::new(2, 3);
+        for i in 0..5 {
+            s.record(i, "N", Op::Put, &format!("q:{i}"), Outcome::Ok);
+        }
+        s.record(9, "N", Op::Put, "q:9", Outcome::Quota);
+        s.record_write("N", true, 10);
+        s.record_write("N", false, 5);
+        let snap = s.snapshot(10, Vec::new(), Vec::new());
+        assert_eq!(snap.counts.len(), 2);
+        assert_eq!(snap.counts[0].count, 5);
+        assert_eq!(snap.counts[0].prefix, "q:");
+        assert_eq!(snap.journal.len(), 3);
+        assert_eq!(snap.journal[2].outcome, Outcome::Quota);
+        assert_eq!(snap.writes[0].bytes_written, 15);
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["counts"][1]["outcome"], "quota");
+    }
+}
