@@ -1,4 +1,5 @@
 //! Integration tests: the whole tool driven in-process against real servers on 127.0.0.1:0.
 
+mod cli;
 mod engine;
 mod servers;

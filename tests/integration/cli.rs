@@ -1,0 +1,286 @@
+//! The built binary: exit codes, messages, secrets, signals, report files.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kvchaos");
+
+fn kvchaos(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run kvchaos")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn write_scenario(dir: &Path, body: &str) -> PathBuf {
+    let p = dir.join("scenario.toml");
+    std::fs::write(&p, body).expect("write scenario");
+    p
+}
+
+fn only_report_dir(out: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .expect("report root")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+#[test]
+fn help_lists_exit_codes() {
+    let o = kvchaos(&["--help"], &[]);
+    assert!(o.status.success());
+    let s = text(&o.stdout);
+    for code in ["0 ", "1 ", "2 ", "3 ", "130"] {
+        assert!(s.contains(&format!("  {code}")), "{code} missing in\n{s}");
+    }
+    let run_help = text(&kvchaos(&["run", "--help"], &[]).stdout);
+    for flag in [
+        "--target-url",
+        "--out",
+        "--seed",
+        "--duration",
+        "--no-tui",
+        "130",
+    ] {
+        assert!(run_help.contains(flag), "{flag} missing in run --help");
+    }
+}
+
+#[test]
+fn validate_reports_the_location_and_exits_2() {
+    let o = kvchaos(
+        &[
+            "validate",
+            "scenarios/quickstart.toml",
+            "tests/fixtures/invalid/bad-rate.toml",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stdout).contains("ok: scenarios/quickstart.toml"));
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with(
+            "tests/fixtures/invalid/bad-rate.toml:12:8: phases[2].rate: invalid rate \"fast\""
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        kvchaos(&["validate", "scenarios/quickstart.toml"], &[])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_non_loopback_target_is_refused_before_anything_happens() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("reports");
+    // The name does not resolve: the refusal must come before any lookup or connection.
+    let o = kvchaos(
+        &[
+            "run",
+            "scenarios/quickstart.toml",
+            "--target-url",
+            "http://canary.kvchaos-test.invalid:8080/",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("canary.kvchaos-test.invalid") && err.contains("allow_hosts"),
+        "{err}"
+    );
+    assert!(!out.exists(), "no report folder for a refused run");
+    // Allowing it moves the failure to resolution: exit 3, target unreachable.
+    let o = kvchaos(
+        &[
+            "run",
+            "scenarios/quickstart.toml",
+            "--target-url",
+            "http://canary.kvchaos-test.invalid:8080/",
+            "--allow-host",
+            "*.kvchaos-test.invalid",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_reach_the_target_but_no_report_log_or_output() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(401).set_body_string("bad token"))
+        .mount(&server)
+        .await;
+    let secret = "s3cr3t-Tok3n-9f8e7d";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = write_scenario(
+        tmp.path(),
+        &format!(
+            r#"name = "secrets"
+[target]
+url = "{}"
+[[phases]]
+duration = "1s"
+rate = 20
+[[requests]]
+name = "auth"
+path = "/v1/items?token={{{{env.KVCHAOS_TEST_SECRET}}}}"
+headers = {{ authorization = "Bearer {{{{env.KVCHAOS_TEST_SECRET}}}}" }}
+json = {{ key = "{{{{env.KVCHAOS_TEST_SECRET}}}}" }}
+[thresholds]
+all = ["error_rate < 1%"]
+"#,
+            server.uri()
+        ),
+    );
+    let out = tmp.path().join("reports");
+    let o = tokio::task::spawn_blocking({
+        let scenario = scenario.clone();
+        let out = out.clone();
+        move || {
+            kvchaos(
+                &[
+                    "run",
+                    scenario.to_str().expect("utf-8"),
+                    "--no-tui",
+                    "--out",
+                    out.to_str().expect("utf-8"),
+                ],
+                &[("KVCHAOS_TEST_SECRET", secret)],
+            )
+        }
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "401s fail the threshold: {}",
+        text(&o.stderr)
+    );
+    let received = server.received_requests().await.unwrap_or_default();
+    assert_eq!(received.len(), 20);
+    assert!(received.iter().all(|r| {
+        r.url.query() == Some(&format!("token={secret}")[..])
+            && r.headers.get("authorization").and_then(|v| v.to_str().ok())
+                == Some(&format!("Bearer {secret}")[..])
+            && String::from_utf8_lossy(&r.body).contains(secret)
+    }));
+    let dir = only_report_dir(&out);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).expect("report dir") {
+        let path = entry.expect("entry").path();
+        let content = std::fs::read_to_string(&path).expect("report file is text");
+        assert!(!content.contains(secret), "secret in {}", path.display());
+        files += 1;
+    }
+    assert!(
+        files >= 4,
+        "summary.json, report.md, timeseries.csv, history.jsonl"
+    );
+    assert!(!text(&o.stdout).contains(secret) && !text(&o.stderr).contains(secret));
+}
+
+#[test]
+fn summary_of_a_real_run_matches_the_schema_and_report_rerenders() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("reports");
+    let o = kvchaos(
+        &[
+            "run",
+            "--duration",
+            "2s",
+            "--no-tui",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let dir = only_report_dir(&out);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"))
+            .expect("json");
+    let schema = kvchaos::report::json::schema_json();
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(&summary)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(summary["scenario"]["name"], "quickstart");
+    assert!(summary["overall"]["completed"].as_u64().unwrap_or(0) > 100);
+    std::fs::remove_file(dir.join("report.md")).expect("remove report.md");
+    let o = kvchaos(&["report", dir.to_str().expect("utf-8")], &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let md = std::fs::read_to_string(dir.join("report.md")).expect("re-rendered report.md");
+    assert!(md.contains("quickstart") && md.contains("p99.9"), "{md}");
+    let bad = kvchaos(&["report", tmp.path().to_str().expect("utf-8")], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("summary.json"));
+}
+
+#[test]
+fn sigint_stops_the_run_writes_the_report_and_exits_130() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("reports");
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--duration",
+            "60s",
+            "--no-tui",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Ready when the first live line appears (printed after one second of load).
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = loop {
+        let line = lines.next().expect("a line").expect("utf-8");
+        if line.starts_with('[') {
+            break line;
+        }
+    };
+    assert!(first.contains("phase 1/"), "{first}");
+    let t0 = Instant::now();
+    // SAFETY: kill has no memory preconditions; the pid is our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.starts_with("report: ")), "{rest:?}");
+    let dir = only_report_dir(&out);
+    let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary written");
+    assert!(summary.contains("\"interrupted\""));
+}
