@@ -492,11 +492,8 @@ impl Recorder {
         );
     }
 
-    /// Flushes the time series and returns per-request totals (scenario order) and overall.
-    pub fn finish(mut self) -> (Vec<Totals>, Totals, Vec<ErrorSample>) {
-        if let Some(w) = self.csv.as_mut() {
-            let _ = w.flush();
-        }
+    /// Per-request totals (scenario order) and overall, for everything folded in so far.
+    pub fn totals(&self) -> (Vec<Totals>, Totals) {
         let classes = CLASSES.len();
         let mut per = Vec::with_capacity(self.names.len());
         let mut all = Totals::new("all");
@@ -514,6 +511,16 @@ impl Recorder {
             all.add(&t);
             per.push(t);
         }
+        (per, all)
+    }
+
+    /// Flushes the time series and returns per-request totals (scenario order), overall, and
+    /// the error samples, most frequent first.
+    pub fn finish(mut self) -> (Vec<Totals>, Totals, Vec<ErrorSample>) {
+        if let Some(w) = self.csv.as_mut() {
+            let _ = w.flush();
+        }
+        let (per, all) = self.totals();
         let mut samples: Vec<ErrorSample> = self
             .errors
             .counts

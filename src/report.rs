@@ -210,3 +210,8 @@ mod tests {
         assert!(!dir.path().join(MARKDOWN_FILE).exists());
     }
 }
+
+/// A threshold's observed value in human units (`812 ms`, `2.50%`, `no data`).
+pub fn observed_text(observed: Option<f64>, unit: &str) -> String {
+    human::observed(observed, unit)
+}

@@ -287,6 +287,8 @@ pub async fn run(
     let mut abandoned = false;
     let mut phase_seen: Option<usize> = None;
     let end_at = start + planned_end;
+    let has_abort = plan.thresholds.iter().any(|t| t.abort);
+    let mut abort_detail: Option<String> = None;
     let finished = engine.finished();
     tokio::pin!(finished);
 
@@ -309,6 +311,23 @@ pub async fn run(
                 );
                 last_tick = now;
                 monitor.tick(&live, &progress, total_s, plan.phases.len());
+                if stopped_at.is_none() && has_abort {
+                    let (per, all) = recorder.totals();
+                    let sending = (now - start).min(planned_end);
+                    if let Some(t) = thresholds::first_abort(&plan.thresholds, &per, &all, sending.as_secs_f64()) {
+                        engine.stop_sending();
+                        stopped_at = Some((sending, StopReason::Aborted));
+                        abort_detail = Some(format!(
+                            "abort threshold failed after {:.0}s: {} {} (observed {})",
+                            sending.as_secs_f64(),
+                            t.scope,
+                            t.expr,
+                            crate::report::observed_text(t.observed, &t.unit),
+                        ));
+                        drain_deadline = Some(now + plan.grace);
+                        history.record(sending, &Event::SendingStopped { reason: "aborted".to_owned() });
+                    }
+                }
             }
             _ = tokio::time::sleep_until(end_at.into()), if stopped_at.is_none() => {
                 stopped_at = Some((planned_end, StopReason::Completed));
@@ -376,8 +395,13 @@ pub async fn run(
         planned_duration_s: planned_end.as_secs_f64(),
         stop: StopInfo {
             reason,
-            detail: (reason == StopReason::Interrupted)
-                .then(|| format!("interrupted after {:.1}s", stop_at.as_secs_f64())),
+            detail: match reason {
+                StopReason::Interrupted => {
+                    Some(format!("interrupted after {:.1}s", stop_at.as_secs_f64()))
+                }
+                StopReason::Aborted => abort_detail,
+                StopReason::Completed | StopReason::TargetUnreachable => None,
+            },
             unfinished,
         },
         phases: phase_infos(&plan, &counts),

@@ -36,6 +36,20 @@ pub fn evaluate(
         .collect()
 }
 
+/// The first failing abort threshold, if any, judged on the totals so far.
+pub fn first_abort(
+    thresholds: &[Threshold],
+    per: &[Totals],
+    all: &Totals,
+    duration_s: f64,
+) -> Option<ThresholdResult> {
+    let aborts: Vec<Threshold> = thresholds.iter().filter(|t| t.abort).cloned().collect();
+    evaluate(&aborts, per, all, duration_s)
+        .into_iter()
+        // Before any data there is nothing to abort on.
+        .find(|r| r.observed.is_some() && !r.passed)
+}
+
 fn unit(m: ThresholdMetric) -> &'static str {
     match m {
         ThresholdMetric::Latency { .. } => "us",

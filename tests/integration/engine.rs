@@ -361,3 +361,36 @@ async fn requests_still_in_flight_after_the_grace_period_are_unfinished() {
     assert_conserved(s, 10);
     assert!(d.wall < Duration::from_secs(2), "took {:?}", d.wall);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_abort_threshold_stops_the_run_early() {
+    let addr = servers::http(Duration::ZERO).await;
+    let mut p = plan(
+        addr,
+        vec![rate(30.0, 50.0, 8)],
+        vec![
+            request("ok", "/", 1, Duration::from_secs(2)),
+            request("bad", "/500", 1, Duration::from_secs(2)),
+        ],
+    );
+    p.thresholds.push(Threshold {
+        scope: ThresholdScope::Request("bad".to_owned()),
+        metric: ThresholdMetric::ErrorRate,
+        op: CmpOp::Lt,
+        limit: 0.05,
+        expr: "error_rate < 5%".to_owned(),
+        abort: true,
+    });
+    let d = go(p, Interrupts::default()).await;
+    let s = &d.summary;
+    assert_eq!(d.exit, Exit::Fail);
+    assert_eq!(s.stop.reason, StopReason::Aborted);
+    let detail = s.stop.detail.as_deref().unwrap_or("");
+    assert!(
+        detail.contains("bad error_rate < 5%") && detail.contains("100.00%"),
+        "{detail}"
+    );
+    // Judged at the first one-second tick, long before the planned 30 s.
+    assert!(d.wall < Duration::from_secs(4), "took {:?}", d.wall);
+    assert!(!s.thresholds[0].passed);
+}
