@@ -154,6 +154,11 @@ fn write_markdown(dir: &Path, s: &Summary) -> Result<PathBuf, ReportError> {
     Ok(path)
 }
 
+/// A threshold's observed value in human units (`812 ms`, `2.50%`, `no data`).
+pub fn observed_text(observed: Option<f64>, unit: &str) -> String {
+    human::observed(observed, unit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,9 +214,4 @@ mod tests {
         assert!(matches!(err, ReportError::NoSummaryInDir { .. }), "{err:?}");
         assert!(!dir.path().join(MARKDOWN_FILE).exists());
     }
-}
-
-/// A threshold's observed value in human units (`812 ms`, `2.50%`, `no data`).
-pub fn observed_text(observed: Option<f64>, unit: &str) -> String {
-    human::observed(observed, unit)
 }
