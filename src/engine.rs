@@ -14,6 +14,7 @@
 pub mod client;
 pub mod outcome;
 pub mod schedule;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -225,7 +225,7 @@ pub async fn run(
         .unwrap_or(1)
         .clamp(1, plan.max_concurrency());
 
-    let endpoint = match Endpoint::resolve(&target.url).await {
+    let endpoint = match Endpoint::resolve(&target.url, plan.target.ca_file.as_deref()).await {
         Ok(ep) => match ep.probe(PROBE_TIMEOUT).await {
             Ok(()) => ep,
             Err(e) => {

@@ -19,6 +19,8 @@ use super::outcome::Outcome;
 /// Where requests go, resolved once before the run.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    /// TLS client for https targets.
+    pub tls: Option<super::tls::Tls>,
     /// Socket address of the target.
     pub addr: SocketAddr,
     /// `Host` header value (host and, when not default, port).
@@ -30,11 +32,12 @@ pub struct Endpoint {
 /// Errors preparing the endpoint (before any load is sent).
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    /// The scheme is not plain HTTP.
-    #[error(
-        "target url \"{0}\": only http:// targets are supported by this build; put a local TLS-terminating proxy in front, or use http"
-    )]
+    /// The scheme is neither http nor https.
+    #[error("target url \"{0}\": the scheme must be http or https")]
     Scheme(String),
+    /// TLS could not be set up.
+    #[error("{0}")]
+    Tls(String),
     /// The URL has no host.
     #[error("target url \"{0}\" has no host")]
     NoHost(String),
@@ -52,14 +55,23 @@ pub enum EndpointError {
 }
 
 impl Endpoint {
-    /// Resolves `url` (first IPv4 address preferred).
-    pub async fn resolve(url: &url::Url) -> Result<Endpoint, EndpointError> {
-        if url.scheme() != "http" {
-            return Err(EndpointError::Scheme(url.as_str().to_owned()));
-        }
+    /// Resolves `url` (first IPv4 address preferred); https targets also trust the roots in
+    /// `ca_file`.
+    pub async fn resolve(
+        url: &url::Url,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Endpoint, EndpointError> {
         let host = url
             .host_str()
             .ok_or_else(|| EndpointError::NoHost(url.as_str().to_owned()))?;
+        let tls = match url.scheme() {
+            "http" => None,
+            "https" => Some(
+                super::tls::Tls::new(host.trim_start_matches('[').trim_end_matches(']'), ca_file)
+                    .map_err(EndpointError::Tls)?,
+            ),
+            _ => return Err(EndpointError::Scheme(url.as_str().to_owned())),
+        };
         let port = url.port_or_known_default().unwrap_or(80);
         let lookup_host = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((lookup_host, port))
@@ -85,17 +97,29 @@ impl Endpoint {
         let authority = HeaderValue::from_str(&authority)
             .map_err(|_| EndpointError::Authority(authority.clone()))?;
         Ok(Endpoint {
+            tls,
             addr,
             authority,
             base_path: url.path().trim_end_matches('/').to_owned(),
         })
     }
 
-    /// Opens a TCP connection, once, within `timeout`: the pre-flight check that the target is up.
+    /// Connects once within `timeout` (with the TLS handshake for https): the pre-flight check
+    /// that the target is up and, for https, that its certificate is trusted.
     pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
-        match tokio::time::timeout(timeout, TcpStream::connect(self.addr)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("cannot connect to {}: {e}", self.addr)),
+        let connect = async {
+            let tcp = TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
+            if let Some(tls) = &self.tls {
+                tls.connect(tcp)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {} failed: {e}", self.addr))?;
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(timeout, connect).await {
+            Ok(r) => r,
             Err(_) => Err(format!(
                 "cannot connect to {}: no answer within {timeout:?}",
                 self.addr
@@ -143,13 +167,33 @@ impl Conn {
             .map_err(|e| Exchange::failed(Outcome::Connect, format!("connect: {e}")))?;
         // Small requests and responses: never wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| Exchange::failed(Outcome::Connect, format!("handshake: {e}")))?;
-        tokio::spawn(async move {
-            // The connection's own errors surface on the request that hits them.
-            let _ = conn.await;
-        });
+        let handshake_failed =
+            |e: hyper::Error| Exchange::failed(Outcome::Connect, format!("handshake: {e}"));
+        // The connection's own errors surface on the request that hits them.
+        let sender = match &ep.tls {
+            None => {
+                let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(handshake_failed)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+            Some(tls) => {
+                let stream = tls
+                    .connect(stream)
+                    .await
+                    .map_err(|e| Exchange::failed(Outcome::Connect, format!("tls: {e}")))?;
+                let (sender, conn) = http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(handshake_failed)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+        };
         Ok(self.sender.insert(sender))
     }
 

@@ -61,6 +61,9 @@ pub struct TargetPlan {
     pub kind: TargetKind,
     /// Extra hosts (beyond loopback) the user allowed as targets; `*.example.com` matches subdomains.
     pub allow_hosts: Vec<String>,
+    /// Extra trusted root certificates (PEM, already checked to parse) for https targets, on top
+    /// of the public web PKI roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The kinds of target. The local Worker target (miniflare) arrives with the mock KV.

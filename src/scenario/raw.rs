@@ -48,6 +48,8 @@ pub struct RawTarget {
     pub builtin: Option<Spanned<bool>>,
     /// Non-loopback hosts allowed as targets.
     pub allow_hosts: Option<Vec<Spanned<String>>>,
+    /// Extra trusted root certificates (PEM) for https targets.
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// One `[[phases]]` table.

@@ -3,7 +3,7 @@
 //! field path, the bad value in quotes (never a secret) and an example of a valid value.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{HeaderName, Method};
@@ -376,10 +376,49 @@ impl Validator<'_> {
             (None, true) => Some(TargetKind::Builtin),
             (Some(url), false) => self.url(url, allow_hosts.as_deref()),
         };
+        let ca_file = match &t.ca_file {
+            None => Some(None),
+            Some(f) => self.ca_file(f).map(Some),
+        };
         Some(TargetPlan {
             kind: kind?,
             allow_hosts: allow_hosts?,
+            ca_file: ca_file?,
         })
+    }
+
+    /// Resolves `ca_file` against the scenario's folder and checks it holds PEM certificates.
+    fn ca_file(&mut self, f: &Spanned<String>) -> Option<PathBuf> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let raw = Path::new(f.get_ref());
+        let path = match self.file.parent() {
+            Some(dir) if raw.is_relative() => dir.join(raw),
+            _ => raw.to_path_buf(),
+        };
+        let at = f.span().start;
+        let certs = match CertificateDer::pem_file_iter(&path) {
+            Ok(iter) => iter.collect::<Result<Vec<_>, _>>(),
+            Err(e) => {
+                self.err(at, "target.ca_file", format!("cannot read CA file \"{}\": {e}: give a PEM file of root certificates, relative to the scenario file", path.display()));
+                return None;
+            }
+        };
+        match certs {
+            Ok(c) if !c.is_empty() => Some(path),
+            Ok(_) => {
+                self.err(at, "target.ca_file", format!("CA file \"{}\" holds no certificate: expected PEM blocks \"-----BEGIN CERTIFICATE-----\"", path.display()));
+                None
+            }
+            Err(e) => {
+                self.err(
+                    at,
+                    "target.ca_file",
+                    format!("CA file \"{}\" is not valid PEM: {e}", path.display()),
+                );
+                None
+            }
+        }
     }
 
     fn allow_hosts(&mut self, hosts: Option<&[Spanned<String>]>) -> Option<Vec<String>> {

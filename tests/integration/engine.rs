@@ -49,6 +49,7 @@ fn plan(addr: SocketAddr, phases: Vec<Phase>, requests: Vec<RequestPlan>) -> Pla
         target: TargetPlan {
             kind: TargetKind::Url(url::Url::parse(&format!("http://{addr}/")).expect("url")),
             allow_hosts: Vec::new(),
+            ca_file: None,
         },
         phases,
         requests,
