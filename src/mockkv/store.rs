@@ -398,6 +398,11 @@ impl Store {
             with_ttl: expiration.is_some(),
             bytes: req.value.len(),
         };
+        // Most keys only ever hold their current version: room for exactly one, not the
+        // four a first push_back would reserve (~240 bytes a key at a million keys).
+        if slot.versions.capacity() == 0 {
+            slot.versions.reserve_exact(1);
+        }
         slot.versions.push_back(Version {
             from_ms: now_ms,
             entry: Some(Entry {
