@@ -7,6 +7,8 @@ kvchaos and, where installed, wrk and oha with the same settings:
   closed   N connections back to back for D seconds            (kvchaos vus=N, wrk -cN, oha -cN)
   open     open loop at --open-rate req/s, N*4 in flight        (kvchaos rate, oha -q --latency-correction)
   paced    open loop at --paced-rate req/s (CPU per request)    (kvchaos rate, oha -q --latency-correction)
+  mockkv   the mock Workers KV (kvchaos mock-kv) under kvchaos: binding-protocol ops/s on one core
+           (closed loop, 80% get / 20% put) and p99 at --mockkv-rate ops/s
 
 Each generator's user+system CPU time and peak RSS come from wait4() on that process alone.
 All traffic goes to 127.0.0.1; every run is bounded by its duration.
@@ -152,6 +154,46 @@ def oha(url, mode, args):
             "cpu_us": cpu * 1e6 / max(n, 1), "rss": rss}
 
 
+def mockkv_bench(binary, args, tmp):
+    """kvchaos against `kvchaos mock-kv` (paid plan, no same-key limit), mock on CPU 1."""
+    p = subprocess.Popen(pin(1) + [binary, "mock-kv", "--listen", "127.0.0.1:0", "--plan", "paid",
+                                   "--no-same-key-limit"], stdout=subprocess.PIPE, text=True)
+    addr = p.stdout.readline().strip()
+    if not addr:
+        sys.exit("kvchaos mock-kv did not print its address")
+    url = f"http://{addr}/"
+    mix = ('[[requests]]\nname = "get"\nweight = 4\npath = "/k{{random_key 10000}}?urlencoded=true"\n'
+           '[[requests]]\nname = "put"\nweight = 1\nmethod = "PUT"\n'
+           'path = "/k{{random_key 10000}}?urlencoded=true"\nbody = "value-{{seq}}"\n')
+    rows = []
+    try:
+        for mode, load in (("closed", f"vus = {args.connections}"),
+                           ("paced", f"rate = {args.mockkv_rate}\nmax_in_flight = {args.connections}")):
+            scen = os.path.join(tmp, f"mockkv-{mode}.toml")
+            with open(scen, "w") as f:
+                f.write(f'name = "mockkv-{mode}"\nseed = 1\n[target]\nurl = "{url}"\n'
+                        f'[[phases]]\nduration = "{args.duration}s"\n{load}\n{mix}')
+            out_dir = os.path.join(tmp, "reports-mockkv")
+            before = set(os.listdir(out_dir)) if os.path.isdir(out_dir) else set()
+            run_tool(pin(0) + [binary, "run", scen, "--no-tui", "--threads", "1", "--out", out_dir],
+                     args.duration + 60)
+            new = sorted(set(os.listdir(out_dir)) - before)
+            with open(os.path.join(out_dir, new[-1], "summary.json")) as f:
+                s = json.load(f)
+            rows.append((mode, s))
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+    print(f"\nmock KV (kvchaos mock-kv on CPU 1, kvchaos generator on CPU 0, {args.duration}s per run)")
+    for mode, s in rows:
+        o = s["overall"]
+        bad = {k: v for k, v in o["by_class"].items() if k not in ("2xx", "4xx")}
+        label = "closed loop, max ops/s" if mode == "closed" else f"open loop at {args.mockkv_rate} ops/s"
+        print(f"  {label:28} {o['rps']:>9.0f} ops/s  p50 {fmt_us(o['service']['p50_us'])} "
+              f"p99 {fmt_us(o['service']['p99_us'])} (service)  p99 {fmt_us(o['corrected']['p99_us'])} "
+              f"(corrected)  dropped {o['dropped']}  failures {sum(bad.values())}")
+
+
 def start_server(kind, binary, tmp):
     if kind in ("auto", "nginx") and shutil.which("nginx"):
         port = free_port()
@@ -196,7 +238,9 @@ def main():
     ap.add_argument("--paced-rate", type=int, default=5000)
     ap.add_argument("--server", choices=["auto", "nginx", "builtin"], default="auto")
     ap.add_argument("--kvchaos", default=os.path.join(ROOT, "target", "release", "kvchaos"))
-    ap.add_argument("--modes", default="closed,open,paced")
+    ap.add_argument("--mockkv-rate", type=int, default=10000)
+    ap.add_argument("--modes", default="closed,open,paced,mockkv",
+                    help="comma-separated: closed, open, paced, mockkv")
     args = ap.parse_args()
     if not os.path.exists(args.kvchaos):
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
@@ -206,14 +250,21 @@ def main():
     try:
         modes = args.modes.split(",")
         for mode in modes:
+            if mode == "mockkv":
+                continue
             rows.append((mode, "kvchaos", kvchaos(args.kvchaos, url, mode, args, tmp)))
             if mode == "closed" and shutil.which("wrk"):
                 rows.append((mode, "wrk", wrk(url, args)))
             if shutil.which("oha"):
                 rows.append((mode, "oha", oha(url, mode, args)))
-    finally:
         server.terminate()
         server.wait(timeout=10)
+        if "mockkv" in modes:
+            mockkv_bench(args.kvchaos, args, tmp)
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
     pinned = "generator on CPU 0, server on CPU 1" if pin(0) else "no pinning (taskset missing or 1 CPU)"
     print(f"\nserver: {server_name}; {pinned}; {args.connections} connections; {args.duration}s per run")
@@ -222,7 +273,7 @@ def main():
         print(f"{mode:7} {tool:8} {r['rps']:>10.0f} {fmt_us(r['p50']):>9} {fmt_us(r['p99']):>9} "
               f"{r['dropped']:>8} {r['errors']:>7} {r['cpu_us']:>11.2f} {r['rss'] / 1024:>7.1f}Mi")
     print("\nratios kvchaos/peer (req/s: higher is better; CPU and RSS: lower is better)")
-    for mode in args.modes.split(","):
+    for mode in [m for m in args.modes.split(",") if m != "mockkv"]:
         k = next((r for m, t, r in rows if m == mode and t == "kvchaos"), None)
         for m, tool, r in rows:
             if m == mode and tool != "kvchaos" and k:
