@@ -279,6 +279,10 @@ impl LocalWorker {
         };
         cmd.arg("--persist")
             .arg(run_dir.0.join("state"))
+            // The launcher removes it too: when kvchaos dies, the launcher
+            // sees stdin EOF, stops and cleans up after itself.
+            .arg("--scratch")
+            .arg(&run_dir.0)
             .current_dir(&spec.launcher_dir)
             // miniflare keeps its scratch files under TMPDIR: inside the run
             // directory they go with it even when the run is killed.

@@ -4,7 +4,12 @@
 //
 // Usage:
 //   node launch.mjs --worker DIR [--kv-address 127.0.0.1:PORT | --no-kv-routing]
-//                   [--persist DIR]
+//                   [--persist DIR] [--scratch DIR]
+//
+// --persist DIR: D1/Durable Object state (default: a fresh temporary
+// directory, removed on exit). --scratch DIR: a directory the caller made
+// for this run (kvchaos points TMPDIR into it); removed on exit, so that a
+// launcher whose parent died (stdin EOF) still cleans up.
 //
 // DIR holds wrangler.toml, wrangler.jsonc or wrangler.json; wrangler reads it
 // exactly as `wrangler dev` would. Only plain JavaScript module Workers are
@@ -45,7 +50,7 @@ function reply(obj) {
 class UsageError extends Error {}
 
 function parseArgs(argv) {
-  const args = { worker: null, kvAddress: null, kvRouting: true, persist: null };
+  const args = { worker: null, kvAddress: null, kvRouting: true, persist: null, scratch: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -58,10 +63,15 @@ function parseArgs(argv) {
       case "--kv-address": args.kvAddress = value(); break;
       case "--no-kv-routing": args.kvRouting = false; break;
       case "--persist": args.persist = value(); break;
+      case "--scratch": args.scratch = value(); break;
       default: throw new UsageError(`unknown argument '${a}'`);
     }
   }
   if (!args.worker) throw new UsageError("missing --worker DIR");
+  if (args.scratch) {
+    const scratch = path.resolve(args.scratch);
+    process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
+  }
   if (args.kvRouting && !args.kvAddress) {
     throw new UsageError("missing --kv-address 127.0.0.1:PORT (or pass --no-kv-routing)");
   }
