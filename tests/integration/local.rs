@@ -387,3 +387,51 @@ fn is_zombie(pid: u32) -> bool {
         })
         .unwrap_or(true)
 }
+
+#[tokio::test]
+async fn a_startup_timeout_leaves_no_process() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    // A private copy of the fixture: its path names this run's processes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let worker = dir.path().join("kv-probe-timeout");
+    std::fs::create_dir(&worker).expect("mkdir");
+    for f in ["wrangler.toml", "index.js"] {
+        std::fs::copy(Path::new(FIXTURE).join(f), worker.join(f)).expect("copy fixture");
+    }
+    let mut spec = LocalSpec::new(&worker, None, dir.path().join("worker.log"));
+    spec.ready_timeout = Duration::from_millis(300);
+    let err = LocalWorker::start(&spec)
+        .await
+        .expect_err("cannot be ready in 300 ms");
+    assert!(matches!(err, local::LocalError::Timeout { .. }), "{err}");
+    let needle = worker.to_string_lossy().into_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_mentioning(&needle);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left running: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Live (non-zombie) processes whose command line contains `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+                && !is_zombie(*pid)
+        })
+        .collect()
+}
