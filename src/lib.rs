@@ -8,6 +8,7 @@
 //! - [`metrics`]: the recorder that owns every histogram; thresholds.
 //! - [`history`]: the run's event stream (`history.jsonl`).
 //! - [`target`]: starting and stopping what load is sent to.
+//! - [`local`]: a Worker run under miniflare, KV routed to the mock; crons; teardown.
 //! - [`mockkv`]: the fault-injecting mock of Cloudflare Workers KV.
 //! - [`report`]: the run summary model and its writers.
 //! - [`live`]: the plain once-a-second status line.
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod exit;
 pub mod history;
 pub mod live;
+pub mod local;
 pub mod metrics;
 pub mod mockkv;
 pub mod redact;

@@ -2,5 +2,6 @@
 
 mod cli;
 mod engine;
+mod local;
 mod servers;
 mod tls;

@@ -1,0 +1,553 @@
+//! The local Worker target: a Worker run under miniflare (the real workerd
+//! runtime) through the launcher in `mock/miniflare/`, with its KV bindings
+//! routed to the mock KV.
+//!
+//! Owns: installing the launcher's pinned npm packages ([`ensure_installed`]),
+//! spawning the launcher in its own process group, waiting for its readiness
+//! line, firing crons, and teardown — a graceful `stop`, then SIGKILL to the
+//! whole group, on every exit path including drop. Each run gets a private
+//! directory (D1/DO state and miniflare's temporary files, through `TMPDIR`)
+//! that is removed with it, so even a killed run leaves nothing behind.
+//! Does not own: the mock KV (the caller starts it and passes its address),
+//! when crons fire (the cron driver decides), or sending load.
+
+mod group;
+mod install;
+pub mod protocol;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+
+pub use group::{group_alive, group_members};
+pub use install::{ensure_installed, find_on_path};
+pub use protocol::{CronOutcome, KvBinding, Ready};
+
+/// How long a `scheduled` handler may run before the launcher is deemed stuck.
+pub const CRON_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a graceful stop may take before the group is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Lines of the Worker log quoted in startup errors.
+const LOG_TAIL_LINES: usize = 20;
+
+/// Why the local Worker could not be installed, started or driven.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// A program the local target needs is not on `PATH`.
+    #[error(
+        "'{program}' not found on PATH: the local Worker target needs Node.js 20 or later with npm (https://nodejs.org), or point the scenario at a deployed Worker"
+    )]
+    Missing {
+        /// `node` or `npm`.
+        program: &'static str,
+    },
+    /// `npm ci` failed.
+    #[error(
+        "installing the miniflare launcher in '{}' failed ({status}): run 'npm ci' there to see why",
+        dir.display()
+    )]
+    Install {
+        /// The launcher directory.
+        dir: PathBuf,
+        /// Exit status or what is still missing.
+        status: String,
+    },
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The launcher said it could not start the Worker.
+    #[error("miniflare could not start the Worker in '{}': {reason}{}", worker.display(), tail(log_tail))]
+    NotReady {
+        /// The Worker directory.
+        worker: PathBuf,
+        /// The launcher's reason.
+        reason: String,
+        /// Last lines of the Worker log.
+        log_tail: String,
+    },
+    /// The launcher exited before it was ready.
+    #[error("the miniflare launcher exited ({status}) before the Worker in '{}' was ready{}", worker.display(), tail(log_tail))]
+    Exited {
+        /// The Worker directory.
+        worker: PathBuf,
+        /// Its exit status.
+        status: String,
+        /// Last lines of the Worker log.
+        log_tail: String,
+    },
+    /// No readiness line within the timeout.
+    #[error("the Worker in '{}' was not ready after {after:?}; raise the startup timeout or see the log{}", worker.display(), tail(log_tail))]
+    Timeout {
+        /// The Worker directory.
+        worker: PathBuf,
+        /// The timeout.
+        after: Duration,
+        /// Last lines of the Worker log.
+        log_tail: String,
+    },
+    /// The launcher said something outside its protocol.
+    #[error("miniflare launcher protocol error: {detail}")]
+    Protocol {
+        /// What was wrong.
+        detail: String,
+    },
+    /// The launcher refused or failed a command.
+    #[error("miniflare launcher refused '{command}': {reason}")]
+    Command {
+        /// The command name.
+        command: &'static str,
+        /// The launcher's reason.
+        reason: String,
+    },
+    /// The launcher is gone or stopped answering.
+    #[error("the miniflare launcher is no longer running ({detail}); see the Worker log")]
+    Gone {
+        /// What happened.
+        detail: String,
+    },
+}
+
+fn tail(log_tail: &str) -> String {
+    if log_tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\nlast lines of the Worker log:\n{log_tail}")
+    }
+}
+
+/// The launcher directory shipped with kvchaos: `$KVCHAOS_MINIFLARE_DIR`
+/// when set, else `mock/miniflare` in the source tree kvchaos was built from.
+pub fn default_launcher_dir() -> PathBuf {
+    std::env::var_os("KVCHAOS_MINIFLARE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("mock/miniflare"))
+}
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct LocalSpec {
+    /// Directory with the Worker's `wrangler.toml` (or `.jsonc`/`.json`).
+    pub worker_dir: PathBuf,
+    /// The mock KV to route every KV binding to; `None` keeps miniflare's
+    /// own local KV.
+    pub kv_addr: Option<SocketAddr>,
+    /// How long to wait for the readiness line.
+    pub ready_timeout: Duration,
+    /// Where the Worker's console output and miniflare's log go (created or truncated).
+    pub log_path: PathBuf,
+    /// The launcher directory (see [`default_launcher_dir`]).
+    pub launcher_dir: PathBuf,
+}
+
+impl LocalSpec {
+    /// A spec with the default launcher directory and a 60 s startup timeout.
+    pub fn new(
+        worker_dir: impl Into<PathBuf>,
+        kv_addr: Option<SocketAddr>,
+        log_path: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            worker_dir: worker_dir.into(),
+            kv_addr,
+            ready_timeout: Duration::from_secs(60),
+            log_path: log_path.into(),
+            launcher_dir: default_launcher_dir(),
+        }
+    }
+}
+
+/// How [`LocalWorker::stop`] ended the launcher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It disposed miniflare and exited by itself.
+    Graceful,
+    /// It exited by itself, but not successfully (see the Worker log).
+    Failed(String),
+    /// It did not exit within [`STOP_GRACE`] and was killed.
+    Killed,
+}
+
+/// A private directory for one run, removed on drop.
+#[derive(Debug)]
+struct RunDir(PathBuf);
+
+impl RunDir {
+    fn create() -> Result<Self, LocalError> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "kvchaos-local-{}-{}-{nanos}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        for sub in ["tmp", "state"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(|source| LocalError::Io {
+                what: format!("creating '{}'", dir.join(sub).display()),
+                source,
+            })?;
+        }
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The launcher's process group, killed on drop unless stopped first.
+#[derive(Debug)]
+struct Group {
+    child: Child,
+    pgid: u32,
+    done: bool,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.done {
+            group::kill_group(self.pgid);
+            // The direct child is reaped by tokio (kill_on_drop); workerd,
+            // once orphaned, by init.
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Control {
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    /// A reply went missing: later replies could be misread, so refuse.
+    broken: Option<String>,
+}
+
+/// A Worker running under miniflare. Dropping it kills every process of
+/// the run; [`LocalWorker::stop`] first asks the launcher to stop.
+#[derive(Debug)]
+pub struct LocalWorker {
+    // Field order matters for drop: the group dies before its directory goes.
+    group: Group,
+    control: tokio::sync::Mutex<Control>,
+    ready: Ready,
+    startup: Duration,
+    log_path: PathBuf,
+    _run_dir: RunDir,
+}
+
+impl LocalWorker {
+    /// Spawn the launcher for `spec` in its own process group and wait for
+    /// its readiness line. The packages must be installed
+    /// ([`ensure_installed`]).
+    pub async fn start(spec: &LocalSpec) -> Result<Self, LocalError> {
+        let launcher = spec.launcher_dir.join("launch.mjs");
+        if !launcher.is_file() {
+            return Err(LocalError::Io {
+                what: format!("looking for the launcher '{}'", launcher.display()),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let node = install::node()?;
+        let worker = std::path::absolute(&spec.worker_dir).map_err(|source| LocalError::Io {
+            what: format!("resolving '{}'", spec.worker_dir.display()),
+            source,
+        })?;
+        let run_dir = RunDir::create()?;
+        let log = std::fs::File::create(&spec.log_path).map_err(|source| LocalError::Io {
+            what: format!("creating the Worker log '{}'", spec.log_path.display()),
+            source,
+        })?;
+
+        let mut cmd = tokio::process::Command::new(node);
+        cmd.arg(&launcher).arg("--worker").arg(&worker);
+        match spec.kv_addr {
+            Some(addr) => cmd.arg("--kv-address").arg(addr.to_string()),
+            None => cmd.arg("--no-kv-routing"),
+        };
+        cmd.arg("--persist")
+            .arg(run_dir.0.join("state"))
+            // The launcher removes it too: when kvchaos dies, the launcher
+            // sees stdin EOF, stops and cleans up after itself.
+            .arg("--scratch")
+            .arg(&run_dir.0)
+            .current_dir(&spec.launcher_dir)
+            // miniflare keeps its scratch files under TMPDIR: inside the run
+            // directory they go with it even when the run is killed.
+            .env("TMPDIR", run_dir.0.join("tmp"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .process_group(0)
+            .kill_on_drop(true);
+        let began = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| LocalError::Io {
+            what: format!("starting node '{}'", launcher.display()),
+            source,
+        })?;
+        let pgid = child.id().ok_or_else(|| LocalError::Gone {
+            detail: "exited at once".to_owned(),
+        })?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let mut group = Group {
+            child,
+            pgid,
+            done: false,
+        };
+        let Some(stdout) = stdout else {
+            return Err(LocalError::Protocol {
+                detail: "no stdout pipe".to_owned(),
+            });
+        };
+        let mut lines = BufReader::new(stdout).lines();
+
+        let log_tail = || read_tail(&spec.log_path, LOG_TAIL_LINES);
+        let first = tokio::time::timeout(spec.ready_timeout, next_protocol_line(&mut lines)).await;
+        let line = match first {
+            Err(_) => {
+                return Err(LocalError::Timeout {
+                    worker,
+                    after: spec.ready_timeout,
+                    log_tail: log_tail(),
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(LocalError::Io {
+                    what: "reading the launcher's stdout".to_owned(),
+                    source: e,
+                });
+            }
+            Ok(Ok(None)) => {
+                let status = match tokio::time::timeout(STOP_GRACE, group.child.wait()).await {
+                    Ok(Ok(s)) => s.to_string(),
+                    _ => "still running".to_owned(),
+                };
+                return Err(LocalError::Exited {
+                    worker,
+                    status,
+                    log_tail: log_tail(),
+                });
+            }
+            Ok(Ok(Some(line))) => line,
+        };
+        let ready = match protocol::parse_ready(&line) {
+            Err(detail) => return Err(LocalError::Protocol { detail }),
+            Ok(Err(reason)) => {
+                // Let the launcher finish writing its log before quoting it.
+                let _ = tokio::time::timeout(STOP_GRACE, group.child.wait()).await;
+                return Err(LocalError::NotReady {
+                    worker,
+                    reason,
+                    log_tail: log_tail(),
+                });
+            }
+            Ok(Ok(ready)) => ready,
+        };
+        Ok(Self {
+            group,
+            control: tokio::sync::Mutex::new(Control {
+                stdin,
+                stdout: lines,
+                broken: None,
+            }),
+            ready,
+            startup: began.elapsed(),
+            log_path: spec.log_path.clone(),
+            _run_dir: run_dir,
+        })
+    }
+
+    /// Base URL of the Worker, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> &str {
+        &self.ready.url
+    }
+
+    /// Everything the readiness line said.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    /// From spawning the launcher to its readiness line.
+    pub fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    /// The launcher's pid, which is also its process group id.
+    pub fn pgid(&self) -> u32 {
+        self.group.pgid
+    }
+
+    /// Where the Worker's console output goes.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Run the Worker's `scheduled` handler for `cron` at
+    /// `scheduled_time_ms` (ms since the Unix epoch) and wait for it to end.
+    pub async fn fire_cron(
+        &self,
+        cron: &str,
+        scheduled_time_ms: u64,
+    ) -> Result<CronOutcome, LocalError> {
+        let mut control = self.control.lock().await;
+        if let Some(detail) = &control.broken {
+            return Err(LocalError::Gone {
+                detail: detail.clone(),
+            });
+        }
+        let Some(stdin) = control.stdin.as_mut() else {
+            return Err(LocalError::Gone {
+                detail: "stdin closed".to_owned(),
+            });
+        };
+        let line = protocol::scheduled_command(cron, scheduled_time_ms);
+        let written = async {
+            stdin.write_all(line.as_bytes()).await?;
+            stdin.flush().await
+        }
+        .await;
+        if let Err(e) = written {
+            return Err(LocalError::Gone {
+                detail: format!("writing a command failed: {e}"),
+            });
+        }
+        let reply =
+            match tokio::time::timeout(CRON_TIMEOUT, next_protocol_line(&mut control.stdout)).await
+            {
+                Ok(Ok(Some(reply))) => reply,
+                Ok(Ok(None)) => {
+                    control.broken = Some("stdout closed".to_owned());
+                    return Err(LocalError::Gone {
+                        detail: "stdout closed".to_owned(),
+                    });
+                }
+                Ok(Err(e)) => {
+                    control.broken = Some(format!("reading stdout failed: {e}"));
+                    return Err(LocalError::Gone {
+                        detail: format!("reading stdout failed: {e}"),
+                    });
+                }
+                Err(_) => {
+                    let detail = format!("no answer to scheduled '{cron}' within {CRON_TIMEOUT:?}");
+                    control.broken = Some(detail.clone());
+                    return Err(LocalError::Gone { detail });
+                }
+            };
+        match protocol::parse_cron_reply(&reply) {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(reason)) => Err(LocalError::Command {
+                command: "scheduled",
+                reason,
+            }),
+            Err(detail) => {
+                control.broken = Some(detail.clone());
+                Err(LocalError::Protocol { detail })
+            }
+        }
+    }
+
+    /// Ask the launcher to dispose miniflare and exit; after
+    /// [`STOP_GRACE`], or in any case once it has exited, SIGKILL whatever
+    /// is left of its process group. Removes the run directory.
+    pub async fn stop(mut self) -> Result<Stopped, LocalError> {
+        let control = self.control.get_mut();
+        if let Some(mut stdin) = control.stdin.take() {
+            // Errors mean it is gone already; the kill below settles it.
+            let _ = stdin.write_all(protocol::STOP_COMMAND.as_bytes()).await;
+            let _ = stdin.flush().await;
+            // Dropping stdin closes it: EOF stops the launcher as well.
+        }
+        let waited = tokio::time::timeout(STOP_GRACE, self.group.child.wait()).await;
+        // Even after a clean exit: a workerd the launcher failed to reap
+        // would still be in the group.
+        group::kill_group(self.group.pgid);
+        self.group.done = true;
+        match waited {
+            Ok(Ok(status)) if status.success() => Ok(Stopped::Graceful),
+            Ok(Ok(status)) => Ok(Stopped::Failed(status.to_string())),
+            Ok(Err(source)) => Err(LocalError::Io {
+                what: "waiting for the miniflare launcher".to_owned(),
+                source,
+            }),
+            Err(_) => {
+                self.group
+                    .child
+                    .wait()
+                    .await
+                    .map_err(|source| LocalError::Io {
+                        what: "reaping the killed miniflare launcher".to_owned(),
+                        source,
+                    })?;
+                Ok(Stopped::Killed)
+            }
+        }
+    }
+}
+
+/// The next line that looks like protocol (a JSON object); anything else a
+/// dependency printed to stdout despite the launcher's redirection is
+/// skipped. `None` at EOF.
+async fn next_protocol_line(
+    lines: &mut Lines<BufReader<ChildStdout>>,
+) -> std::io::Result<Option<String>> {
+    while let Some(line) = lines.next_line().await? {
+        if line.trim_start().starts_with('{') {
+            return Ok(Some(line));
+        }
+    }
+    Ok(None)
+}
+
+/// The last `n` lines of the file at `path` (empty if unreadable).
+fn read_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("log");
+        std::fs::write(&p, "a\nb\nc\n").expect("write");
+        assert_eq!(read_tail(&p, 2), "b\nc");
+        assert_eq!(read_tail(&dir.path().join("none"), 2), "");
+    }
+
+    #[test]
+    fn run_dirs_are_private_and_removed_on_drop() {
+        let a = RunDir::create().expect("run dir");
+        let b = RunDir::create().expect("run dir");
+        assert_ne!(a.0, b.0);
+        assert!(a.0.join("tmp").is_dir() && a.0.join("state").is_dir());
+        let path = a.0.clone();
+        drop(a);
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_missing_launcher_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = LocalSpec::new(dir.path(), None, dir.path().join("worker.log"));
+        spec.launcher_dir = dir.path().join("nowhere");
+        let err = LocalWorker::start(&spec).await.expect_err("must fail");
+        assert!(err.to_string().contains("launch.mjs"), "{err}");
+    }
+}
