@@ -101,7 +101,7 @@ function kvEntries(kvNamespaces) {
 
 async function start(args) {
   const { Miniflare } = await import("miniflare");
-  const { unstable_getMiniflareWorkerOptions } = await import("wrangler");
+  const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import("wrangler");
 
   const workerDir = path.resolve(args.worker);
   const configPath = findConfig(workerDir);
@@ -126,8 +126,9 @@ async function start(args) {
       })),
     ];
   }
-  // Miniflare never fires crons itself; kvchaos fires them through stdin.
-  const crons = workerOptions.cronTriggers ?? [];
+  // Miniflare never fires crons itself; kvchaos fires them through stdin. Read them from the
+  // config itself: not every wrangler release puts them in the worker options.
+  const crons = unstable_readConfig({ config: configPath }).triggers?.crons ?? workerOptions.cronTriggers ?? [];
 
   const persistRoot = args.persist ?? mkdtempSync(path.join(tmpdir(), "kvchaos-miniflare-"));
   const ownsPersist = args.persist === null;
