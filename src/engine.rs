@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -38,6 +38,10 @@ use schedule::{PhaseSchedule, phase_at};
 /// How late an open-loop arrival may be claimed before it counts as dropped. Covers timer
 /// granularity (tokio timers tick every millisecond) and scheduling jitter.
 pub const LATE_TOLERANCE: Duration = Duration::from_millis(10);
+
+/// Header map capacity reserved per request: hyper parses the response's headers into the
+/// request's map.
+const RESPONSE_HEADERS: usize = 12;
 
 /// Salt that separates the random stream deciding which request a dropped arrival would have
 /// been from the stream of sent requests.
@@ -380,25 +384,26 @@ impl Shared {
                 }
             }
         };
-        let mut b = Request::builder()
-            .method(r.method.clone())
-            .uri(uri)
-            .header(HOST, self.endpoint.authority.clone());
+        // hyper reuses the request's header map for the response's headers, so it gets room for
+        // a typical response too: growing it there costs a reallocation and a rehash per request.
+        let mut headers = HeaderMap::with_capacity((r.headers.len() + 2).max(RESPONSE_HEADERS));
+        headers.append(HOST, self.endpoint.authority.clone());
         for (name, v) in &r.headers {
-            match v {
-                Part::Static(v) => b = b.header(name, v.clone()),
+            let v = match v {
+                Part::Static(v) => v.clone(),
                 Part::Dynamic(t) => {
                     buf.clear();
                     t.render(&mut cx, buf);
                     match HeaderValue::from_str(buf) {
-                        Ok(v) => b = b.header(name, v),
+                        Ok(v) => v,
                         Err(_) => return (idx, None),
                     }
                 }
-            }
+            };
+            headers.append(name.clone(), v);
         }
         if let Some(ct) = &r.content_type {
-            b = b.header(CONTENT_TYPE, ct.clone());
+            headers.append(CONTENT_TYPE, ct.clone());
         }
         let body = match &r.body {
             None => Bytes::new(),
@@ -409,10 +414,13 @@ impl Shared {
                 Bytes::from(s)
             }
         };
-        (
-            idx,
-            b.body(Full::new(body)).ok().map(|req| (req, r.timeout)),
-        )
+        // Built in place rather than through `Request::builder()`, whose every step moves the
+        // whole request.
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = r.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        (idx, Some((req, r.timeout)))
     }
 }
 
