@@ -16,17 +16,18 @@ pub mod outcome;
 pub mod schedule;
 pub mod tls;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::metrics::{Recorder, ShardHandle};
 use crate::scenario::plan::{Load, Plan};
@@ -38,6 +39,10 @@ use schedule::{PhaseSchedule, phase_at};
 /// How late an open-loop arrival may be claimed before it counts as dropped. Covers timer
 /// granularity (tokio timers tick every millisecond) and scheduling jitter.
 pub const LATE_TOLERANCE: Duration = Duration::from_millis(10);
+
+/// Header map capacity reserved per request: hyper parses the response's headers into the
+/// request's map.
+const RESPONSE_HEADERS: usize = 12;
 
 /// Salt that separates the random stream deciding which request a dropped arrival would have
 /// been from the stream of sent requests.
@@ -380,25 +385,26 @@ impl Shared {
                 }
             }
         };
-        let mut b = Request::builder()
-            .method(r.method.clone())
-            .uri(uri)
-            .header(HOST, self.endpoint.authority.clone());
+        // hyper reuses the request's header map for the response's headers, so it gets room for
+        // a typical response too: growing it there costs a reallocation and a rehash per request.
+        let mut headers = HeaderMap::with_capacity((r.headers.len() + 2).max(RESPONSE_HEADERS));
+        headers.append(HOST, self.endpoint.authority.clone());
         for (name, v) in &r.headers {
-            match v {
-                Part::Static(v) => b = b.header(name, v.clone()),
+            let v = match v {
+                Part::Static(v) => v.clone(),
                 Part::Dynamic(t) => {
                     buf.clear();
                     t.render(&mut cx, buf);
                     match HeaderValue::from_str(buf) {
-                        Ok(v) => b = b.header(name, v),
+                        Ok(v) => v,
                         Err(_) => return (idx, None),
                     }
                 }
-            }
+            };
+            headers.append(name.clone(), v);
         }
         if let Some(ct) = &r.content_type {
-            b = b.header(CONTENT_TYPE, ct.clone());
+            headers.append(CONTENT_TYPE, ct.clone());
         }
         let body = match &r.body {
             None => Bytes::new(),
@@ -409,24 +415,58 @@ impl Shared {
                 Bytes::from(s)
             }
         };
-        (
-            idx,
-            b.body(Full::new(body)).ok().map(|req| (req, r.timeout)),
-        )
+        // Built in place rather than through `Request::builder()`, whose every step moves the
+        // whole request.
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = r.method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        (idx, Some((req, r.timeout)))
     }
 }
 
-/// Sleeps until `deadline`; false when sending was stopped first.
-async fn sleep_until(sh: &Shared, deadline: Instant) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep_until(deadline.into()) => true,
-        _ = sh.stop.cancelled() => false,
+/// A worker's long-lived waiting state, created once per worker rather than once per request.
+///
+/// Creating a tokio timer or a `cancelled()` future per request costs a timer-wheel insertion and
+/// removal (under the driver lock) and a waiter registration and removal (under the token's
+/// lock). Instead each worker keeps one timer for intended start times, one for request timeouts
+/// and one registered waiter on each token. Resetting a pending timer to a later deadline is a
+/// single atomic update, and the timeout deadline only moves forward while requests succeed.
+struct Waits {
+    /// Fires at the next intended start time (open loop) or the phase end.
+    start: Pin<Box<tokio::time::Sleep>>,
+    /// Fires when the request in flight times out.
+    timeout: Pin<Box<tokio::time::Sleep>>,
+    stop: Pin<Box<WaitForCancellationFutureOwned>>,
+    abort: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Waits {
+    fn new(sh: &Shared) -> Waits {
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
+        Waits {
+            start: Box::pin(tokio::time::sleep_until(far)),
+            timeout: Box::pin(tokio::time::sleep_until(far)),
+            stop: Box::pin(sh.stop.clone().cancelled_owned()),
+            abort: Box::pin(sh.abort.clone().cancelled_owned()),
+        }
+    }
+
+    /// Sleeps until `deadline`; false when sending was stopped first.
+    async fn sleep_until(&mut self, deadline: Instant) -> bool {
+        self.start.as_mut().reset(deadline.into());
+        tokio::select! {
+            biased;
+            _ = self.stop.as_mut() => false,
+            _ = self.start.as_mut() => true,
+        }
     }
 }
 
 async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
     let mut conn = Conn::default();
     let mut buf = String::with_capacity(256);
+    let mut waits = Waits::new(&sh);
     loop {
         if sh.stop.is_cancelled() {
             return;
@@ -449,15 +489,15 @@ async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
         };
         let Some(intended) = intended else {
             // Not needed (or nothing left) in this phase: wait for the next one.
-            if !sleep_until(&sh, phase_end).await {
+            if !waits.sleep_until(phase_end).await {
                 return;
             }
             continue;
         };
-        if intended > now && !sleep_until(&sh, intended).await {
+        if intended > now && !waits.sleep_until(intended).await {
             return;
         }
-        if !send(&sh, p, intended, &mut conn, &mut buf, &shard).await {
+        if !send(&sh, p, intended, &mut conn, &mut buf, &shard, &mut waits).await {
             return;
         }
     }
@@ -487,6 +527,7 @@ async fn send(
     conn: &mut Conn,
     buf: &mut String,
     shard: &ShardHandle,
+    waits: &mut Waits,
 ) -> bool {
     let seq = sh.seq.fetch_add(1, Ordering::Relaxed);
     let (idx, built) = sh.build(seq, buf);
@@ -506,9 +547,12 @@ async fn send(
     };
     sh.in_flight.fetch_add(1, Ordering::Relaxed);
     let sent = Instant::now();
+    waits.timeout.as_mut().reset((sent + timeout).into());
     let result = tokio::select! {
-        r = tokio::time::timeout(timeout, conn.exchange(&sh.endpoint, req)) => Some(r),
-        _ = sh.abort.cancelled() => None,
+        biased;
+        x = conn.exchange(&sh.endpoint, req) => Some(Ok(x)),
+        _ = waits.abort.as_mut() => None,
+        _ = waits.timeout.as_mut() => Some(Err(())),
     };
     sh.in_flight.fetch_sub(1, Ordering::Relaxed);
     let done = Instant::now();
