@@ -5,7 +5,7 @@ pins it to one core and the load generator to another when taskset is available,
 kvchaos and, where installed, wrk and oha with the same settings:
 
   closed   N connections back to back for D seconds            (kvchaos vus=N, wrk -cN, oha -cN)
-  open     open loop at --open-rate req/s, N*4 in flight        (kvchaos rate, oha -q --latency-correction)
+  open     open loop at --open-rate req/s, N*2 in flight        (kvchaos rate, oha -q --latency-correction)
   paced    open loop at --paced-rate req/s (CPU per request)    (kvchaos rate, oha -q --latency-correction)
   mockkv   the mock Workers KV (kvchaos mock-kv) under kvchaos: binding-protocol ops/s on one core
            (closed loop, 80% get / 20% put) and p99 at --mockkv-rate ops/s
@@ -95,7 +95,7 @@ def kvchaos(binary, url, mode, args, tmp):
     if mode == "closed":
         load = f"vus = {args.connections}"
     elif mode == "open":
-        load = f"rate = {args.open_rate}\nmax_in_flight = {args.connections * 4}"
+        load = f"rate = {args.open_rate}\nmax_in_flight = {args.connections * 2}"
     else:
         load = f"rate = {args.paced_rate}\nmax_in_flight = {args.connections}"
     scen = os.path.join(tmp, f"bench-{mode}.toml")
@@ -135,7 +135,7 @@ def wrk(url, args):
 
 
 def oha(url, mode, args):
-    conns = args.connections * 4 if mode == "open" else args.connections
+    conns = args.connections * 2 if mode == "open" else args.connections
     cmd = pin(0) + ["oha", "--no-tui", "--output-format", "json", "-c", str(conns),
                     "-z", f"{args.duration}s"]
     if mode == "open":
