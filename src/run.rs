@@ -225,20 +225,14 @@ pub async fn run(
         .unwrap_or(1)
         .clamp(1, plan.max_concurrency());
 
-    let endpoint = match Endpoint::resolve(&target.url, plan.target.ca_file.as_deref()).await {
-        Ok(ep) => match ep.probe(PROBE_TIMEOUT).await {
-            Ok(()) => ep,
-            Err(e) => {
-                return unreachable_report(
-                    &plan,
-                    report_dir,
-                    &target_url,
-                    target.kind,
-                    started_wall,
-                    e,
-                );
-            }
-        },
+    let reachable = async {
+        let ep = Endpoint::resolve(&target.url, plan.target.ca_file.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        ep.probe(PROBE_TIMEOUT).await.map(|()| ep)
+    };
+    let endpoint = match reachable.await {
+        Ok(ep) => ep,
         Err(e) => {
             return unreachable_report(
                 &plan,
@@ -246,7 +240,7 @@ pub async fn run(
                 &target_url,
                 target.kind,
                 started_wall,
-                e.to_string(),
+                e,
             );
         }
     };

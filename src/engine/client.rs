@@ -167,31 +167,14 @@ impl Conn {
             .map_err(|e| Exchange::failed(Outcome::Connect, format!("connect: {e}")))?;
         // Small requests and responses: never wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let handshake_failed =
-            |e: hyper::Error| Exchange::failed(Outcome::Connect, format!("handshake: {e}"));
-        // The connection's own errors surface on the request that hits them.
         let sender = match &ep.tls {
-            None => {
-                let (sender, conn) = http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(handshake_failed)?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
-            }
+            None => handshake(stream).await?,
             Some(tls) => {
                 let stream = tls
                     .connect(stream)
                     .await
                     .map_err(|e| Exchange::failed(Outcome::Connect, format!("tls: {e}")))?;
-                let (sender, conn) = http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(handshake_failed)?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
+                handshake(stream).await?
             }
         };
         Ok(self.sender.insert(sender))
@@ -257,6 +240,21 @@ impl Conn {
             }
         }
     }
+}
+
+/// HTTP/1.1 handshake over `io`, with the connection driven by its own task (its errors
+/// surface on the request that hits them).
+async fn handshake<I>(io: I) -> Result<SendRequest<Full<Bytes>>, Exchange>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Exchange::failed(Outcome::Connect, format!("handshake: {e}")))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange {
