@@ -322,39 +322,67 @@ async fn bulk_get(kv: MockKv, ctx: OpContext, body: Body, conn: Option<ConnContr
         Ok(_) => return status_with_reason(500, "Internal Server Error"),
         Err(f) => return failure(f, Op::Get, conn).await,
     };
+    let shape = BulkShape {
+        as_json,
+        with_metadata: req.with_metadata,
+        with_expiration: false,
+    };
+    let Some(out) = bulk_values(entries, shape) else {
+        return status_with_reason(400, NON_JSON_VALUE);
+    };
+    json_response(&Value::Object(out))
+}
+
+/// Cloudflare's answer when a bulk get asks for JSON and a value is not JSON.
+pub(crate) const NON_JSON_VALUE: &str =
+    "At least one of the requested keys corresponds to a non-json value";
+
+/// How a bulk get shapes each value.
+#[derive(Clone, Copy)]
+pub(crate) struct BulkShape {
+    /// Parse values as JSON (`type: "json"`) instead of returning text.
+    pub as_json: bool,
+    /// Return `{value, metadata}` objects instead of bare values.
+    pub with_metadata: bool,
+    /// Also put `expiration` in those objects (the REST API does, the binding does not).
+    pub with_expiration: bool,
+}
+
+/// Key → value (or `{value, metadata[, expiration]}`, or null for a miss) for a bulk get;
+/// `None` when JSON was asked for and a value is not JSON.
+pub(crate) fn bulk_values(
+    entries: Vec<(String, Option<store::Entry>)>,
+    shape: BulkShape,
+) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     for (key, entry) in entries {
         let v = match entry {
             None => Value::Null,
             Some(e) => {
                 let text = String::from_utf8_lossy(&e.value).into_owned();
-                let value = if as_json {
-                    match serde_json::from_str::<Value>(&text) {
-                        Ok(v) => v,
-                        Err(_) => {
-                            return status_with_reason(
-                                400,
-                                "At least one of the requested keys corresponds to a non-json value",
-                            );
-                        }
-                    }
+                let value = if shape.as_json {
+                    serde_json::from_str::<Value>(&text).ok()?
                 } else {
                     Value::String(text)
                 };
-                if req.with_metadata {
+                if !shape.with_metadata {
+                    value
+                } else {
                     let metadata = e
                         .metadata
                         .and_then(|m| serde_json::from_str::<Value>(&m).ok())
                         .unwrap_or(Value::Null);
-                    json!({ "value": value, "metadata": metadata })
-                } else {
-                    value
+                    let mut o = json!({ "value": value, "metadata": metadata });
+                    if shape.with_expiration {
+                        o["expiration"] = json!(e.expiration);
+                    }
+                    o
                 }
             }
         };
         out.insert(key, v);
     }
-    json_response(&Value::Object(out))
+    Some(out)
 }
 
 #[cfg(test)]

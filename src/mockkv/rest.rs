@@ -350,39 +350,14 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
                 Ok(_) => return fail(500, 10001, "Internal server error"),
                 Err(f) => return failure(f, conn).await,
             };
-            let mut values = Map::new();
-            for (key, entry) in entries {
-                let v = match entry {
-                    None => Value::Null,
-                    Some(e) => {
-                        let text = String::from_utf8_lossy(&e.value).into_owned();
-                        let value = if as_json {
-                            match serde_json::from_str(&text) {
-                                Ok(v) => v,
-                                Err(_) => {
-                                    return fail(
-                                        400,
-                                        10001,
-                                        "At least one of the requested keys corresponds to a non-json value",
-                                    );
-                                }
-                            }
-                        } else {
-                            Value::String(text)
-                        };
-                        if req.with_metadata {
-                            let metadata = e
-                                .metadata
-                                .and_then(|m| serde_json::from_str(&m).ok())
-                                .unwrap_or(Value::Null);
-                            json!({"value": value, "metadata": metadata, "expiration": e.expiration})
-                        } else {
-                            value
-                        }
-                    }
-                };
-                values.insert(key, v);
-            }
+            let shape = super::binding::BulkShape {
+                as_json,
+                with_metadata: req.with_metadata,
+                with_expiration: true,
+            };
+            let Some(values) = super::binding::bulk_values(entries, shape) else {
+                return fail(400, 10001, super::binding::NON_JSON_VALUE);
+            };
             ok(json!({ "values": values }))
         }
         _ => fail(404, 7003, "Could not route to the requested path"),
