@@ -56,8 +56,11 @@ struct RunArgs {
     /// Scenario file; without one, the built-in quickstart scenario runs.
     scenario: Option<PathBuf>,
     /// Send the load to this URL instead of the scenario's target.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "worker")]
     target_url: Option<String>,
+    /// Run this Worker directory under miniflare (its KV routed to the mock) as the target.
+    #[arg(long, value_name = "DIR")]
+    worker: Option<PathBuf>,
     /// Allow this non-loopback host as a target (repeatable; `*.example.com` for subdomains).
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
@@ -185,6 +188,7 @@ async fn run(args: RunArgs) -> Exit {
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO_PATH)),
         target_url: args.target_url,
+        worker: args.worker,
         allow_hosts: args.allow_hosts,
         out: args.out,
         seed: args.seed,

@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub scenario: PathBuf,
     /// Replaces the scenario's target with this URL.
     pub target_url: Option<String>,
+    /// Replaces the scenario's target with this Worker directory.
+    pub worker: Option<PathBuf>,
     /// Hosts allowed in addition to the scenario's `allow_hosts`.
     pub allow_hosts: Vec<String>,
     /// Folder in which the report folder is created.
@@ -141,6 +143,15 @@ fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> 
         }
         plan.target.kind = TargetKind::Url(url);
     }
+    if let Some(dir) = &opts.worker {
+        if scenario::worker_config(dir).is_none() {
+            return Err(RunError::Usage(format!(
+                "--worker \"{}\": no wrangler.toml, wrangler.jsonc or wrangler.json there: give a Worker's directory",
+                dir.display()
+            )));
+        }
+        plan.target.kind = TargetKind::Worker(dir.clone());
+    }
     if let TargetKind::Url(url) = &plan.target.kind {
         scenario::check_target_allowed(url, &plan.target.allow_hosts)
             .map_err(|e| RunError::Usage(format!("{}: {e}", opts.scenario.display())))?;
@@ -215,9 +226,18 @@ pub async fn run(
             opts.out.display()
         ))
     })?;
-    let target = crate::target::start(&plan.target.kind)
-        .await
-        .map_err(|e| RunError::Environment(format!("cannot start the target: {e}")))?;
+    let target = match crate::target::start(&plan.target.kind, &report_dir, plan.seed).await {
+        Ok(t) => t,
+        Err(e) => {
+            let url = match &plan.target.kind {
+                TargetKind::Url(u) => plan.redactor.redact(u.as_str()).into_owned(),
+                TargetKind::Worker(d) => d.display().to_string(),
+                TargetKind::Builtin => String::new(),
+            };
+            let kind = crate::target::kind_name(&plan.target.kind);
+            return unreachable_report(&plan, report_dir, &url, kind, started_wall, e);
+        }
+    };
     let target_url = plan.redactor.redact(target.url.as_str()).into_owned();
     let threads = opts
         .threads
@@ -410,7 +430,12 @@ pub async fn run(
         },
     };
     drop(engine);
-    target.stop();
+    if let Some(kv) = target.mock_kv() {
+        write_json(&report_dir.join("mockkv.json"), &kv.stats())?;
+    }
+    if let Some(note) = target.shutdown().await {
+        eprintln!("warning: {note}");
+    }
     crate::report::write_all(&report_dir, &summary)
         .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
     history_result
@@ -530,6 +555,13 @@ fn unreachable_report(
         report_dir,
         summary,
     })
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), RunError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", path.display())))?;
+    std::fs::write(path, text)
+        .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", path.display())))
 }
 
 /// Creates `<out>/<name>-<UTC timestamp>` (with a numeric suffix if it exists already).

@@ -119,6 +119,14 @@ pub fn parse_str(
     validate::validate(raw, text, path, env, rand::random()).map_err(ScenarioErrors)
 }
 
+/// The wrangler configuration file of a Worker directory, if it has one.
+pub fn worker_config(dir: &Path) -> Option<PathBuf> {
+    ["wrangler.toml", "wrangler.jsonc", "wrangler.json"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+}
+
 /// Checks that `url` may receive load: loopback (127.0.0.0/8, `::1`, `localhost`) always may;
 /// any other host must match an `allow_hosts` entry, exactly (case-insensitive) or as
 /// `*.suffix` for its subdomains. The message stands alone, for `--target-url` overrides too.

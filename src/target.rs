@@ -1,58 +1,133 @@
-//! Targets: where a run sends its load. Starts and stops whatever the target needs (for now a
-//! URL needs nothing and the built-in server runs in-process); the local Worker target under
-//! miniflare will join here.
+//! Targets: where a run sends its load, and starting and stopping whatever that needs.
+//! A URL needs nothing; the built-in server runs in-process; a Worker directory runs under
+//! miniflare (see [`crate::local`]) with its KV bindings routed to an in-process mock KV.
 
 pub mod builtin;
 
 use std::net::SocketAddr;
+use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::local::{LocalSpec, LocalWorker};
+use crate::mockkv::{MockKv, MockKvConfig, VirtualClock};
 use crate::scenario::plan::TargetKind;
 
 /// A target that is up, with its base URL.
 pub struct Running {
     /// Base URL requests are sent to.
     pub url: url::Url,
-    /// `url` for a URL target, `builtin` for the built-in server.
+    /// `url`, `builtin` or `worker`.
     pub kind: &'static str,
     stop: CancellationToken,
+    worker: Option<LocalWorker>,
+    mock_kv: Option<MockKv>,
+}
+
+/// The report name of a target kind.
+pub fn kind_name(kind: &TargetKind) -> &'static str {
+    match kind {
+        TargetKind::Url(_) => "url",
+        TargetKind::Builtin => "builtin",
+        TargetKind::Worker(_) => "worker",
+    }
 }
 
 impl Running {
-    /// Stops whatever was started for the target.
-    pub fn stop(&self) {
+    /// The mock KV serving the Worker's KV bindings (Worker targets only).
+    pub fn mock_kv(&self) -> Option<&MockKv> {
+        self.mock_kv.as_ref()
+    }
+
+    /// Stops whatever was started: the Worker first (gracefully, then its whole process group),
+    /// then the mock KV and the built-in server. Returns a note when the Worker had to be killed.
+    pub async fn shutdown(mut self) -> Option<String> {
+        let note = match self.worker.take() {
+            Some(w) => match w.stop().await {
+                Ok(_) => None,
+                Err(e) => Some(format!("stopping the Worker: {e}")),
+            },
+            None => None,
+        };
         self.stop.cancel();
+        note
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // LocalWorker's own Drop kills its process group; this stops the in-process servers.
         self.stop.cancel();
     }
 }
 
-/// Starts the target. A URL target is used as is.
-pub async fn start(kind: &TargetKind) -> std::io::Result<Running> {
+/// Starts the target. Worker logs go to `worker.log` in `report_dir`.
+pub async fn start(kind: &TargetKind, report_dir: &Path, seed: u64) -> Result<Running, String> {
     let stop = CancellationToken::new();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     match kind {
         TargetKind::Url(url) => Ok(Running {
             url: url.clone(),
             kind: "url",
             stop,
+            worker: None,
+            mock_kv: None,
         }),
         TargetKind::Builtin => {
-            let listener =
-                tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-            let addr = listener.local_addr()?;
+            let listener = tokio::net::TcpListener::bind(loopback)
+                .await
+                .map_err(|e| format!("cannot start the built-in server: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tokio::spawn(builtin::serve(listener, stop.clone()));
-            let url = url::Url::parse(&format!("http://{addr}/"))
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok(Running {
-                url,
+                url: base_url(addr)?,
                 kind: "builtin",
                 stop,
+                worker: None,
+                mock_kv: None,
+            })
+        }
+        TargetKind::Worker(dir) => {
+            let kv = MockKv::new(
+                MockKvConfig {
+                    seed,
+                    ..MockKvConfig::default()
+                },
+                VirtualClock::real_time(1.0),
+            );
+            let listener = crate::mockkv::bind(loopback, false)
+                .await
+                .map_err(|e| format!("cannot start the mock KV: {e}"))?;
+            let kv_addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tokio::spawn(crate::mockkv::serve(listener, kv.clone(), stop.clone()));
+            let spec = LocalSpec::new(dir, Some(kv_addr), report_dir.join("worker.log"));
+            crate::local::ensure_installed(&spec.launcher_dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            let worker = match LocalWorker::start(&spec).await {
+                Ok(w) => w,
+                Err(e) => {
+                    stop.cancel();
+                    return Err(format!(
+                        "the Worker in \"{}\" did not start: {e}",
+                        dir.display()
+                    ));
+                }
+            };
+            let url = url::Url::parse(worker.url()).map_err(|e| {
+                format!("the launcher reported a bad URL \"{}\": {e}", worker.url())
+            })?;
+            Ok(Running {
+                url,
+                kind: "worker",
+                stop,
+                worker: Some(worker),
+                mock_kv: Some(kv),
             })
         }
     }
+}
+
+fn base_url(addr: SocketAddr) -> Result<url::Url, String> {
+    url::Url::parse(&format!("http://{addr}/")).map_err(|e| e.to_string())
 }

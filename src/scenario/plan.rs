@@ -66,13 +66,16 @@ pub struct TargetPlan {
     pub ca_file: Option<PathBuf>,
 }
 
-/// The kinds of target. The local Worker target (miniflare) arrives with the mock KV.
+/// The kinds of target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetKind {
     /// A running HTTP server; request paths are appended to the URL's path.
     Url(url::Url),
     /// kvchaos starts its own minimal HTTP server on 127.0.0.1:0 (self-test and benchmarks).
     Builtin,
+    /// A Worker directory (with `wrangler.toml`, `.jsonc` or `.json`) run under miniflare, its KV
+    /// bindings routed to kvchaos's in-process mock KV.
+    Worker(PathBuf),
 }
 
 /// One load phase.

@@ -46,6 +46,8 @@ pub struct RawTarget {
     pub url: Option<Spanned<String>>,
     /// Start kvchaos's own server.
     pub builtin: Option<Spanned<bool>>,
+    /// Run this Worker directory under miniflare.
+    pub worker: Option<Spanned<String>>,
     /// Non-loopback hosts allowed as targets.
     pub allow_hosts: Option<Vec<Spanned<String>>>,
     /// Extra trusted root certificates (PEM) for https targets.

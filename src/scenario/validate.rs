@@ -346,7 +346,7 @@ impl Validator<'_> {
     // ---- target ----
 
     fn target(&mut self, t: Option<&Spanned<RawTarget>>) -> Option<TargetPlan> {
-        const FIX: &str = "add url = \"http://127.0.0.1:8787\" for a running server, or builtin = true for kvchaos's own test server";
+        const FIX: &str = "add url = \"http://127.0.0.1:8787\" for a running server, worker = \"path/to/worker-dir\" for a Worker run locally under miniflare, or builtin = true for kvchaos's own test server";
         let Some(t) = t else {
             self.err(
                 0,
@@ -358,23 +358,37 @@ impl Validator<'_> {
         let span = t.span();
         let t = t.get_ref();
         let allow_hosts = self.allow_hosts(t.allow_hosts.as_deref());
-        let builtin = t.builtin.as_ref().is_some_and(|b| *b.get_ref());
-        let kind = match (&t.url, builtin) {
-            (Some(_), true) => {
-                let at = t.builtin.as_ref().map_or(span.start, |b| b.span().start);
-                self.err(at, "target.builtin", "url and builtin = true cannot be used together: keep url to load a running server, or builtin = true (and remove url) for kvchaos's own test server");
-                None
-            }
-            (None, false) => {
-                let (at, msg) = match &t.builtin {
-                    Some(b) => (b.span().start, format!("builtin = false and no url: {FIX}")),
-                    None => (span.start, format!("no target: {FIX}")),
-                };
-                self.err(at, "target", msg);
-                None
-            }
-            (None, true) => Some(TargetKind::Builtin),
-            (Some(url), false) => self.url(url, allow_hosts.as_deref()),
+        let builtin = t.builtin.as_ref().filter(|b| *b.get_ref());
+        let chosen = usize::from(t.url.is_some())
+            + usize::from(t.worker.is_some())
+            + usize::from(builtin.is_some());
+        let kind = if chosen > 1 {
+            let at = [
+                t.worker.as_ref().map(|w| w.span().start),
+                builtin.map(|b| b.span().start),
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(span.start);
+            self.err(at, "target", "url, worker and builtin = true are alternatives: keep exactly one (url for a running server, worker for a local Worker directory, builtin for kvchaos's own test server)");
+            None
+        } else if let Some(url) = &t.url {
+            self.url(url, allow_hosts.as_deref())
+        } else if let Some(w) = &t.worker {
+            self.worker_dir(w).map(TargetKind::Worker)
+        } else if builtin.is_some() {
+            Some(TargetKind::Builtin)
+        } else {
+            let (at, msg) = match &t.builtin {
+                Some(b) => (
+                    b.span().start,
+                    format!("builtin = false and no url or worker: {FIX}"),
+                ),
+                None => (span.start, format!("no target: {FIX}")),
+            };
+            self.err(at, "target", msg);
+            None
         };
         let ca_file = match &t.ca_file {
             None => Some(None),
@@ -385,6 +399,29 @@ impl Validator<'_> {
             allow_hosts: allow_hosts?,
             ca_file: ca_file?,
         })
+    }
+
+    /// Resolves `worker` against the scenario's folder and checks it holds a wrangler config.
+    fn worker_dir(&mut self, w: &Spanned<String>) -> Option<PathBuf> {
+        let raw = Path::new(w.get_ref());
+        let dir = match self.file.parent() {
+            Some(parent) if raw.is_relative() => parent.join(raw),
+            _ => raw.to_path_buf(),
+        };
+        if crate::scenario::worker_config(&dir).is_some() {
+            return Some(dir);
+        }
+        let what = if dir.is_dir() {
+            "has no wrangler.toml, wrangler.jsonc or wrangler.json"
+        } else {
+            "is not a directory"
+        };
+        self.err(
+            w.span().start,
+            "target.worker",
+            format!("worker \"{}\" {what}: give the Worker's directory, relative to the scenario file, e.g. worker = \"../mock/workers/d1-do-control-plane\"", dir.display()),
+        );
+        None
     }
 
     /// Resolves `ca_file` against the scenario's folder and checks it holds PEM certificates.

@@ -5,3 +5,4 @@ mod engine;
 mod local;
 mod servers;
 mod tls;
+mod worker_target;

@@ -1,0 +1,88 @@
+//! `kvchaos run` against a Worker directory: miniflare with its KV routed to the in-process mock.
+
+use kvchaos::exit::Exit;
+use kvchaos::run::{Interrupts, RunOptions, Silent, prepare, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_target_runs_under_miniflare_with_kv_on_the_mock() {
+    if kvchaos::local::find_on_path("node").is_none() {
+        eprintln!("skipped: node is not on PATH (the Worker target needs Node.js 20 and npm)");
+        return;
+    }
+    let probe =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workers/kv-probe");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = tmp.path().join("worker.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "worker-target"
+[target]
+worker = "{}"
+[[phases]]
+duration = "1s"
+rate = 20
+[[requests]]
+name = "put"
+method = "POST"
+path = "/run"
+json = {{ binding = "KV", ops = [ {{ op = "put", key = "seq:{{{{seq}}}}", value = "v" }} ] }}
+[thresholds]
+all = ["error_rate < 1%"]
+"#,
+            probe.display()
+        ),
+    )
+    .expect("write scenario");
+    let opts = RunOptions {
+        scenario,
+        out: tmp.path().join("reports"),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let plan = prepare(&opts).expect("valid scenario");
+    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
+        .await
+        .expect("report");
+    let s = &outcome.summary;
+    assert_eq!(outcome.exit, Exit::Pass, "{:?}", s.errors);
+    assert_eq!(s.target.kind, "worker");
+    assert_eq!(s.overall.by_class.get("2xx").copied(), Some(20));
+    let stats: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(outcome.report_dir.join("mockkv.json")).expect("mockkv.json"),
+    )
+    .expect("json");
+    let puts: u64 = stats["counts"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter(|r| r["op"] == "put" && r["prefix"] == "seq:" && r["outcome"] == "ok")
+                .filter_map(|r| r["count"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(puts, 20, "{stats}");
+    assert!(outcome.report_dir.join("worker.log").is_file());
+}
+
+#[test]
+fn a_worker_directory_without_a_wrangler_config_is_a_located_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = tmp.path().join("w.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"w\"\n[target]\nworker = \"nowhere\"\n[[phases]]\nduration = \"1s\"\nrate = 1\n[[requests]]\nname = \"r\"\npath = \"/\"\n",
+    )
+    .expect("write");
+    let err = prepare(&RunOptions {
+        scenario,
+        ..RunOptions::default()
+    })
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        err.contains("w.toml:3:10: target.worker: worker") && err.contains("is not a directory"),
+        "{err}"
+    );
+}
