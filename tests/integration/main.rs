@@ -3,5 +3,6 @@
 mod cli;
 mod engine;
 mod local;
+mod reference_workers;
 mod servers;
 mod tls;
