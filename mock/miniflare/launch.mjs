@@ -12,7 +12,11 @@
 // launcher whose parent died (stdin EOF) still cleans up.
 //
 // DIR holds wrangler.toml, wrangler.jsonc or wrangler.json; wrangler reads it
-// exactly as `wrangler dev` would. Only plain JavaScript module Workers are
+// exactly as `wrangler dev` would. Before the readiness line, each D1
+// database's `migrations_dir` (default `migrations`, next to the config) is
+// applied: its *.sql files in name order, each in one batch, recorded in the
+// `d1_migrations` table (or `migrations_table`) as `wrangler d1 migrations
+// apply --local` does, so a persisted state is not migrated twice. Only plain JavaScript module Workers are
 // supported (no TypeScript or bundling step): the `main` module and the
 // modules next to it are loaded as they are.
 //
@@ -27,7 +31,7 @@
 //   Anything that is not valid answers {"ok":false,"error":"..."}.
 // Everything else (the Worker's console, miniflare's log) goes to stderr.
 
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -101,7 +105,9 @@ function kvEntries(kvNamespaces) {
 
 async function start(args) {
   const { Miniflare } = await import("miniflare");
-  const { unstable_getMiniflareWorkerOptions, unstable_readConfig } = await import("wrangler");
+  const { unstable_getMiniflareWorkerOptions, unstable_readConfig, unstable_splitSqlQuery: splitSql } = await import(
+    "wrangler"
+  );
 
   const workerDir = path.resolve(args.worker);
   const configPath = findConfig(workerDir);
@@ -159,7 +165,38 @@ async function start(args) {
     },
   });
   const url = await mf.ready;
+  await applyD1Migrations(mf, configPath, splitSql);
   return { mf, url, kvBindings, crons, persistRoot, ownsPersist };
+}
+
+/** Apply each D1 binding's pending migration files (see the header). */
+async function applyD1Migrations(mf, configPath, splitSql) {
+  const { unstable_readConfig } = await import("wrangler");
+  const databases = unstable_readConfig({ config: configPath }).d1_databases ?? [];
+  for (const d of databases) {
+    const dir = path.resolve(path.dirname(configPath), d.migrations_dir ?? "migrations");
+    if (!existsSync(dir)) continue;
+    const table = d.migrations_table ?? "d1_migrations";
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(table)) throw new UsageError(`invalid migrations_table '${table}'`);
+    const db = await mf.getD1Database(d.binding);
+    await db
+      .prepare(`CREATE TABLE IF NOT EXISTS ${table} (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)`)
+      .run();
+    const applied = new Set((await db.prepare(`SELECT name FROM ${table}`).all()).results.map((r) => r.name));
+    const files = readdirSync(dir).filter((f) => f.endsWith(".sql")).sort();
+    for (const file of files.filter((f) => !applied.has(f))) {
+      const statements = splitSql(readFileSync(path.join(dir, file), "utf8"));
+      try {
+        await db.batch([
+          ...statements.map((sql) => db.prepare(sql)),
+          db.prepare(`INSERT INTO ${table} (name) VALUES (?1)`).bind(file),
+        ]);
+      } catch (e) {
+        throw new Error(`D1 migration '${path.join(dir, file)}' for binding ${d.binding} failed: ${e?.message ?? e}`);
+      }
+      console.error(`kvchaos launcher: D1 ${d.binding}: applied ${file}`);
+    }
+  }
 }
 
 async function serveCommands(run) {

@@ -3,6 +3,7 @@
 mod cli;
 mod engine;
 mod local;
+mod reference_workers;
 mod servers;
 mod tls;
 mod worker_target;
