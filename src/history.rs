@@ -35,6 +35,44 @@ pub enum Event {
     InFlightAbandoned,
     /// Everything stopped.
     RunEnded,
+    /// One step of an operation by a driver (cron, lock client, queue producer, ...), in the
+    /// manner of Jepsen: `invoke`, then `ok`, `fail` or `info` (indeterminate).
+    Op {
+        /// Who performed it, e.g. `cron` or `lock-3`.
+        process: String,
+        /// Which step.
+        op: OpKind,
+        /// The operation, e.g. `tick`, `acquire`.
+        f: String,
+        /// Its arguments or result.
+        value: serde_json::Value,
+    },
+}
+
+impl Event {
+    /// An operation step.
+    pub fn op(process: &str, op: OpKind, f: &str, value: serde_json::Value) -> Event {
+        Event::Op {
+            process: process.to_owned(),
+            op,
+            f: f.to_owned(),
+            value,
+        }
+    }
+}
+
+/// The step of an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    /// Started.
+    Invoke,
+    /// Succeeded.
+    Ok,
+    /// Definitely failed (had no effect).
+    Fail,
+    /// Outcome unknown (timeout, lost connection): never a violation by itself.
+    Info,
 }
 
 #[derive(Serialize)]

@@ -2,6 +2,7 @@
 //!
 //! Module map:
 //! - [`cli`]: command-line arguments, the runtime, signals, exit codes, printing errors once.
+//! - [`cron`]: cron ticks on the (accelerated) run clock and the driver that fires them.
 //! - [`scenario`]: scenario files parsed and validated into a [`scenario::Plan`].
 //! - [`run`]: one run end to end — target, engine, recorder, stop protocol, reports.
 //! - [`engine`]: open- and closed-loop workers, the HTTP client, outcome classes.
@@ -16,6 +17,7 @@
 //! - [`resources`], [`exit`]: process readings and exit codes.
 
 pub mod cli;
+pub mod cron;
 pub mod engine;
 pub mod exit;
 pub mod history;

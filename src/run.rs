@@ -226,18 +226,19 @@ pub async fn run(
             opts.out.display()
         ))
     })?;
-    let target = match crate::target::start(&plan.target.kind, &report_dir, plan.seed).await {
-        Ok(t) => t,
-        Err(e) => {
-            let url = match &plan.target.kind {
-                TargetKind::Url(u) => plan.redactor.redact(u.as_str()).into_owned(),
-                TargetKind::Worker(d) => d.display().to_string(),
-                TargetKind::Builtin => String::new(),
-            };
-            let kind = crate::target::kind_name(&plan.target.kind);
-            return unreachable_report(&plan, report_dir, &url, kind, started_wall, e);
-        }
-    };
+    let target =
+        match crate::target::start(&plan.target.kind, &report_dir, plan.seed, plan.speedup).await {
+            Ok(t) => t,
+            Err(e) => {
+                let url = match &plan.target.kind {
+                    TargetKind::Url(u) => plan.redactor.redact(u.as_str()).into_owned(),
+                    TargetKind::Worker(d) => d.display().to_string(),
+                    TargetKind::Builtin => String::new(),
+                };
+                let kind = crate::target::kind_name(&plan.target.kind);
+                return unreachable_report(&plan, report_dir, &url, kind, started_wall, e);
+            }
+        };
     let target_url = plan.redactor.redact(target.url.as_str()).into_owned();
     let threads = opts
         .threads
@@ -302,6 +303,17 @@ pub async fn run(
     let mut phase_seen: Option<usize> = None;
     let end_at = start + planned_end;
     let has_abort = plan.thresholds.iter().any(|t| t.abort);
+    // Drivers (cron today; lock and queue clients later) report operations through this.
+    let (history_tx, mut history_rx) = tokio::sync::mpsc::unbounded_channel();
+    let drivers_stop = CancellationToken::new();
+    let cron_task = start_cron(
+        &plan,
+        &target,
+        start,
+        history_tx,
+        drivers_stop.clone(),
+        planned_end,
+    );
     let mut abort_detail: Option<String> = None;
     let finished = engine.finished();
     tokio::pin!(finished);
@@ -309,6 +321,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut finished => break,
+            Some((t, event)) = history_rx.recv() => history.record(t, &event),
             _ = ticker.tick() => {
                 let now = Instant::now();
                 let progress = engine.progress(now);
@@ -330,6 +343,7 @@ pub async fn run(
                     let sending = (now - start).min(planned_end);
                     if let Some(t) = thresholds::first_abort(&plan.thresholds, &per, &all, sending.as_secs_f64()) {
                         engine.stop_sending();
+                        drivers_stop.cancel();
                         stopped_at = Some((sending, StopReason::Aborted));
                         abort_detail = Some(format!(
                             "abort threshold failed after {:.0}s: {} {} (observed {})",
@@ -345,12 +359,14 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(end_at.into()), if stopped_at.is_none() => {
                 stopped_at = Some((planned_end, StopReason::Completed));
+                drivers_stop.cancel();
                 drain_deadline = Some(Instant::now() + plan.grace);
                 history.record(planned_end, &Event::SendingStopped { reason: "completed".to_owned() });
             }
             _ = interrupts.stop.cancelled(), if stopped_at.is_none() => {
                 let now = Instant::now();
                 engine.stop_sending();
+                drivers_stop.cancel();
                 let at = now.saturating_duration_since(start).min(planned_end);
                 stopped_at = Some((at, StopReason::Interrupted));
                 drain_deadline = Some(now + plan.grace);
@@ -371,6 +387,13 @@ pub async fn run(
                 history.record(Instant::now() - start, &Event::InFlightAbandoned);
             }
         }
+    }
+    drivers_stop.cancel();
+    if let Some(task) = cron_task {
+        let _ = task.await;
+    }
+    while let Ok((t, event)) = history_rx.try_recv() {
+        history.record(t, &event);
     }
     let ended = Instant::now();
     let (stop_at, reason) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
@@ -453,6 +476,55 @@ pub async fn run(
         summary,
     })
 }
+
+/// Starts firing the local Worker's crons on the run clock, if the target is a Worker and the
+/// plan wants it. Expressions come from the scenario's `[cron] schedules` or the Worker's config.
+fn start_cron(
+    plan: &Plan,
+    target: &crate::target::Running,
+    run_start: Instant,
+    history: tokio::sync::mpsc::UnboundedSender<(Duration, Event)>,
+    stop: CancellationToken,
+    planned_end: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let (worker, kv) = (target.worker()?, target.mock_kv()?);
+    if !plan.cron.fire {
+        return None;
+    }
+    let exprs = plan
+        .cron
+        .schedules
+        .clone()
+        .unwrap_or_else(|| worker.ready().crons.clone());
+    let crons: Vec<_> = exprs
+        .into_iter()
+        .filter_map(|e| match crate::cron::parse(&e) {
+            Ok(c) => Some((e, c)),
+            Err(msg) => {
+                eprintln!("warning: the Worker's {msg}; it is not fired");
+                None
+            }
+        })
+        .collect();
+    let clock = crate::cron::RunClock {
+        start: Instant::now(),
+        start_ms: kv.clock().now_ms(),
+        speedup: plan.speedup,
+    };
+    let span_ms = (planned_end.as_secs_f64() * plan.speedup * 1000.0) as u64;
+    let ticks = crate::cron::ticks(
+        &crons,
+        clock.start_ms,
+        clock.start_ms + span_ms,
+        MAX_CRON_TICKS,
+    );
+    Some(tokio::spawn(crate::cron::drive(
+        worker, ticks, clock, run_start, history, stop,
+    )))
+}
+
+/// Most cron ticks one run fires (a day of every-minute ticks is 1,440).
+const MAX_CRON_TICKS: usize = 100_000;
 
 fn scenario_info(plan: &Plan) -> ScenarioInfo {
     ScenarioInfo {

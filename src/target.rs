@@ -6,6 +6,7 @@ pub mod builtin;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +21,7 @@ pub struct Running {
     /// `url`, `builtin` or `worker`.
     pub kind: &'static str,
     stop: CancellationToken,
-    worker: Option<LocalWorker>,
+    worker: Option<Arc<LocalWorker>>,
     mock_kv: Option<MockKv>,
 }
 
@@ -39,14 +40,22 @@ impl Running {
         self.mock_kv.as_ref()
     }
 
+    /// The local Worker (Worker targets only), shared with the drivers that fire its crons.
+    pub fn worker(&self) -> Option<Arc<LocalWorker>> {
+        self.worker.clone()
+    }
+
     /// Stops whatever was started: the Worker first (gracefully, then its whole process group),
-    /// then the mock KV and the built-in server. Returns a note when the Worker had to be killed.
+    /// then the mock KV and the built-in server. Returns a note when something went wrong.
+    /// Drivers holding the Worker must have ended.
     pub async fn shutdown(mut self) -> Option<String> {
-        let note = match self.worker.take() {
-            Some(w) => match w.stop().await {
+        let note = match self.worker.take().map(Arc::try_unwrap) {
+            Some(Ok(w)) => match w.stop().await {
                 Ok(_) => None,
                 Err(e) => Some(format!("stopping the Worker: {e}")),
             },
+            // Still shared: dropping the last handle kills its process group.
+            Some(Err(_)) => Some("the Worker was still in use at shutdown; its process group is killed when the last user lets go".to_owned()),
             None => None,
         };
         self.stop.cancel();
@@ -61,8 +70,14 @@ impl Drop for Running {
     }
 }
 
-/// Starts the target. Worker logs go to `worker.log` in `report_dir`.
-pub async fn start(kind: &TargetKind, report_dir: &Path, seed: u64) -> Result<Running, String> {
+/// Starts the target. Worker logs go to `worker.log` in `report_dir`; the mock KV's clock runs
+/// `speedup` times faster than real time.
+pub async fn start(
+    kind: &TargetKind,
+    report_dir: &Path,
+    seed: u64,
+    speedup: f64,
+) -> Result<Running, String> {
     let stop = CancellationToken::new();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     match kind {
@@ -93,7 +108,7 @@ pub async fn start(kind: &TargetKind, report_dir: &Path, seed: u64) -> Result<Ru
                     seed,
                     ..MockKvConfig::default()
                 },
-                VirtualClock::real_time(1.0),
+                VirtualClock::real_time(speedup),
             );
             let listener = crate::mockkv::bind(loopback, false)
                 .await
@@ -121,7 +136,7 @@ pub async fn start(kind: &TargetKind, report_dir: &Path, seed: u64) -> Result<Ru
                 url,
                 kind: "worker",
                 stop,
-                worker: Some(worker),
+                worker: Some(Arc::new(worker)),
                 mock_kv: Some(kv),
             })
         }

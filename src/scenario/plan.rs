@@ -34,6 +34,28 @@ pub struct Plan {
     pub grace: Duration,
     /// Values read from the environment; every report and log line passes through it.
     pub redactor: Redactor,
+    /// Run-clock seconds per real second, for cron ticks and the mock KV (1 = real time).
+    pub speedup: f64,
+    /// Firing a local Worker's cron triggers.
+    pub cron: CronPlan,
+}
+
+/// Which crons a local Worker target gets, and whether they fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronPlan {
+    /// Replaces the Worker's `triggers.crons` (validated expressions) when set.
+    pub schedules: Option<Vec<String>>,
+    /// Fire the ticks that fall inside the run (default true).
+    pub fire: bool,
+}
+
+impl Default for CronPlan {
+    fn default() -> Self {
+        CronPlan {
+            schedules: None,
+            fire: true,
+        }
+    }
 }
 
 impl Plan {

@@ -36,6 +36,28 @@ pub struct ScenarioFile {
     pub requests: Option<Spanned<Vec<Spanned<RawRequest>>>>,
     /// `[thresholds]`: request name or `all` → expressions.
     pub thresholds: Option<Spanned<OrderedMap<Spanned<Vec<RawValue>>>>>,
+    /// `[clock]`.
+    pub clock: Option<Spanned<RawClock>>,
+    /// `[cron]`.
+    pub cron: Option<Spanned<RawCron>>,
+}
+
+/// `[clock]`: the run clock shared by cron ticks and the mock KV.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClock {
+    /// Virtual seconds per real second.
+    pub speedup: Option<RawValue>,
+}
+
+/// `[cron]`: firing a local Worker's cron triggers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCron {
+    /// Cron expressions that replace the Worker's `triggers.crons`.
+    pub schedules: Option<Vec<Spanned<String>>>,
+    /// Whether to fire them at all.
+    pub fire: Option<bool>,
 }
 
 /// `[target]`.

@@ -13,10 +13,12 @@ use toml::{Spanned, Value};
 
 use super::ScenarioError;
 use super::plan::{
-    BodyPlan, DEFAULT_GRACE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, Load, Phase, Plan,
+    BodyPlan, CronPlan, DEFAULT_GRACE, DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT, Load, Phase, Plan,
     RequestPlan, TargetKind, TargetPlan, Threshold, ThresholdScope,
 };
-use super::raw::{RawJson, RawPhase, RawRequest, RawTarget, RawValue, ScenarioFile};
+use super::raw::{
+    RawClock, RawCron, RawJson, RawPhase, RawRequest, RawTarget, RawValue, ScenarioFile,
+};
 use super::template::{self, Part, RenderCx, Template, TemplateContext};
 use super::threshold;
 use crate::redact::Redactor;
@@ -70,11 +72,15 @@ pub(super) fn validate(
         .filter_map(|r| r.get_ref().name.as_ref().map(|n| n.get_ref().clone()))
         .collect();
     let thresholds = v.thresholds(raw.thresholds.as_ref(), &names);
+    let speedup = v.speedup(raw.clock.as_ref());
+    let cron = v.cron(raw.cron.as_ref());
 
     let Validator {
         errors, redactor, ..
     } = v;
-    match (name, seed, grace, target, phases, requests, thresholds) {
+    match (
+        name, seed, grace, target, phases, requests, thresholds, speedup, cron,
+    ) {
         (
             Some(name),
             Some(seed),
@@ -83,6 +89,8 @@ pub(super) fn validate(
             Some(phases),
             Some(requests),
             Some(thresholds),
+            Some(speedup),
+            Some(cron),
         ) if errors.is_empty() => Ok(Plan {
             name,
             description: raw.description.unwrap_or_default(),
@@ -94,6 +102,8 @@ pub(super) fn validate(
             thresholds,
             grace,
             redactor,
+            speedup,
+            cron,
         }),
         _ => {
             let mut errors = errors;
@@ -341,6 +351,62 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    // ---- clock and cron ----
+
+    fn speedup(&mut self, clock: Option<&Spanned<RawClock>>) -> Option<f64> {
+        const MAX: f64 = 1_000_000.0;
+        let Some(v) = clock.and_then(|c| c.get_ref().speedup.as_ref()) else {
+            return Some(1.0);
+        };
+        let n = match v.get_ref() {
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            _ => None,
+        };
+        match n {
+            Some(n) if n > 0.0 && n <= MAX && n.is_finite() => Some(n),
+            _ => {
+                self.err(
+                    v.span().start,
+                    "clock.speedup",
+                    format!(
+                        "invalid speedup {}: expected run-clock seconds per real second, a number above 0 and at most 1000000, e.g. speedup = 60 (a minute of cron time each second)",
+                        show(v.get_ref())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn cron(&mut self, cron: Option<&Spanned<RawCron>>) -> Option<CronPlan> {
+        let Some(c) = cron.map(Spanned::get_ref) else {
+            return Some(CronPlan::default());
+        };
+        let mut ok = true;
+        let schedules = c.schedules.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, e)| match crate::cron::parse(e.get_ref()) {
+                    Ok(_) => Some(e.get_ref().clone()),
+                    Err(msg) => {
+                        ok = false;
+                        self.err(
+                            e.span().start,
+                            format!("cron.schedules[{}]", i + 1),
+                            format!("{msg} Write 5 fields (minute hour day month weekday, UTC), e.g. \"*/5 * * * *\""),
+                        );
+                        None
+                    }
+                })
+                .collect()
+        });
+        ok.then(|| CronPlan {
+            schedules,
+            fire: c.fire.unwrap_or(true),
+        })
     }
 
     // ---- target ----
@@ -1397,7 +1463,11 @@ b = [{ expr = "service_max > 20us", abort = true }, "dropped_rate < 2%"]
         assert!(e("[target]\nurl = \"ftp://127.0.0.1\"").contains("unsupported scheme \"ftp\""));
         assert!(
             e("[target]\nurl = \"http://127.0.0.1\"\nbuiltin = true")
-                .contains("target.builtin: url and builtin = true cannot be used together")
+                .contains("target: url, worker and builtin = true are alternatives")
+        );
+        assert!(
+            e("[target]\nurl = \"http://127.0.0.1\"\nworker = \".\"")
+                .contains("t.toml:4:10: target: url, worker and builtin = true are alternatives")
         );
         assert!(e("[target]\nbuiltin = false").contains("builtin = false and no url"));
         assert!(e("[target]\nurl = \"not a url\"").contains("invalid URL \"not a url\""));

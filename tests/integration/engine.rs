@@ -56,6 +56,8 @@ fn plan(addr: SocketAddr, phases: Vec<Phase>, requests: Vec<RequestPlan>) -> Pla
         thresholds: Vec::new(),
         grace: Duration::from_secs(1),
         redactor: Redactor::default(),
+        speedup: 1.0,
+        cron: kvchaos::scenario::plan::CronPlan::default(),
     }
 }
 

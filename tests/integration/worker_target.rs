@@ -86,3 +86,60 @@ fn a_worker_directory_without_a_wrangler_config_is_a_located_error() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crons_fire_on_the_accelerated_run_clock_and_land_in_the_history() {
+    if kvchaos::local::find_on_path("node").is_none() {
+        eprintln!("skipped: node is not on PATH");
+        return;
+    }
+    let probe =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workers/kv-probe");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = tmp.path().join("cron.toml");
+    // Every minute at 60x: about one tick a second of the 3 s run.
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"cron\"\n[target]\nworker = \"{}\"\n[clock]\nspeedup = 60\n\
+             [[phases]]\nduration = \"3s\"\nrate = 2\n[[requests]]\nname = \"get\"\npath = \"/\"\n",
+            probe.display()
+        ),
+    )
+    .expect("write scenario");
+    let opts = RunOptions {
+        scenario,
+        out: tmp.path().join("reports"),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let plan = prepare(&opts).expect("valid scenario");
+    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
+        .await
+        .expect("report");
+    let history =
+        std::fs::read_to_string(outcome.report_dir.join("history.jsonl")).expect("history");
+    let ops: Vec<serde_json::Value> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "op" && e["process"] == "cron")
+        .collect();
+    let invokes: Vec<u64> = ops
+        .iter()
+        .filter(|e| e["op"] == "invoke")
+        .filter_map(|e| e["value"]["scheduled_ms"].as_u64())
+        .collect();
+    let oks = ops.iter().filter(|e| e["op"] == "ok").count();
+    assert!((2..=4).contains(&invokes.len()), "{history}");
+    assert_eq!(oks, invokes.len(), "every tick answered ok: {history}");
+    // Scheduled times are whole minutes of the run clock, one minute apart.
+    assert!(invokes.iter().all(|ms| ms % 60_000 == 0), "{invokes:?}");
+    assert!(
+        invokes.windows(2).all(|w| w[1] - w[0] == 60_000),
+        "{invokes:?}"
+    );
+    // The handler wrote its tick to KV through the mock.
+    let stats =
+        std::fs::read_to_string(outcome.report_dir.join("mockkv.json")).expect("mockkv.json");
+    assert!(stats.contains("\"prefix\": \"cron:\""), "{stats}");
+}

@@ -1,0 +1,184 @@
+//! Cron triggers on the run clock: which ticks fall inside a run, and the driver that fires
+//! them at the Worker through the launcher, recording each as an operation in the history.
+//!
+//! The run clock is virtual time `start + elapsed × speedup` (the mock KV runs on the same
+//! clock), so `speedup = 60` makes each real second a minute of cron time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use croner::Cron;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use crate::history::{Event, OpKind};
+use crate::local::{CronOutcome, LocalWorker};
+
+/// One scheduled invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tick {
+    /// The cron expression, as the Worker's config (or the scenario) writes it.
+    pub cron: String,
+    /// Its scheduled time on the run clock, ms since the Unix epoch.
+    pub scheduled_ms: u64,
+}
+
+/// Parses a cron expression the way Cloudflare writes them (5 fields, UTC).
+pub fn parse(expr: &str) -> Result<Cron, String> {
+    expr.parse::<Cron>()
+        .map_err(|e| format!("invalid cron expression \"{expr}\": {e}"))
+}
+
+/// Every tick of `crons` in `(from_ms, to_ms]` on the run clock, in time order (ties in the
+/// order of `crons`). Bounded by `max` so a silly expression cannot exhaust memory.
+pub fn ticks(crons: &[(String, Cron)], from_ms: u64, to_ms: u64, max: usize) -> Vec<Tick> {
+    let mut out = Vec::new();
+    let Some(start) = DateTime::<Utc>::from_timestamp_millis(from_ms as i64) else {
+        return out;
+    };
+    for (expr, cron) in crons {
+        let mut at = start;
+        while out.len() < max {
+            let Ok(next) = cron.find_next_occurrence(&at, false) else {
+                break;
+            };
+            let ms = next.timestamp_millis();
+            if ms < 0 || ms as u64 > to_ms {
+                break;
+            }
+            out.push(Tick {
+                cron: expr.clone(),
+                scheduled_ms: ms as u64,
+            });
+            at = next;
+        }
+    }
+    out.sort_by_key(|t| t.scheduled_ms);
+    out.truncate(max);
+    out
+}
+
+/// The run clock: maps real instants to virtual ms and back.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    /// Real instant of virtual `start_ms`.
+    pub start: Instant,
+    /// Virtual ms since the Unix epoch at `start`.
+    pub start_ms: u64,
+    /// Virtual seconds per real second.
+    pub speedup: f64,
+}
+
+impl RunClock {
+    /// The real instant at which the run clock reads `ms`.
+    pub fn instant_of(&self, ms: u64) -> Instant {
+        let virt = ms.saturating_sub(self.start_ms) as f64 / 1000.0;
+        self.start + Duration::from_secs_f64(virt / self.speedup)
+    }
+}
+
+/// Fires `ticks` at `worker` on the run clock until they are done or `stop` fires. Each tick
+/// is an `invoke` then `ok` (handler returned), `fail` (handler threw) or `info` (no answer from
+/// the launcher: indeterminate) operation of process `cron` in the history.
+pub async fn drive(
+    worker: Arc<LocalWorker>,
+    ticks: Vec<Tick>,
+    clock: RunClock,
+    run_start: Instant,
+    history: UnboundedSender<(Duration, Event)>,
+    stop: CancellationToken,
+) {
+    for tick in ticks {
+        let due = clock.instant_of(tick.scheduled_ms);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due.into()) => {}
+            _ = stop.cancelled() => return,
+        }
+        let value = serde_json::json!({ "cron": tick.cron, "scheduled_ms": tick.scheduled_ms });
+        let at = || Instant::now().saturating_duration_since(run_start);
+        let _ = history.send((
+            at(),
+            Event::op("cron", OpKind::Invoke, "tick", value.clone()),
+        ));
+        let (kind, detail) = tokio::select! {
+            r = worker.fire_cron(&tick.cron, tick.scheduled_ms) => match r {
+                Ok(CronOutcome::Ok) => (OpKind::Ok, None),
+                Ok(CronOutcome::Exception) => (OpKind::Fail, Some("the scheduled handler threw".to_owned())),
+                Err(e) => (OpKind::Info, Some(e.to_string())),
+            },
+            _ = stop.cancelled() => (OpKind::Info, Some("run stopped while the handler ran".to_owned())),
+        };
+        let mut value = value;
+        if let Some(d) = detail {
+            value["error"] = serde_json::Value::String(d);
+        }
+        let _ = history.send((at(), Event::op("cron", kind, "tick", value)));
+        if stop.is_cancelled() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crons(exprs: &[&str]) -> Vec<(String, Cron)> {
+        exprs
+            .iter()
+            .map(|e| ((*e).to_owned(), parse(e).unwrap_or_else(|m| panic!("{m}"))))
+            .collect()
+    }
+
+    // 2026-11-23T10:00:30Z
+    const T0: u64 = 1_795_428_030_000;
+
+    #[test]
+    fn every_minute_over_ten_minutes_gives_ten_ticks_on_minute_boundaries() {
+        let t = ticks(&crons(&["*/1 * * * *"]), T0, T0 + 600_000, 1000);
+        assert_eq!(t.len(), 10);
+        assert_eq!(t[0].scheduled_ms, T0 + 30_000);
+        assert!(t.iter().all(|x| x.scheduled_ms % 60_000 == 0));
+        assert!(
+            t.windows(2)
+                .all(|w| w[1].scheduled_ms - w[0].scheduled_ms == 60_000)
+        );
+    }
+
+    #[test]
+    fn several_crons_interleave_in_time_order_and_max_bounds_the_list() {
+        let t = ticks(
+            &crons(&["0 * * * *", "*/30 * * * *"]),
+            T0,
+            T0 + 3 * 3_600_000,
+            1000,
+        );
+        // Hourly: 3 ticks; every 30 min: 6 ticks.
+        assert_eq!(t.len(), 9);
+        assert!(t.windows(2).all(|w| w[0].scheduled_ms <= w[1].scheduled_ms));
+        assert_eq!(t.iter().filter(|x| x.cron == "0 * * * *").count(), 3);
+        assert_eq!(
+            ticks(&crons(&["* * * * *"]), T0, T0 + 86_400_000, 50).len(),
+            50
+        );
+    }
+
+    #[test]
+    fn bad_expressions_are_named() {
+        let e = parse("every minute").err().unwrap_or_default();
+        assert!(e.contains("\"every minute\""), "{e}");
+    }
+
+    #[test]
+    fn the_run_clock_maps_virtual_time_back_to_real_time() {
+        let start = Instant::now();
+        let c = RunClock {
+            start,
+            start_ms: T0,
+            speedup: 60.0,
+        };
+        assert_eq!(c.instant_of(T0 + 60_000), start + Duration::from_secs(1));
+        assert_eq!(c.instant_of(T0 - 5), start);
+    }
+}
