@@ -35,6 +35,29 @@ pub enum Event {
     InFlightAbandoned,
     /// Everything stopped.
     RunEnded,
+    /// A scheduled mock KV fault was set.
+    FaultSet {
+        /// Index in the scenario's `[[faults]]`, from 0.
+        index: usize,
+        /// What it does, e.g. `daily-limit put queue:*`.
+        label: String,
+    },
+    /// A mock KV fault was cleared (its `until`, or sending stopped).
+    FaultCleared {
+        /// Index in the scenario's `[[faults]]`, from 0.
+        index: usize,
+        /// What it did.
+        label: String,
+    },
+    /// The mock KV refused a scheduled fault.
+    FaultFailed {
+        /// Index in the scenario's `[[faults]]`, from 0.
+        index: usize,
+        /// What it would have done.
+        label: String,
+        /// Why it was refused.
+        error: String,
+    },
     /// One step of an operation by a driver (cron, lock client, queue producer, ...), in the
     /// manner of Jepsen: `invoke`, then `ok`, `fail` or `info` (indeterminate).
     Op {

@@ -9,6 +9,7 @@
 //! - [`metrics`]: the recorder that owns every histogram; thresholds.
 //! - [`history`]: the run's event stream (`history.jsonl`).
 //! - [`target`]: starting and stopping what load is sent to.
+//! - [`timeline`]: scheduled mock KV faults set and cleared on the run clock.
 //! - [`local`]: a Worker run under miniflare, KV routed to the mock; crons; teardown.
 //! - [`mockkv`]: the fault-injecting mock of Cloudflare Workers KV.
 //! - [`report`]: the run summary model and its writers.
@@ -31,3 +32,4 @@ pub mod resources;
 pub mod run;
 pub mod scenario;
 pub mod target;
+pub mod timeline;

@@ -16,7 +16,7 @@ use crate::exit::Exit;
 use crate::history::{Event, History};
 use crate::metrics::{Live, Recorder, thresholds};
 use crate::report::model::{
-    PhaseInfo, Resources, ScenarioInfo, StopInfo, StopReason, Summary, TargetInfo,
+    FaultWindow, PhaseInfo, Resources, ScenarioInfo, StopInfo, StopReason, Summary, TargetInfo,
 };
 use crate::scenario::plan::{Load, Phase, Plan, TargetKind};
 use crate::scenario::{self, ScenarioErrors};
@@ -151,6 +151,12 @@ fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> 
             )));
         }
         plan.target.kind = TargetKind::Worker(dir.clone());
+    }
+    if !plan.faults.is_empty() && !matches!(plan.target.kind, TargetKind::Worker(_)) {
+        return Err(RunError::Usage(format!(
+            "{}: [[faults]] act on kvchaos's mock KV, which only a local Worker target has: use [target] worker = \"path/to/worker\" (or --worker DIR), or remove [[faults]]",
+            opts.scenario.display()
+        )));
     }
     if let TargetKind::Url(url) = &plan.target.kind {
         scenario::check_target_allowed(url, &plan.target.allow_hosts)
@@ -317,9 +323,26 @@ pub async fn run(
     let mut abort_detail: Option<String> = None;
     let finished = engine.finished();
     tokio::pin!(finished);
+    let mut timeline = crate::timeline::Timeline::new(&plan.faults);
+    let mut windows: Vec<FaultWindow> = Vec::new();
+    let mut healed = false;
 
     loop {
+        if stopped_at.is_some() && !healed {
+            healed = true;
+            if let Some(kv) = target.mock_kv() {
+                let events = timeline.clear_all(Instant::now() - start, kv);
+                note_faults(&mut history, &mut windows, events);
+            }
+        }
+        let next_fault = timeline.next_at().filter(|_| stopped_at.is_none());
         tokio::select! {
+            _ = async { match next_fault { Some(at) => tokio::time::sleep_until((start + at).into()).await, None => std::future::pending().await } } => {
+                if let Some(kv) = target.mock_kv() {
+                    let events = timeline.apply_due(Instant::now() - start, kv);
+                    note_faults(&mut history, &mut windows, events);
+                }
+            }
             _ = &mut finished => break,
             Some((t, event)) = history_rx.recv() => history.record(t, &event),
             _ = ticker.tick() => {
@@ -451,6 +474,7 @@ pub async fn run(
             cpu_s: crate::resources::cpu_seconds(),
             engine_threads: engine.threads() as u64,
         },
+        faults: windows,
     };
     drop(engine);
     if let Some(kv) = target.mock_kv() {
@@ -525,6 +549,35 @@ fn start_cron(
 
 /// Most cron ticks one run fires (a day of every-minute ticks is 1,440).
 const MAX_CRON_TICKS: usize = 100_000;
+
+/// Records fault changes in the history and keeps the windows for the summary.
+fn note_faults(
+    history: &mut History,
+    windows: &mut Vec<FaultWindow>,
+    events: Vec<(Duration, Event)>,
+) {
+    for (t, e) in events {
+        match &e {
+            Event::FaultSet { index, label } => windows.push(FaultWindow {
+                index: *index as u64,
+                label: label.clone(),
+                set_at_s: t.as_secs_f64(),
+                cleared_at_s: None,
+            }),
+            Event::FaultCleared { index, .. } => {
+                if let Some(w) = windows
+                    .iter_mut()
+                    .rev()
+                    .find(|w| w.index == *index as u64 && w.cleared_at_s.is_none())
+                {
+                    w.cleared_at_s = Some(t.as_secs_f64());
+                }
+            }
+            _ => {}
+        }
+        history.record(t, &e);
+    }
+}
 
 fn scenario_info(plan: &Plan) -> ScenarioInfo {
     ScenarioInfo {
@@ -619,6 +672,7 @@ fn unreachable_report(
             cpu_s: crate::resources::cpu_seconds(),
             engine_threads: 0,
         },
+        faults: Vec::new(),
     };
     crate::report::write_all(&report_dir, &summary)
         .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;

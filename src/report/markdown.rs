@@ -18,6 +18,7 @@ pub fn render(s: &Summary) -> String {
     title(&mut out, s);
     run_facts(&mut out, s);
     phases(&mut out, &s.phases);
+    faults(&mut out, s);
     latency(&mut out, s);
     throughput(&mut out, s);
     thresholds(&mut out, s);
@@ -117,6 +118,31 @@ fn phases(out: &mut String, phases: &[PhaseInfo]) {
             p.max_in_flight.map_or_else(|| "—".to_owned(), human::count),
             human::count(p.sent),
             human::count(p.dropped),
+        );
+    }
+    out.push('\n');
+}
+
+fn faults(out: &mut String, s: &Summary) {
+    if s.faults.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Mock KV faults
+"
+    );
+    let _ = writeln!(out, "| # | fault | from | to |");
+    let _ = writeln!(out, "|--:|---|--:|--:|");
+    for f in &s.faults {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            f.index + 1,
+            text(&f.label),
+            human::run_secs(f.set_at_s),
+            f.cleared_at_s
+                .map_or_else(|| "end of run".to_owned(), human::run_secs),
         );
     }
     out.push('\n');

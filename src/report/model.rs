@@ -51,6 +51,23 @@ pub struct Summary {
     pub errors: Vec<ErrorSample>,
     /// What the generator itself used.
     pub resources: Resources,
+    /// Mock KV faults the timeline set, with when they were active (run time).
+    #[serde(default)]
+    pub faults: Vec<FaultWindow>,
+}
+
+/// When a scheduled mock KV fault was active.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaultWindow {
+    /// Index in the scenario's `[[faults]]`, from 0.
+    pub index: u64,
+    /// What it did, e.g. `daily-limit put queue:*`.
+    pub label: String,
+    /// Run time at which it was set.
+    pub set_at_s: f64,
+    /// Run time at which it was cleared (absent if the run ended first).
+    pub cleared_at_s: Option<f64>,
 }
 
 /// Identity of the scenario.
@@ -475,5 +492,11 @@ pub(crate) fn fixture() -> Summary {
             cpu_s: 9.84,
             engine_threads: 2,
         },
+        faults: vec![FaultWindow {
+            index: 0,
+            label: "daily-limit put queue:*".to_owned(),
+            set_at_s: 20.0,
+            cleared_at_s: Some(50.5),
+        }],
     }
 }

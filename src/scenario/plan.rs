@@ -38,6 +38,21 @@ pub struct Plan {
     pub speedup: f64,
     /// Firing a local Worker's cron triggers.
     pub cron: CronPlan,
+    /// Mock KV faults on the run's timeline (Worker targets).
+    pub faults: Vec<FaultPlan>,
+}
+
+/// A mock KV fault set at `at` and cleared at `until` (or when sending stops).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultPlan {
+    /// Run time at which it is set.
+    pub at: Duration,
+    /// Run time at which it is cleared; `None` keeps it until sending stops.
+    pub until: Option<Duration>,
+    /// The rule, already validated by the mock.
+    pub spec: crate::mockkv::FaultSpec,
+    /// Short description for reports and history, e.g. `daily-limit put queue:*`.
+    pub label: String,
 }
 
 /// Which crons a local Worker target gets, and whether they fire.

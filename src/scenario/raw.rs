@@ -40,6 +40,39 @@ pub struct ScenarioFile {
     pub clock: Option<Spanned<RawClock>>,
     /// `[cron]`.
     pub cron: Option<Spanned<RawCron>>,
+    /// `[[faults]]`: mock KV faults on the run's timeline.
+    pub faults: Option<Vec<Spanned<RawFault>>>,
+}
+
+/// One `[[faults]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    /// Run time at which the fault starts.
+    pub at: Option<RawValue>,
+    /// Run time at which it is cleared.
+    pub until: Option<RawValue>,
+    /// How long it lasts (instead of `until`).
+    #[serde(rename = "for")]
+    pub lasts: Option<RawValue>,
+    /// Fault kind.
+    pub kind: Option<Spanned<String>>,
+    /// KV operations affected.
+    pub ops: Option<Vec<Spanned<String>>>,
+    /// Key prefix affected.
+    pub prefix: Option<String>,
+    /// Namespace (binding name) affected.
+    pub namespace: Option<String>,
+    /// Chance that a matching operation is hit.
+    pub probability: Option<RawValue>,
+    /// Status for `error`.
+    pub status: Option<RawValue>,
+    /// Delay for `latency`.
+    pub latency: Option<RawValue>,
+    /// Extra random delay for `latency`.
+    pub jitter: Option<RawValue>,
+    /// Age of stale reads for `stale-reads`.
+    pub lag: Option<RawValue>,
 }
 
 /// `[clock]`: the run clock shared by cron ticks and the mock KV.

@@ -58,6 +58,7 @@ fn plan(addr: SocketAddr, phases: Vec<Phase>, requests: Vec<RequestPlan>) -> Pla
         redactor: Redactor::default(),
         speedup: 1.0,
         cron: kvchaos::scenario::plan::CronPlan::default(),
+        faults: Vec::new(),
     }
 }
 

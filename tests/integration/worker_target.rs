@@ -143,3 +143,111 @@ async fn crons_fire_on_the_accelerated_run_clock_and_land_in_the_history() {
         std::fs::read_to_string(outcome.report_dir.join("mockkv.json")).expect("mockkv.json");
     assert!(stats.contains("\"prefix\": \"cron:\""), "{stats}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_window_makes_the_workers_kv_puts_fail_only_inside_it() {
+    if kvchaos::local::find_on_path("node").is_none() {
+        eprintln!("skipped: node is not on PATH");
+        return;
+    }
+    let probe =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workers/kv-probe");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = tmp.path().join("faults.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "faults"
+[target]
+worker = "{}"
+[cron]
+fire = false
+[[phases]]
+duration = "3s"
+rate = 20
+[[requests]]
+name = "put"
+method = "POST"
+path = "/run"
+json = {{ binding = "KV", ops = [ {{ op = "put", key = "seq:{{{{seq}}}}", value = "v" }} ] }}
+[[faults]]
+at = "1s"
+until = "2s"
+kind = "daily-limit"
+ops = ["put"]
+prefix = "seq:"
+"#,
+            probe.display()
+        ),
+    )
+    .expect("write scenario");
+    let opts = RunOptions {
+        scenario,
+        out: tmp.path().join("reports"),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let plan = prepare(&opts).expect("valid scenario");
+    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
+        .await
+        .expect("report");
+    let s = &outcome.summary;
+    assert_eq!(s.faults.len(), 1, "{:?}", s.faults);
+    let w = &s.faults[0];
+    assert_eq!(w.label, "daily-limit put seq:*");
+    assert!((0.95..1.5).contains(&w.set_at_s), "{w:?}");
+    assert!(
+        w.cleared_at_s.is_some_and(|c| (1.95..2.5).contains(&c)),
+        "{w:?}"
+    );
+    let stats: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(outcome.report_dir.join("mockkv.json")).expect("mockkv.json"),
+    )
+    .expect("json");
+    let count = |outcome: &str| -> u64 {
+        stats["counts"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter(|r| {
+                        r["op"] == "put" && r["prefix"] == "seq:" && r["outcome"] == outcome
+                    })
+                    .filter_map(|r| r["count"].as_u64())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    // 60 puts at 20/s; about a third of them fall inside the 1 s window.
+    let (ok, refused) = (count("ok"), count("daily-limit"));
+    assert_eq!(ok + refused, 60, "{stats}");
+    assert!((12..=28).contains(&refused), "refused {refused} of 60");
+    let history =
+        std::fs::read_to_string(outcome.report_dir.join("history.jsonl")).expect("history");
+    assert!(
+        history.contains("\"type\":\"fault-set\"")
+            && history.contains("\"type\":\"fault-cleared\""),
+        "{history}"
+    );
+}
+
+#[test]
+fn faults_need_a_worker_target() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let scenario = tmp.path().join("f.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"f\"\n[target]\nbuiltin = true\n[[phases]]\nduration = \"2s\"\nrate = 1\n[[requests]]\nname = \"r\"\npath = \"/\"\n[[faults]]\nkind = \"hang\"\n",
+    )
+    .expect("write");
+    let err = prepare(&RunOptions {
+        scenario,
+        ..RunOptions::default()
+    })
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        err.contains("[[faults]] act on kvchaos's mock KV, which only a local Worker target has"),
+        "{err}"
+    );
+}
