@@ -10,10 +10,13 @@ use clap::{Args, Parser, Subcommand};
 use crate::exit::{EXIT_CODES_HELP, Exit};
 use crate::run::{Interrupts, LinePrinter, RunOptions};
 
-/// The scenario `kvchaos run` uses when none is given, compiled in so it works from anywhere.
-pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/quickstart.toml");
-/// The name the built-in default scenario reports as its file.
-pub const DEFAULT_SCENARIO_PATH: &str = "scenarios/quickstart.toml";
+/// The scenario `kvchaos run` uses when none is given: the reference Worker under miniflare with
+/// the mock KV and a KV daily-limit window. Compiled in, and read as if from the source tree, so
+/// its relative Worker path resolves wherever kvchaos is run from.
+pub const DEFAULT_SCENARIO: &str = include_str!("../scenarios/smoke.toml");
+/// Where the built-in default scenario lives (its relative paths resolve from here).
+pub const DEFAULT_SCENARIO_PATH: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/smoke.toml");
 
 /// Load and chaos harness for Cloudflare Workers.
 #[derive(Debug, Parser)]
@@ -53,7 +56,7 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Scenario file; without one, the built-in quickstart scenario runs.
+    /// Scenario file; without one, the built-in default (scenarios/smoke.toml) runs.
     scenario: Option<PathBuf>,
     /// Send the load to this URL instead of the scenario's target.
     #[arg(long, value_name = "URL", conflicts_with = "worker")]

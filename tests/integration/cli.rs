@@ -209,6 +209,7 @@ fn summary_of_a_real_run_matches_the_schema_and_report_rerenders() {
     let o = kvchaos(
         &[
             "run",
+            "scenarios/quickstart.toml",
             "--duration",
             "2s",
             "--no-tui",
@@ -248,6 +249,7 @@ fn sigint_stops_the_run_writes_the_report_and_exits_130() {
     let mut child = Command::new(BIN)
         .args([
             "run",
+            "scenarios/quickstart.toml",
             "--duration",
             "60s",
             "--no-tui",
@@ -283,4 +285,57 @@ fn sigint_stops_the_run_writes_the_report_and_exits_130() {
     let dir = only_report_dir(&out);
     let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary written");
     assert!(summary.contains("\"interrupted\""));
+}
+
+#[test]
+fn the_default_run_is_the_reference_worker_under_a_kv_daily_limit() {
+    if kvchaos::local::find_on_path("node").is_none() {
+        eprintln!("skipped: node is not on PATH (the default run needs Node.js 20 and npm)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("reports");
+    // From another directory: the default scenario's Worker path must not depend on it.
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            "--duration",
+            "8s",
+            "--no-tui",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ])
+        .current_dir(tmp.path())
+        .output()
+        .expect("run kvchaos");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    let dir = only_report_dir(&out);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(s["scenario"]["name"], "smoke");
+    assert_eq!(s["target"]["kind"], "worker");
+    // The daily-limit window (6 s to 14 s) starts inside the 8 s run and is cleared at its end.
+    assert_eq!(s["faults"][0]["label"], "daily-limit put");
+    assert!(
+        s["faults"][0]["cleared_at_s"]
+            .as_f64()
+            .is_some_and(|c| c >= 7.9),
+        "{}",
+        s["faults"]
+    );
+    assert_eq!(
+        s["overall"]["errors"], 0,
+        "the migrated Worker does not notice: {}",
+        s["errors"]
+    );
+    for f in ["worker.log", "mockkv.json", "history.jsonl", "report.md"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
 }
