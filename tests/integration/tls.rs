@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use crate::support::{prepare_error, run_file};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -10,7 +11,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use kvchaos::exit::Exit;
 use kvchaos::report::model::StopReason;
-use kvchaos::run::{Interrupts, RunOptions, Silent, prepare, run};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 
@@ -79,16 +79,7 @@ async fn https_target_with_a_trusted_ca_gets_every_request() {
     let (ca_pem, port) = tls_server().await;
     let tmp = tempfile::tempdir().expect("tempdir");
     std::fs::write(tmp.path().join("ca.pem"), ca_pem).expect("write ca");
-    let opts = RunOptions {
-        scenario: scenario(tmp.path(), port, Some("ca.pem")),
-        out: tmp.path().join("reports"),
-        threads: Some(1),
-        ..RunOptions::default()
-    };
-    let plan = prepare(&opts).expect("valid scenario");
-    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
-        .await
-        .expect("report");
+    let outcome = run_file(scenario(tmp.path(), port, Some("ca.pem")), tmp.path()).await;
     let s = &outcome.summary;
     assert_eq!(outcome.exit, Exit::Pass, "{:?}", s.errors);
     assert_eq!(s.overall.by_class.get("2xx").copied(), Some(20));
@@ -99,16 +90,7 @@ async fn https_target_with_a_trusted_ca_gets_every_request() {
 async fn https_target_with_an_untrusted_certificate_fails_at_start() {
     let (_ca_pem, port) = tls_server().await;
     let tmp = tempfile::tempdir().expect("tempdir");
-    let opts = RunOptions {
-        scenario: scenario(tmp.path(), port, None),
-        out: tmp.path().join("reports"),
-        threads: Some(1),
-        ..RunOptions::default()
-    };
-    let plan = prepare(&opts).expect("valid scenario");
-    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
-        .await
-        .expect("report");
+    let outcome = run_file(scenario(tmp.path(), port, None), tmp.path()).await;
     assert_eq!(outcome.exit, Exit::Environment);
     assert_eq!(outcome.summary.stop.reason, StopReason::TargetUnreachable);
     let detail = outcome.summary.stop.detail.unwrap_or_default();
@@ -121,14 +103,7 @@ async fn https_target_with_an_untrusted_certificate_fails_at_start() {
 #[test]
 fn a_missing_ca_file_is_a_located_scenario_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let opts = RunOptions {
-        scenario: scenario(tmp.path(), 443, Some("nope.pem")),
-        ..RunOptions::default()
-    };
-    let err = prepare(&opts)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = prepare_error(scenario(tmp.path(), 443, Some("nope.pem")));
     assert!(
         err.contains("tls.toml:4:11: target.ca_file: cannot read CA file"),
         "{err}"

@@ -1,86 +1,53 @@
-//! `kvchaos run` against a Worker directory: miniflare with its KV routed to the in-process mock.
+//! `kvchaos run` against a Worker directory: miniflare with its KV routed to the in-process
+//! mock, crons on the run clock, and faults on the timeline.
 
 use kvchaos::exit::Exit;
-use kvchaos::run::{Interrupts, RunOptions, Silent, prepare, run};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_target_runs_under_miniflare_with_kv_on_the_mock() {
-    if kvchaos::local::find_on_path("node").is_none() {
-        eprintln!("skipped: node is not on PATH (the Worker target needs Node.js 20 and npm)");
-        return;
-    }
-    let probe =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workers/kv-probe");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let scenario = tmp.path().join("worker.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"name = "worker-target"
+use crate::support::{
+    kv_count, node_available, prepare_error, probe_worker, run_file, write_scenario,
+};
+
+/// A scenario against the probe Worker that puts `seq:<n>` keys at `rate` for `secs`, plus `extra`.
+fn put_scenario(rate: u32, secs: u32, extra: &str) -> String {
+    format!(
+        r#"name = "worker-target"
 [target]
 worker = "{}"
 [[phases]]
-duration = "1s"
-rate = 20
+duration = "{secs}s"
+rate = {rate}
 [[requests]]
 name = "put"
 method = "POST"
 path = "/run"
 json = {{ binding = "KV", ops = [ {{ op = "put", key = "seq:{{{{seq}}}}", value = "v" }} ] }}
-[thresholds]
-all = ["error_rate < 1%"]
+{extra}
 "#,
-            probe.display()
-        ),
+        probe_worker().display()
     )
-    .expect("write scenario");
-    let opts = RunOptions {
-        scenario,
-        out: tmp.path().join("reports"),
-        threads: Some(1),
-        ..RunOptions::default()
-    };
-    let plan = prepare(&opts).expect("valid scenario");
-    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
-        .await
-        .expect("report");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_target_runs_under_miniflare_with_kv_on_the_mock() {
+    if !node_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = put_scenario(20, 1, "[thresholds]\nall = [\"error_rate < 1%\"]");
+    let outcome = run_file(write_scenario(tmp.path(), "w.toml", &text), tmp.path()).await;
     let s = &outcome.summary;
     assert_eq!(outcome.exit, Exit::Pass, "{:?}", s.errors);
     assert_eq!(s.target.kind, "worker");
     assert_eq!(s.overall.by_class.get("2xx").copied(), Some(20));
-    let stats: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(outcome.report_dir.join("mockkv.json")).expect("mockkv.json"),
-    )
-    .expect("json");
-    let puts: u64 = stats["counts"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter(|r| r["op"] == "put" && r["prefix"] == "seq:" && r["outcome"] == "ok")
-                .filter_map(|r| r["count"].as_u64())
-                .sum()
-        })
-        .unwrap_or(0);
-    assert_eq!(puts, 20, "{stats}");
+    assert_eq!(kv_count(&outcome.report_dir, "put", "seq:", "ok"), 20);
     assert!(outcome.report_dir.join("worker.log").is_file());
 }
 
 #[test]
 fn a_worker_directory_without_a_wrangler_config_is_a_located_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let scenario = tmp.path().join("w.toml");
-    std::fs::write(
-        &scenario,
-        "name = \"w\"\n[target]\nworker = \"nowhere\"\n[[phases]]\nduration = \"1s\"\nrate = 1\n[[requests]]\nname = \"r\"\npath = \"/\"\n",
-    )
-    .expect("write");
-    let err = prepare(&RunOptions {
-        scenario,
-        ..RunOptions::default()
-    })
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    let text = "name = \"w\"\n[target]\nworker = \"nowhere\"\n[[phases]]\nduration = \"1s\"\nrate = 1\n[[requests]]\nname = \"r\"\npath = \"/\"\n";
+    let err = prepare_error(write_scenario(tmp.path(), "w.toml", text));
     assert!(
         err.contains("w.toml:3:10: target.worker: worker") && err.contains("is not a directory"),
         "{err}"
@@ -89,34 +56,13 @@ fn a_worker_directory_without_a_wrangler_config_is_a_located_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crons_fire_on_the_accelerated_run_clock_and_land_in_the_history() {
-    if kvchaos::local::find_on_path("node").is_none() {
-        eprintln!("skipped: node is not on PATH");
+    if !node_available() {
         return;
     }
-    let probe =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workers/kv-probe");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let scenario = tmp.path().join("cron.toml");
     // Every minute at 60x: about one tick a second of the 3 s run.
-    std::fs::write(
-        &scenario,
-        format!(
-            "name = \"cron\"\n[target]\nworker = \"{}\"\n[clock]\nspeedup = 60\n\
-             [[phases]]\nduration = \"3s\"\nrate = 2\n[[requests]]\nname = \"get\"\npath = \"/\"\n",
-            probe.display()
-        ),
-    )
-    .expect("write scenario");
-    let opts = RunOptions {
-        scenario,
-        out: tmp.path().join("reports"),
-        threads: Some(1),
-        ..RunOptions::default()
-    };
-    let plan = prepare(&opts).expect("valid scenario");
-    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
-        .await
-        .expect("report");
+    let text = put_scenario(2, 3, "[clock]\nspeedup = 60");
+    let outcome = run_file(write_scenario(tmp.path(), "cron.toml", &text), tmp.path()).await;
     let history =
         std::fs::read_to_string(outcome.report_dir.join("history.jsonl")).expect("history");
     let ops: Vec<serde_json::Value> = history
@@ -139,58 +85,21 @@ async fn crons_fire_on_the_accelerated_run_clock_and_land_in_the_history() {
         "{invokes:?}"
     );
     // The handler wrote its tick to KV through the mock.
-    let stats =
-        std::fs::read_to_string(outcome.report_dir.join("mockkv.json")).expect("mockkv.json");
-    assert!(stats.contains("\"prefix\": \"cron:\""), "{stats}");
+    assert!(kv_count(&outcome.report_dir, "put", "cron:", "ok") >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_window_makes_the_workers_kv_puts_fail_only_inside_it() {
-    if kvchaos::local::find_on_path("node").is_none() {
-        eprintln!("skipped: node is not on PATH");
+    if !node_available() {
         return;
     }
-    let probe =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workers/kv-probe");
     let tmp = tempfile::tempdir().expect("tempdir");
-    let scenario = tmp.path().join("faults.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"name = "faults"
-[target]
-worker = "{}"
-[cron]
-fire = false
-[[phases]]
-duration = "3s"
-rate = 20
-[[requests]]
-name = "put"
-method = "POST"
-path = "/run"
-json = {{ binding = "KV", ops = [ {{ op = "put", key = "seq:{{{{seq}}}}", value = "v" }} ] }}
-[[faults]]
-at = "1s"
-until = "2s"
-kind = "daily-limit"
-ops = ["put"]
-prefix = "seq:"
-"#,
-            probe.display()
-        ),
-    )
-    .expect("write scenario");
-    let opts = RunOptions {
-        scenario,
-        out: tmp.path().join("reports"),
-        threads: Some(1),
-        ..RunOptions::default()
-    };
-    let plan = prepare(&opts).expect("valid scenario");
-    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
-        .await
-        .expect("report");
+    let text = put_scenario(
+        20,
+        3,
+        "[cron]\nfire = false\n[[faults]]\nat = \"1s\"\nuntil = \"2s\"\nkind = \"daily-limit\"\nops = [\"put\"]\nprefix = \"seq:\"",
+    );
+    let outcome = run_file(write_scenario(tmp.path(), "faults.toml", &text), tmp.path()).await;
     let s = &outcome.summary;
     assert_eq!(s.faults.len(), 1, "{:?}", s.faults);
     let w = &s.faults[0];
@@ -200,26 +109,10 @@ prefix = "seq:"
         w.cleared_at_s.is_some_and(|c| (1.95..2.5).contains(&c)),
         "{w:?}"
     );
-    let stats: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(outcome.report_dir.join("mockkv.json")).expect("mockkv.json"),
-    )
-    .expect("json");
-    let count = |outcome: &str| -> u64 {
-        stats["counts"]
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .filter(|r| {
-                        r["op"] == "put" && r["prefix"] == "seq:" && r["outcome"] == outcome
-                    })
-                    .filter_map(|r| r["count"].as_u64())
-                    .sum()
-            })
-            .unwrap_or(0)
-    };
     // 60 puts at 20/s; about a third of them fall inside the 1 s window.
-    let (ok, refused) = (count("ok"), count("daily-limit"));
-    assert_eq!(ok + refused, 60, "{stats}");
+    let ok = kv_count(&outcome.report_dir, "put", "seq:", "ok");
+    let refused = kv_count(&outcome.report_dir, "put", "seq:", "daily-limit");
+    assert_eq!(ok + refused, 60);
     assert!((12..=28).contains(&refused), "refused {refused} of 60");
     let history =
         std::fs::read_to_string(outcome.report_dir.join("history.jsonl")).expect("history");
@@ -233,19 +126,8 @@ prefix = "seq:"
 #[test]
 fn faults_need_a_worker_target() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let scenario = tmp.path().join("f.toml");
-    std::fs::write(
-        &scenario,
-        "name = \"f\"\n[target]\nbuiltin = true\n[[phases]]\nduration = \"2s\"\nrate = 1\n[[requests]]\nname = \"r\"\npath = \"/\"\n[[faults]]\nkind = \"hang\"\n",
-    )
-    .expect("write");
-    let err = prepare(&RunOptions {
-        scenario,
-        ..RunOptions::default()
-    })
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    let text = "name = \"f\"\n[target]\nbuiltin = true\n[[phases]]\nduration = \"2s\"\nrate = 1\n[[requests]]\nname = \"r\"\npath = \"/\"\n[[faults]]\nkind = \"hang\"\n";
+    let err = prepare_error(write_scenario(tmp.path(), "f.toml", text));
     assert!(
         err.contains("[[faults]] act on kvchaos's mock KV, which only a local Worker target has"),
         "{err}"

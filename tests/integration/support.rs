@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests that drive `run()` from scenario files.
+
+use std::path::{Path, PathBuf};
+
+use kvchaos::run::{Interrupts, RunOptions, RunOutcome, Silent, prepare, run};
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write scenario");
+    p
+}
+
+/// Prepares and runs `scenario` with one engine thread, reports under `dir/reports`.
+pub async fn run_file(scenario: PathBuf, dir: &Path) -> RunOutcome {
+    let opts = RunOptions {
+        scenario,
+        out: dir.join("reports"),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let plan = prepare(&opts).expect("valid scenario");
+    run(plan, &opts, Interrupts::default(), &mut Silent)
+        .await
+        .expect("the run writes a report")
+}
+
+/// The error `prepare` gives for `scenario` (empty if it is valid).
+pub fn prepare_error(scenario: PathBuf) -> String {
+    prepare(&RunOptions {
+        scenario,
+        ..RunOptions::default()
+    })
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default()
+}
+
+/// Whether Node.js is available for Worker targets; says why a test is skipped if not.
+pub fn node_available() -> bool {
+    let found = kvchaos::local::find_on_path("node").is_some();
+    if !found {
+        eprintln!("skipped: node is not on PATH (Worker targets need Node.js 20 and npm)");
+    }
+    found
+}
+
+/// The kv-probe fixture Worker.
+pub fn probe_worker() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workers/kv-probe")
+}
+
+/// Operations the mock KV counted in a report folder's `mockkv.json`.
+pub fn kv_count(report_dir: &Path, op: &str, prefix: &str, outcome: &str) -> u64 {
+    let stats: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(report_dir.join("mockkv.json")).expect("mockkv.json"),
+    )
+    .expect("mockkv.json is JSON");
+    stats["counts"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter(|r| r["op"] == op && r["prefix"] == prefix && r["outcome"] == outcome)
+                .filter_map(|r| r["count"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
