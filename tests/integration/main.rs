@@ -5,5 +5,6 @@ mod engine;
 mod local;
 mod reference_workers;
 mod servers;
+mod teardown;
 mod tls;
 mod worker_target;
