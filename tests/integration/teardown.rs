@@ -520,3 +520,34 @@ fn a_launcher_killed_mid_run_takes_its_workerd_with_it_and_is_reported() {
         "the launcher's death is not silent: {output}"
     );
 }
+
+/// Known bug, for the lead (src/run.rs): `run()` awaits `target::start` (and the pre-flight
+/// probe) without watching the interrupts, so Ctrl-C while a Worker starts is not acted on
+/// until the Worker is ready — up to the 60 s startup timeout — and a second Ctrl-C does not
+/// help either. Un-ignore once the start is raced against the interrupts.
+#[test]
+#[ignore = "src/run.rs does not watch interrupts while the target starts"]
+fn sigint_while_the_worker_starts_ends_the_run_promptly() {
+    if node_missing() {
+        return;
+    }
+    let mut run = Run::start(&scenario("slow-start", "60s", 10, "/", ""));
+    run.wait_stdout(Duration::from_secs(10), |l| {
+        l.starts_with("kvchaos: running")
+    });
+    // The signal handler is installed just after that line; the start takes seconds more.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    run.signal(libc::SIGINT);
+    run.wait_stderr(Duration::from_secs(5), "interrupted");
+    std::thread::sleep(Duration::from_millis(200));
+    run.signal(libc::SIGINT);
+    run.expect_exit(Duration::from_secs(3), 130);
+    println!(
+        "teardown: SIGINT during startup → exit in {:?}",
+        t0.elapsed()
+    );
+    let s = run.summary();
+    assert_eq!(s["stop"]["reason"], "interrupted", "{s}");
+    assert_eq!(s["overall"]["completed"], 0, "{s}");
+}
