@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::local::{LocalSpec, LocalWorker};
+use crate::local::{LocalSpec, LocalWorker, Stopped};
 use crate::mockkv::{MockKv, MockKvConfig, VirtualClock};
 use crate::scenario::plan::TargetKind;
 
@@ -50,10 +50,23 @@ impl Running {
     /// Drivers holding the Worker must have ended.
     pub async fn shutdown(mut self) -> Option<String> {
         let note = match self.worker.take().map(Arc::try_unwrap) {
-            Some(Ok(w)) => match w.stop().await {
-                Ok(_) => None,
-                Err(e) => Some(format!("stopping the Worker: {e}")),
-            },
+            Some(Ok(w)) => {
+                let log = w.log_path().display().to_string();
+                match w.stop().await {
+                    Ok(Stopped::Graceful) => None,
+                    // A launcher that died mid-run (crashed, OOM-killed) or failed to dispose
+                    // miniflare ends unsuccessfully; its workerd may have kept serving, so the
+                    // numbers alone would not show it.
+                    Ok(Stopped::Failed(status)) => Some(format!(
+                        "the miniflare launcher ended unsuccessfully ({status}): it died during the run or failed to stop the Worker; see '{log}'"
+                    )),
+                    Ok(Stopped::Killed) => Some(format!(
+                        "the miniflare launcher did not stop within {:?} and was killed; see '{log}'",
+                        crate::local::STOP_GRACE
+                    )),
+                    Err(e) => Some(format!("stopping the Worker: {e}")),
+                }
+            }
             // Still shared: dropping the last handle kills its process group.
             Some(Err(_)) => Some("the Worker was still in use at shutdown; its process group is killed when the last user lets go".to_owned()),
             None => None,

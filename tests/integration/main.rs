@@ -6,5 +6,6 @@ mod local;
 mod reference_workers;
 mod servers;
 mod support;
+mod teardown;
 mod tls;
 mod worker_target;
