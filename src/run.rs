@@ -232,19 +232,35 @@ pub async fn run(
             opts.out.display()
         ))
     })?;
-    let target =
-        match crate::target::start(&plan.target.kind, &report_dir, plan.seed, plan.speedup).await {
-            Ok(t) => t,
-            Err(e) => {
-                let url = match &plan.target.kind {
-                    TargetKind::Url(u) => plan.redactor.redact(u.as_str()).into_owned(),
-                    TargetKind::Worker(d) => d.display().to_string(),
-                    TargetKind::Builtin => String::new(),
-                };
-                let kind = crate::target::kind_name(&plan.target.kind);
-                return unreachable_report(&plan, report_dir, &url, kind, started_wall, e);
-            }
-        };
+    // Starting a Worker can take seconds: an interrupt meanwhile ends the run at once.
+    let starting = crate::target::start(&plan.target.kind, &report_dir, plan.seed, plan.speedup);
+    let target = match or_interrupted(&interrupts, starting).await {
+        Some(Ok(t)) => t,
+        failed => {
+            let url = match &plan.target.kind {
+                TargetKind::Url(u) => plan.redactor.redact(u.as_str()).into_owned(),
+                TargetKind::Worker(d) => d.display().to_string(),
+                TargetKind::Builtin => String::new(),
+            };
+            let kind = crate::target::kind_name(&plan.target.kind);
+            let (reason, detail) = match failed {
+                Some(Err(e)) => (StopReason::TargetUnreachable, e),
+                _ => (
+                    StopReason::Interrupted,
+                    "interrupted while the target was starting".to_owned(),
+                ),
+            };
+            return nothing_sent_report(
+                &plan,
+                report_dir,
+                &url,
+                kind,
+                started_wall,
+                reason,
+                detail,
+            );
+        }
+    };
     let target_url = plan.redactor.redact(target.url.as_str()).into_owned();
     let threads = opts
         .threads
@@ -258,16 +274,28 @@ pub async fn run(
             .map_err(|e| e.to_string())?;
         ep.probe(PROBE_TIMEOUT).await.map(|()| ep)
     };
-    let endpoint = match reachable.await {
-        Ok(ep) => ep,
-        Err(e) => {
-            return unreachable_report(
+    let endpoint = match or_interrupted(&interrupts, reachable).await {
+        Some(Ok(ep)) => ep,
+        failed => {
+            let (reason, detail) = match failed {
+                Some(Err(e)) => (StopReason::TargetUnreachable, e),
+                _ => (
+                    StopReason::Interrupted,
+                    "interrupted before load started".to_owned(),
+                ),
+            };
+            let kind = target.kind;
+            if let Some(note) = target.shutdown().await {
+                eprintln!("warning: {note}");
+            }
+            return nothing_sent_report(
                 &plan,
                 report_dir,
                 &target_url,
-                target.kind,
+                kind,
                 started_wall,
-                e,
+                reason,
+                detail,
             );
         }
     };
@@ -630,14 +658,25 @@ fn phase_infos(plan: &Plan, counts: &[PhaseCounts]) -> Vec<PhaseInfo> {
         .collect()
 }
 
-/// The report of a run whose target could not be reached: nothing was sent.
-fn unreachable_report(
+/// `fut`, unless an interrupt comes first (`None`).
+async fn or_interrupted<T>(interrupts: &Interrupts, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        v = fut => Some(v),
+        _ = interrupts.stop.cancelled() => None,
+        _ = interrupts.abort.cancelled() => None,
+    }
+}
+
+/// The report of a run that ended before any load: the target could not be reached (exit 3) or
+/// the run was interrupted while it started (exit 130).
+fn nothing_sent_report(
     plan: &Plan,
     report_dir: PathBuf,
     target_url: &str,
     kind: &str,
     started: SystemTime,
-    error: String,
+    reason: StopReason,
+    detail: String,
 ) -> Result<RunOutcome, RunError> {
     let recorder = Recorder::new(
         plan.requests.iter().map(|r| r.name.clone()).collect(),
@@ -659,8 +698,8 @@ fn unreachable_report(
         duration_s: 0.0,
         planned_duration_s: plan.duration().as_secs_f64(),
         stop: StopInfo {
-            reason: StopReason::TargetUnreachable,
-            detail: Some(plan.redactor.redact(&error).into_owned()),
+            reason,
+            detail: Some(plan.redactor.redact(&detail).into_owned()),
             unfinished: 0,
         },
         phases: phase_infos(plan, &[]),
@@ -682,8 +721,12 @@ fn unreachable_report(
     };
     crate::report::write_all(&report_dir, &summary)
         .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
+    let exit = match reason {
+        StopReason::Interrupted => Exit::Interrupted,
+        _ => Exit::Environment,
+    };
     Ok(RunOutcome {
-        exit: Exit::Environment,
+        exit,
         report_dir,
         summary,
     })

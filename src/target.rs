@@ -116,6 +116,8 @@ pub async fn start(
             })
         }
         TargetKind::Worker(dir) => {
+            // If this future is dropped half-way (an interrupt), stop the mock KV with it.
+            let guard = stop.clone().drop_guard();
             let kv = MockKv::new(
                 MockKvConfig {
                     seed,
@@ -145,6 +147,7 @@ pub async fn start(
             let url = url::Url::parse(worker.url()).map_err(|e| {
                 format!("the launcher reported a bad URL \"{}\": {e}", worker.url())
             })?;
+            guard.disarm();
             Ok(Running {
                 url,
                 kind: "worker",

@@ -526,7 +526,6 @@ fn a_launcher_killed_mid_run_takes_its_workerd_with_it_and_is_reported() {
 /// until the Worker is ready — up to the 60 s startup timeout — and a second Ctrl-C does not
 /// help either. Un-ignore once the start is raced against the interrupts.
 #[test]
-#[ignore = "src/run.rs does not watch interrupts while the target starts"]
 fn sigint_while_the_worker_starts_ends_the_run_promptly() {
     if node_missing() {
         return;
