@@ -133,6 +133,29 @@ pub fn default_launcher_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("mock/miniflare"))
 }
 
+/// What a routed Worker's KV bindings are (`--kv-binding` of the launcher).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvBindingMode {
+    /// workerd's own KV class over the mock: a daily-limit refusal reads
+    /// `KV PUT failed: 429 KV put() limit exceeded for the day.`
+    #[default]
+    Workerd,
+    /// A JS wrapper over a service binding to the mock, with the same wire
+    /// protocol: a daily-limit refusal reads exactly as in production,
+    /// `KV put() limit exceeded for the day.`; other errors as workerd's.
+    Wrapped,
+}
+
+impl KvBindingMode {
+    /// The launcher's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Workerd => "workerd",
+            Self::Wrapped => "wrapped",
+        }
+    }
+}
+
 /// What to start.
 #[derive(Clone, Debug)]
 pub struct LocalSpec {
@@ -141,6 +164,8 @@ pub struct LocalSpec {
     /// The mock KV to route every KV binding to; `None` keeps miniflare's
     /// own local KV.
     pub kv_addr: Option<SocketAddr>,
+    /// What the routed KV bindings are; ignored when `kv_addr` is `None`.
+    pub kv_binding: KvBindingMode,
     /// How long to wait for the readiness line.
     pub ready_timeout: Duration,
     /// Where the Worker's console output and miniflare's log go (created or truncated).
@@ -150,7 +175,8 @@ pub struct LocalSpec {
 }
 
 impl LocalSpec {
-    /// A spec with the default launcher directory and a 60 s startup timeout.
+    /// A spec with the default launcher directory, workerd's KV class and a
+    /// 60 s startup timeout.
     pub fn new(
         worker_dir: impl Into<PathBuf>,
         kv_addr: Option<SocketAddr>,
@@ -159,6 +185,7 @@ impl LocalSpec {
         Self {
             worker_dir: worker_dir.into(),
             kv_addr,
+            kv_binding: KvBindingMode::default(),
             ready_timeout: Duration::from_secs(60),
             log_path: log_path.into(),
             launcher_dir: default_launcher_dir(),
@@ -274,7 +301,11 @@ impl LocalWorker {
         let mut cmd = tokio::process::Command::new(node);
         cmd.arg(&launcher).arg("--worker").arg(&worker);
         match spec.kv_addr {
-            Some(addr) => cmd.arg("--kv-address").arg(addr.to_string()),
+            Some(addr) => cmd
+                .arg("--kv-address")
+                .arg(addr.to_string())
+                .arg("--kv-binding")
+                .arg(spec.kv_binding.as_str()),
             None => cmd.arg("--no-kv-routing"),
         };
         cmd.arg("--persist")

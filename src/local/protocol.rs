@@ -26,6 +26,9 @@ pub struct Ready {
     pub kv_bindings: Vec<KvBinding>,
     /// The Worker's cron triggers (miniflare never fires them by itself).
     pub crons: Vec<String>,
+    /// Whether the launcher bundled the Worker (TypeScript or bare imports)
+    /// rather than loading its modules as they are.
+    pub bundled: bool,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +40,8 @@ struct RawReady {
     kv_bindings: Vec<KvBinding>,
     #[serde(default)]
     crons: Vec<String>,
+    #[serde(default)]
+    bundled: bool,
     #[serde(default)]
     error: Option<String>,
 }
@@ -60,6 +65,7 @@ pub fn parse_ready(line: &str) -> Result<Result<Ready, String>, String> {
         url,
         kv_bindings: raw.kv_bindings,
         crons: raw.crons,
+        bundled: raw.bundled,
     }))
 }
 
@@ -122,6 +128,7 @@ mod tests {
         assert_eq!(ready.url, "http://127.0.0.1:4000");
         assert_eq!(ready.kv_bindings[0].namespace, "KV");
         assert_eq!(ready.crons, vec!["*/1 * * * *"]);
+        assert!(!ready.bundled, "absent means not bundled");
     }
 
     #[test]

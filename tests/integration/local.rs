@@ -26,11 +26,11 @@ const FIXTURE: &str = concat!(
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// One miniflare at a time across this binary's tests.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// False (after saying why) when Node.js is missing; installs the
 /// launcher's packages otherwise.
-async fn node_ready() -> bool {
+pub(crate) async fn node_ready() -> bool {
     if find_on_path("node").is_none() {
         eprintln!("SKIPPED: 'node' is not on PATH; the local Worker tests need Node.js 20+");
         return false;
@@ -41,9 +41,9 @@ async fn node_ready() -> bool {
     true
 }
 
-struct Mock {
-    kv: MockKv,
-    addr: SocketAddr,
+pub(crate) struct Mock {
+    pub(crate) kv: MockKv,
+    pub(crate) addr: SocketAddr,
     cancel: CancellationToken,
 }
 
@@ -53,7 +53,7 @@ impl Drop for Mock {
     }
 }
 
-async fn mock(same_key_write_limit: bool) -> Mock {
+pub(crate) async fn mock(same_key_write_limit: bool) -> Mock {
     let config = MockKvConfig {
         same_key_write_limit,
         ..MockKvConfig::default()
@@ -82,7 +82,7 @@ async fn start(kv_addr: Option<SocketAddr>, log_dir: &Path, name: &str) -> Local
 }
 
 /// POST `body` as JSON to `url` + `path`; the answer as JSON.
-async fn post(url: &str, path: &str, body: &Value) -> Value {
+pub(crate) async fn post(url: &str, path: &str, body: &Value) -> Value {
     let authority = url.trim_start_matches("http://").to_owned();
     let stream = tokio::net::TcpStream::connect(&authority)
         .await
@@ -115,7 +115,7 @@ async fn run_ops(w: &LocalWorker, binding: &str, ops: &Value) -> Vec<Value> {
     answer["results"].as_array().expect("results array").clone()
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -124,7 +124,7 @@ fn now_secs() -> u64 {
 
 /// Make two backends' results comparable: cursors are opaque (only their
 /// presence matters), expirations become whole minutes after `sent_at`.
-fn normalize(v: &mut Value, sent_at: u64) {
+pub(crate) fn normalize(v: &mut Value, sent_at: u64) {
     match v {
         Value::Object(map) => {
             if let Some(c) = map.get_mut("cursor")
@@ -146,7 +146,7 @@ fn normalize(v: &mut Value, sent_at: u64) {
 }
 
 /// The scripted sequence both backends run.
-fn sequence() -> Value {
+pub(crate) fn sequence() -> Value {
     json!([
         {"op": "put", "key": "a:1", "value": "v1", "metadata": {"m": 1}},
         {"op": "put", "key": "a:2", "value": "v2", "expirationTtl": 120},
