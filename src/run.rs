@@ -233,7 +233,7 @@ pub async fn run(
         ))
     })?;
     // Starting a Worker can take seconds: an interrupt meanwhile ends the run at once.
-    let starting = crate::target::start(&plan.target.kind, &report_dir, plan.seed, plan.speedup);
+    let starting = crate::target::start(&plan.target, &report_dir, plan.seed, plan.speedup);
     let target = match or_interrupted(&interrupts, starting).await {
         Some(Ok(t)) => t,
         failed => {

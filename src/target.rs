@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::local::{LocalSpec, LocalWorker, Stopped};
 use crate::mockkv::{MockKv, MockKvConfig, VirtualClock};
-use crate::scenario::plan::TargetKind;
+use crate::scenario::plan::{TargetKind, TargetPlan};
 
 /// A target that is up, with its base URL.
 pub struct Running {
@@ -86,11 +86,12 @@ impl Drop for Running {
 /// Starts the target. Worker logs go to `worker.log` in `report_dir`; the mock KV's clock runs
 /// `speedup` times faster than real time.
 pub async fn start(
-    kind: &TargetKind,
+    target: &TargetPlan,
     report_dir: &Path,
     seed: u64,
     speedup: f64,
 ) -> Result<Running, String> {
+    let kind = &target.kind;
     let stop = CancellationToken::new();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     match kind {
@@ -130,7 +131,8 @@ pub async fn start(
                 .map_err(|e| format!("cannot start the mock KV: {e}"))?;
             let kv_addr = listener.local_addr().map_err(|e| e.to_string())?;
             tokio::spawn(crate::mockkv::serve(listener, kv.clone(), stop.clone()));
-            let spec = LocalSpec::new(dir, Some(kv_addr), report_dir.join("worker.log"));
+            let mut spec = LocalSpec::new(dir, Some(kv_addr), report_dir.join("worker.log"));
+            spec.kv_binding = target.kv_binding;
             crate::local::ensure_installed(&spec.launcher_dir)
                 .await
                 .map_err(|e| e.to_string())?;

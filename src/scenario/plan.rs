@@ -101,6 +101,9 @@ pub struct TargetPlan {
     /// Extra trusted root certificates (PEM, already checked to parse) for https targets, on top
     /// of the public web PKI roots.
     pub ca_file: Option<PathBuf>,
+    /// Worker targets: workerd's own KV class over the mock, or a wrapper whose daily-limit
+    /// errors read exactly as in production.
+    pub kv_binding: crate::local::KvBindingMode,
 }
 
 /// The kinds of target.

@@ -107,6 +107,8 @@ pub struct RawTarget {
     pub allow_hosts: Option<Vec<Spanned<String>>>,
     /// Extra trusted root certificates (PEM) for https targets.
     pub ca_file: Option<Spanned<String>>,
+    /// How a Worker target's KV bindings reach the mock: `workerd` or `wrapped`.
+    pub kv_binding: Option<Spanned<String>>,
 }
 
 /// One `[[phases]]` table.

@@ -662,10 +662,22 @@ impl Validator<'_> {
             None => Some(None),
             Some(f) => self.ca_file(f).map(Some),
         };
+        let kv_binding = match &t.kv_binding {
+            None => Some(crate::local::KvBindingMode::Workerd),
+            Some(b) => match b.get_ref().as_str() {
+                "workerd" => Some(crate::local::KvBindingMode::Workerd),
+                "wrapped" => Some(crate::local::KvBindingMode::Wrapped),
+                other => {
+                    self.err(b.span().start, "target.kv_binding", format!("unknown KV binding {other:?}: expected \"workerd\" (workerd's own KV class; errors read \"KV PUT failed: 429 ...\") or \"wrapped\" (daily-limit errors read exactly as in production)"));
+                    None
+                }
+            },
+        };
         Some(TargetPlan {
             kind: kind?,
             allow_hosts: allow_hosts?,
             ca_file: ca_file?,
+            kv_binding: kv_binding?,
         })
     }
 

@@ -50,6 +50,7 @@ fn plan(addr: SocketAddr, phases: Vec<Phase>, requests: Vec<RequestPlan>) -> Pla
             kind: TargetKind::Url(url::Url::parse(&format!("http://{addr}/")).expect("url")),
             allow_hosts: Vec::new(),
             ca_file: None,
+            kv_binding: kvchaos::local::KvBindingMode::Workerd,
         },
         phases,
         requests,

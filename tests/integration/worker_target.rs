@@ -9,10 +9,16 @@ use crate::support::{
 
 /// A scenario against the probe Worker that puts `seq:<n>` keys at `rate` for `secs`, plus `extra`.
 fn put_scenario(rate: u32, secs: u32, extra: &str) -> String {
+    put_scenario_with(rate, secs, "", extra)
+}
+
+/// As [`put_scenario`], with `target_extra` lines in `[target]`.
+fn put_scenario_with(rate: u32, secs: u32, target_extra: &str, extra: &str) -> String {
     format!(
         r#"name = "worker-target"
 [target]
 worker = "{}"
+{target_extra}
 [[phases]]
 duration = "{secs}s"
 rate = {rate}
@@ -132,4 +138,28 @@ fn faults_need_a_worker_target() {
         err.contains("[[faults]] act on kvchaos's mock KV, which only a local Worker target has"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wrapped_kv_binding_serves_the_worker_and_counts_its_refusals() {
+    if !node_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = put_scenario_with(
+        20,
+        2,
+        "kv_binding = \"wrapped\"",
+        "[cron]\nfire = false\n[[faults]]\nat = \"1s\"\nkind = \"daily-limit\"\nops = [\"put\"]",
+    );
+    let outcome = run_file(
+        write_scenario(tmp.path(), "wrapped.toml", &text),
+        tmp.path(),
+    )
+    .await;
+    let ok = kv_count(&outcome.report_dir, "put", "seq:", "ok");
+    let refused = kv_count(&outcome.report_dir, "put", "seq:", "daily-limit");
+    // 40 puts through the wrapper: the first second's succeed, the rest meet the daily limit.
+    assert_eq!(ok + refused, 40, "{:?}", outcome.summary.errors);
+    assert!(ok >= 15 && refused >= 15, "ok {ok}, refused {refused}");
 }
