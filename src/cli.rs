@@ -91,8 +91,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Sized to the CPUs this process may use (taskset is respected), at most two: the heavy
+    // lifting of a run happens on the engine's own threads.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 2);
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
