@@ -157,8 +157,9 @@ pub fn key_prefix(key: &str, depth: usize) -> &str {
 pub struct Stats {
     depth: usize,
     journal_len: usize,
-    counts: BTreeMap<(String, Op, String, Outcome), u64>,
-    prefixes_seen: BTreeMap<String, usize>,
+    /// Namespace → key prefix → (op, outcome) → count. Nested so that counting an operation
+    /// whose namespace and prefix were seen before allocates nothing.
+    counts: BTreeMap<String, BTreeMap<String, BTreeMap<(Op, Outcome), u64>>>,
     writes: BTreeMap<String, WriteTotals>,
     journal: VecDeque<JournalEntry>,
 }
@@ -170,7 +171,6 @@ impl Stats {
             depth,
             journal_len,
             counts: BTreeMap::new(),
-            prefixes_seen: BTreeMap::new(),
             writes: BTreeMap::new(),
             journal: VecDeque::new(),
         }
@@ -183,20 +183,26 @@ impl Stats {
 
     /// Count one operation.
     pub fn record(&mut self, at_ms: u64, ns: &str, op: Op, key: &str, outcome: Outcome) {
-        let mut prefix = key_prefix(key, self.depth).to_owned();
-        let k = (ns.to_owned(), op, prefix.clone(), outcome);
-        if !self.counts.contains_key(&k) {
-            let seen = self.prefixes_seen.entry(ns.to_owned()).or_default();
-            if *seen >= MAX_PREFIXES {
-                prefix = "<other>".to_owned();
-            } else {
-                *seen += 1;
-            }
+        let prefix = key_prefix(key, self.depth);
+        if !self.counts.contains_key(ns) {
+            self.counts.insert(ns.to_owned(), BTreeMap::new());
         }
-        *self
-            .counts
-            .entry((ns.to_owned(), op, prefix, outcome))
-            .or_default() += 1;
+        let Some(prefixes) = self.counts.get_mut(ns) else {
+            return;
+        };
+        let by_op = match prefixes.get_mut(prefix) {
+            Some(m) => m,
+            None => {
+                // Bound the table: past MAX_PREFIXES distinct prefixes, new ones share a row.
+                let name = if prefixes.len() >= MAX_PREFIXES {
+                    "<other>"
+                } else {
+                    prefix
+                };
+                prefixes.entry(name.to_owned()).or_default()
+            }
+        };
+        *by_op.entry((op, outcome)).or_default() += 1;
         if self.journal_len > 0 {
             if self.journal.len() >= self.journal_len {
                 self.journal.pop_front();
@@ -236,17 +242,33 @@ impl Stats {
     pub fn snapshot(&self, now_ms: u64, quota: Vec<QuotaRow>, faults: Vec<FaultView>) -> Snapshot {
         Snapshot {
             now_ms,
-            counts: self
-                .counts
-                .iter()
-                .map(|((namespace, op, prefix, outcome), count)| CountRow {
-                    namespace: namespace.clone(),
-                    op: *op,
-                    prefix: prefix.clone(),
-                    outcome: *outcome,
-                    count: *count,
-                })
-                .collect(),
+            counts: {
+                let mut rows: Vec<CountRow> = self
+                    .counts
+                    .iter()
+                    .flat_map(|(namespace, prefixes)| {
+                        prefixes.iter().flat_map(move |(prefix, by_op)| {
+                            by_op.iter().map(move |((op, outcome), count)| CountRow {
+                                namespace: namespace.clone(),
+                                op: *op,
+                                prefix: prefix.clone(),
+                                outcome: *outcome,
+                                count: *count,
+                            })
+                        })
+                    })
+                    .collect();
+                // Namespace, operation, prefix, outcome: the order readers have relied on.
+                rows.sort_by(|a, b| {
+                    (&a.namespace, a.op, &a.prefix, a.outcome).cmp(&(
+                        &b.namespace,
+                        b.op,
+                        &b.prefix,
+                        b.outcome,
+                    ))
+                });
+                rows
+            },
             writes: self.writes.values().cloned().collect(),
             quota,
             faults,
@@ -258,6 +280,28 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_prefixes_are_capped_per_namespace_and_the_rest_share_a_row() {
+        let mut s = Stats::new(1, 0);
+        for i in 0..MAX_PREFIXES + 5 {
+            s.record(0, "N", Op::Put, &format!("p{i}:k"), Outcome::Ok);
+        }
+        // Known prefixes keep counting in their own row after the cap.
+        s.record(0, "N", Op::Get, "p0:k", Outcome::Ok);
+        s.record(0, "M", Op::Put, "q:k", Outcome::Ok);
+        let snap = s.snapshot(0, Vec::new(), Vec::new());
+        let row = |ns: &str, op: Op, prefix: &str| {
+            snap.counts
+                .iter()
+                .find(|r| r.namespace == ns && r.op == op && r.prefix == prefix)
+                .map(|r| r.count)
+        };
+        assert_eq!(row("N", Op::Put, "<other>"), Some(5));
+        assert_eq!(row("N", Op::Get, "p0:"), Some(1));
+        assert_eq!(row("M", Op::Put, "q:"), Some(1), "the cap is per namespace");
+        assert_eq!(snap.counts.len(), MAX_PREFIXES + 1 + 1 + 1);
+    }
 
     #[test]
     fn prefixes_by_depth() {
