@@ -152,6 +152,9 @@ pub fn key_prefix(key: &str, depth: usize) -> &str {
     }
 }
 
+/// One namespace's counts: key prefix → (op, outcome) → count.
+type PrefixCounts = BTreeMap<String, BTreeMap<(Op, Outcome), u64>>;
+
 /// The counters. Not synchronised: the caller holds it behind a mutex.
 #[derive(Debug)]
 pub struct Stats {
@@ -159,7 +162,7 @@ pub struct Stats {
     journal_len: usize,
     /// Namespace → key prefix → (op, outcome) → count. Nested so that counting an operation
     /// whose namespace and prefix were seen before allocates nothing.
-    counts: BTreeMap<String, BTreeMap<String, BTreeMap<(Op, Outcome), u64>>>,
+    counts: BTreeMap<String, PrefixCounts>,
     writes: BTreeMap<String, WriteTotals>,
     journal: VecDeque<JournalEntry>,
 }
