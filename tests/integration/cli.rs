@@ -339,3 +339,35 @@ fn the_default_run_is_the_reference_worker_under_a_kv_daily_limit() {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
 }
+
+#[test]
+fn a_worker_target_without_node_on_path_exits_3_and_says_what_is_missing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("reports");
+    let empty = tmp.path().join("empty-bin");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let probe =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/workers/kv-probe");
+    let o = Command::new(BIN)
+        .args([
+            "run",
+            "scenarios/quickstart.toml",
+            "--worker",
+            probe.to_str().expect("utf-8"),
+            "--no-tui",
+            "--out",
+            out.to_str().expect("utf-8"),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", &empty)
+        .output()
+        .expect("run kvchaos");
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    let dir = only_report_dir(&out);
+    let summary = std::fs::read_to_string(dir.join("summary.json")).expect("summary written");
+    assert!(summary.contains("target-unreachable"), "{summary}");
+    assert!(
+        summary.contains("not found on PATH") && summary.contains("Node.js 20"),
+        "{summary}"
+    );
+}
