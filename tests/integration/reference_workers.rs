@@ -1,9 +1,13 @@
 //! The reference Workers (`mock/workers/`) under miniflare, their KV routed
 //! to the in-process mock KV: every endpoint answers as
 //! `mock/workers/README.md` documents, and under the KV daily write limit
-//! the KV control plane stops while the D1/DO one keeps progressing. Crons
-//! are fired explicitly; nothing waits for wall-clock time. Needs Node.js;
-//! skipped with a printed reason only when `node` is not on PATH.
+//! the KV control plane stops while the D1/DO one keeps progressing. The
+//! mock enforces KV's one-write-per-second-per-key limit, as Cloudflare
+//! does: without a fault both Workers pass. Crons are fired explicitly and
+//! the mock's clock is moved forward where the sequence has time pass (a
+//! minute between crons, a second before a lock is granted again); nothing
+//! waits for wall-clock time. Needs Node.js; skipped with a printed reason
+//! only when `node` is not on PATH.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,6 +31,8 @@ const CRON: &str = "*/1 * * * *";
 /// Some minute, as the scheduled time of the first fired cron.
 const T0: u64 = 1_700_000_040_000;
 const MINUTE_MS: u64 = 60_000;
+/// A little over KV's minimum interval between two writes of one key.
+const KV_SAME_KEY_INTERVAL: Duration = Duration::from_millis(1_100);
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// `RATE_LIMIT` in both Workers' `wrangler.toml`.
 const RATE_LIMIT: usize = 10;
@@ -57,13 +63,11 @@ impl Drop for Mock {
     }
 }
 
-/// The mock KV without its 1-write-per-second-per-key limit: these tests
-/// send requests back to back, and that limit is a fault of its own.
+/// The mock KV as Cloudflare behaves by default, same-key write limit on,
+/// its clock running in real time (tests move it forward where time passes).
 async fn mock() -> Mock {
-    let config = MockKvConfig {
-        same_key_write_limit: false,
-        ..MockKvConfig::default()
-    };
+    let config = MockKvConfig::default();
+    assert!(config.same_key_write_limit, "the Cloudflare default");
     let kv = MockKv::new(config, VirtualClock::real_time(1.0));
     let listener = mockkv::bind("127.0.0.1:0".parse().expect("addr"), false)
         .await
@@ -206,8 +210,26 @@ async fn fire(w: &LocalWorker, scheduled: u64) -> CronOutcome {
     w.fire_cron(CRON, scheduled).await.expect("fire cron")
 }
 
+/// Time passes on the mock's clock (TTLs and the same-key write limit run on
+/// it; the Workers' own `Date.now()` is wall-clock time and does not move).
+fn pass(clock: &VirtualClock, d: Duration) {
+    clock.advance(d);
+}
+
+const A_MINUTE: Duration = Duration::from_millis(MINUTE_MS);
+
+/// Writes the mock refused because the key was written less than a second before.
+fn same_key_refusals(m: &Mock) -> u64 {
+    m.kv.stats()
+        .counts
+        .iter()
+        .filter(|r| r.outcome == kvchaos::mockkv::stats::Outcome::SameKeyRate)
+        .map(|r| r.count)
+        .sum()
+}
+
 /// Every endpoint of README.md, in one pass, against a fresh Worker.
-async fn exercise_api(w: &LocalWorker, worker: &str) {
+async fn exercise_api(w: &LocalWorker, worker: &str, clock: &VirtualClock) {
     let url = w.url();
     assert_eq!(
         expect(get(url, "/health").await, 200, "health"),
@@ -284,6 +306,9 @@ async fn exercise_api(w: &LocalWorker, worker: &str) {
         409,
         "second release",
     );
+    // The KV Worker writes `locktoken:l1` on every grant: one lock name can
+    // be granted at most once a second there, as KV allows.
+    pass(clock, KV_SAME_KEY_INTERVAL);
     let a2 = expect(
         post(
             url,
@@ -413,6 +438,9 @@ async fn exercise_api(w: &LocalWorker, worker: &str) {
         "claim c",
     );
     assert_eq!(t["task"]["id"], "c");
+    // A 1 ms lease claimed again: the KV Worker writes the lease key on each
+    // claim, so a second must pass on its clock (the lease is long gone).
+    pass(clock, KV_SAME_KEY_INTERVAL);
     let deadline = Instant::now() + Duration::from_secs(5);
     let again = loop {
         let a = post(
@@ -465,6 +493,7 @@ async fn exercise_api(w: &LocalWorker, worker: &str) {
         expect(get(url, "/queue/stats").await, 200, "stats"),
         json!({"pending": 0, "leased": 1, "done": 4})
     );
+    pass(clock, A_MINUTE);
     assert_eq!(fire(w, T0 + MINUTE_MS).await, CronOutcome::Ok);
     assert_eq!(
         cron_status(url).await,
@@ -562,12 +591,20 @@ async fn kv_control_plane_answers_as_documented() {
     let logs = tempfile::tempdir().expect("tempdir");
     let m = mock().await;
     let w = start(KV_WORKER, m.addr, logs.path()).await;
-    exercise_api(&w, KV_WORKER).await;
+    exercise_api(&w, KV_WORKER, m.kv.clock()).await;
+    assert_eq!(
+        same_key_refusals(&m),
+        0,
+        "no write refused by the same-key limit"
+    );
     // Its state really is in KV, through the mock.
     for key in [
         "cron:state",
         "oauth:refresh_token",
-        "webhook:count",
+        "idem:webhook:k1",
+        "queue:task:a",
+        "queue:lease:a",
+        "queue:done:a",
         "cache:alpha",
     ] {
         assert!(m.kv.peek("KV", key).is_some(), "'{key}' is in the mock KV");
@@ -584,7 +621,12 @@ async fn d1_do_control_plane_answers_as_documented() {
     let logs = tempfile::tempdir().expect("tempdir");
     let m = mock().await;
     let w = start(D1_WORKER, m.addr, logs.path()).await;
-    exercise_api(&w, D1_WORKER).await;
+    exercise_api(&w, D1_WORKER, m.kv.clock()).await;
+    assert_eq!(
+        same_key_refusals(&m),
+        0,
+        "no write refused by the same-key limit"
+    );
     // KV holds the cache and nothing else.
     assert_eq!(
         m.kv.peek("CACHE", "alpha").as_deref(),
@@ -634,6 +676,8 @@ async fn kv_put_limit_stops_the_kv_control_plane_but_not_d1_do() {
         .expect("add fault");
 
     // KV control plane: the cron run throws and records nothing; claims fail.
+    // A minute later on the mock too, so only the fault can refuse a write.
+    pass(m.kv.clock(), A_MINUTE);
     let t1 = T0 + MINUTE_MS;
     assert_eq!(fire(&kvw, t1).await, CronOutcome::Exception);
     assert_eq!(
@@ -718,6 +762,7 @@ async fn kv_put_limit_stops_the_kv_control_plane_but_not_d1_do() {
         "enqueue",
     );
     let t2 = t1 + MINUTE_MS;
+    pass(m.kv.clock(), A_MINUTE);
     assert_eq!(fire(&d1w, t2).await, CronOutcome::Ok);
     assert_eq!(cron_status(url).await, json!({"last_run": t2, "runs": 3}));
     assert_eq!(
@@ -757,6 +802,7 @@ async fn kv_put_limit_stops_the_kv_control_plane_but_not_d1_do() {
     // Healed: the KV Worker's cron runs again and drains its queue.
     m.kv.clear_all_faults();
     let t3 = t2 + MINUTE_MS;
+    pass(m.kv.clock(), A_MINUTE);
     assert_eq!(fire(&kvw, t3).await, CronOutcome::Ok);
     assert_eq!(
         cron_status(kvw.url()).await,
@@ -779,6 +825,93 @@ async fn kv_put_limit_stops_the_kv_control_plane_but_not_d1_do() {
         "KV lock after healing",
     );
 
+    assert_eq!(
+        same_key_refusals(&m),
+        0,
+        "no write refused by the same-key limit"
+    );
     stop(kvw).await;
     stop(d1w).await;
+}
+
+/// No fault, the same-key write limit on: crons a minute apart all succeed,
+/// each one advances the KV Worker's `/cron/status` and the queue drains,
+/// also of tasks enqueued just before the tick (completed within a second
+/// of their enqueue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_control_plane_crons_in_a_row_pass_under_the_same_key_limit() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let logs = tempfile::tempdir().expect("tempdir");
+    let m = mock().await;
+    let w = start(KV_WORKER, m.addr, logs.path()).await;
+    let url = w.url();
+    const BACKLOG: u64 = 25;
+    /// `CRON_BATCH` in the KV Worker's `wrangler.toml`.
+    const BATCH: u64 = 10;
+    const RUNS: u64 = 5;
+    for i in 0..BACKLOG {
+        expect(
+            post(
+                url,
+                "/queue/enqueue",
+                json!({"id": format!("t{i:02}"), "payload": i}),
+            )
+            .await,
+            201,
+            "enqueue",
+        );
+    }
+    for run in 0..RUNS {
+        if run > 0 {
+            pass(m.kv.clock(), A_MINUTE);
+        }
+        // Enqueued right before the tick: the newest task, completed within a
+        // second once the backlog is gone.
+        expect(
+            post(url, "/queue/enqueue", json!({"id": format!("late{run}")})).await,
+            201,
+            "enqueue just before the tick",
+        );
+        let scheduled = T0 + run * MINUTE_MS;
+        assert_eq!(fire(&w, scheduled).await, CronOutcome::Ok, "cron {run}");
+        assert_eq!(
+            cron_status(url).await,
+            json!({"last_run": scheduled, "runs": run + 1}),
+            "cron {run} advanced the status"
+        );
+        let total = BACKLOG + run + 1;
+        let done = (BATCH * (run + 1)).min(total);
+        assert_eq!(
+            expect(get(url, "/queue/stats").await, 200, "stats"),
+            json!({"pending": total - done, "leased": 0, "done": done}),
+            "after cron {run}"
+        );
+        expect(
+            get(url, "/locks/cron").await,
+            404,
+            "the cron lock is released",
+        );
+    }
+    let r = expect(get(url, "/queue/result/late4").await, 200, "result");
+    assert_eq!(
+        r,
+        json!({"id": "late4", "status": "done", "attempts": 1,
+               "result": {"processed_by": "cron", "scheduled_time": T0 + (RUNS - 1) * MINUTE_MS}})
+    );
+    let none = post(
+        url,
+        "/queue/claim",
+        json!({"consumer": "c", "lease_ms": 30_000}),
+    )
+    .await;
+    assert_eq!(none.status, 204, "the queue is drained: {:?}", none.body);
+    assert_eq!(
+        same_key_refusals(&m),
+        0,
+        "no write refused by the same-key limit"
+    );
+    stop(w).await;
 }

@@ -5,12 +5,23 @@
 //
 // When KV writes fail (the free plan's 1,000 puts a day), so do the cron
 // run, queue claims, locks, enqueues, webhooks and the rate limiter.
+//
+// KV refuses a second write to one key within a second (429). So no request
+// and no cron run writes a key twice, and no key is rewritten on a path that
+// normal traffic takes faster than once a second: a task key is written once
+// (enqueue), each claim writes the lease key, completion writes a done key;
+// webhooks and rate-limited calls each write a key of their own and count by
+// listing. What remains is what KV really cannot do: a lock name granted
+// twice within a second, or one task claimed twice within a second (leases
+// under 1 s, or two consumers racing), gets KV's 429 — a 503.
 
 import { handleFetch, runCron, via } from "./api.js";
 
 const WORKER = "kv-control-plane";
 const TASK = "queue:task:";
 const LEASE = "queue:lease:";
+const DONE = "queue:done:";
+const IDEM = "idem:webhook:";
 /** KV refuses an expirationTtl under 60 s: round TTLs up to whole seconds, at least 60. */
 const ttlSeconds = (ms) => Math.max(60, Math.ceil(ms / 1000));
 
@@ -44,8 +55,8 @@ function backend(env) {
     return cur && cur.expires_at > now ? cur : null;
   }
 
-  function effectiveStatus(task, lease, now) {
-    if (task.status === "done") return "done";
+  function effectiveStatus(isDone, lease, now) {
+    if (isDone) return "done";
     return lease && lease.lease_until > now ? "leased" : "pending";
   }
 
@@ -79,27 +90,31 @@ function backend(env) {
 
     async enqueue(id, payload, now) {
       if ((await kv.get(TASK + id)) !== null) return false;
-      const task = { id, payload, enqueued_at: now, status: "pending", attempts: 0, result: null };
-      await kv.put(TASK + id, JSON.stringify(task), { metadata: { enqueued_at: now, done: false } });
+      const task = { id, payload, enqueued_at: now };
+      await kv.put(TASK + id, JSON.stringify(task), { metadata: { enqueued_at: now } });
       return true;
     },
 
     async claim(consumer, leaseMs, now) {
       const tasks = await kv.listAll(TASK);
       const leases = new Map((await kv.listAll(LEASE)).map((k) => [k.name.slice(LEASE.length), k.metadata]));
+      const done = new Set((await kv.listAll(DONE)).map((k) => k.name.slice(DONE.length)));
       const due = tasks
         .map((k) => ({ id: k.name.slice(TASK.length), meta: k.metadata ?? {} }))
-        .filter(({ id, meta }) => !meta.done && !(leases.get(id)?.lease_until > now))
+        .filter(({ id }) => !done.has(id) && !(leases.get(id)?.lease_until > now))
         .sort((a, b) => (a.meta.enqueued_at ?? 0) - (b.meta.enqueued_at ?? 0) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       for (const { id } of due) {
+        // The listings may be stale: read the task, its completion and its lease.
         const task = await kv.getJson(TASK + id);
-        if (!task || task.status === "done") continue; // the listing was stale
+        if (!task || (await kv.get(DONE + id)) !== null) continue;
+        const prev = await kv.getJson(LEASE + id);
+        if (prev && prev.lease_until > now) continue;
         const lease_until = now + leaseMs;
-        const lease = { consumer, lease_until };
-        await kv.put(LEASE + id, JSON.stringify(lease), { metadata: lease, expirationTtl: ttlSeconds(leaseMs) });
-        task.attempts += 1;
-        await kv.put(TASK + id, JSON.stringify(task), { metadata: { enqueued_at: task.enqueued_at, done: false } });
-        return { id, payload: task.payload, lease_until, attempts: task.attempts };
+        const attempts = (prev?.attempts ?? 0) + 1;
+        const lease = { consumer, lease_until, attempts };
+        // No TTL: the lease key also keeps the attempt count; an expired lease is just old.
+        await kv.put(LEASE + id, JSON.stringify(lease), { metadata: lease });
+        return { id, payload: task.payload, lease_until, attempts };
       }
       return null;
     },
@@ -107,54 +122,55 @@ function backend(env) {
     async complete(id, consumer, result, now) {
       const task = await kv.getJson(TASK + id);
       if (!task) return null;
+      if ((await kv.get(DONE + id)) !== null) return { completed: false, status: "done" };
       const lease = await kv.getJson(LEASE + id);
-      const status = effectiveStatus(task, lease, now);
+      const status = effectiveStatus(false, lease, now);
       if (status !== "leased" || lease.consumer !== consumer) return { completed: false, status };
-      task.status = "done";
-      task.result = result;
-      await kv.put(TASK + id, JSON.stringify(task), { metadata: { enqueued_at: task.enqueued_at, done: true } });
-      await kv.delete(LEASE + id);
+      await kv.put(DONE + id, JSON.stringify({ result, attempts: lease.attempts, done_at: now }));
       return { completed: true };
     },
 
     async result(id, now) {
       const task = await kv.getJson(TASK + id);
       if (!task) return null;
+      const done = await kv.getJson(DONE + id);
+      if (done) return { id, status: "done", result: done.result ?? null, attempts: done.attempts };
       const lease = await kv.getJson(LEASE + id);
-      return { id, status: effectiveStatus(task, lease, now), result: task.result ?? null, attempts: task.attempts };
+      return { id, status: effectiveStatus(false, lease, now), result: null, attempts: lease?.attempts ?? 0 };
     },
 
     async stats(now) {
       const tasks = await kv.listAll(TASK);
       const leases = new Map((await kv.listAll(LEASE)).map((k) => [k.name.slice(LEASE.length), k.metadata]));
+      const done = new Set((await kv.listAll(DONE)).map((k) => k.name.slice(DONE.length)));
       const counts = { pending: 0, leased: 0, done: 0 };
       for (const k of tasks) {
         const id = k.name.slice(TASK.length);
-        counts[effectiveStatus({ status: k.metadata?.done ? "done" : "pending" }, leases.get(id), now)] += 1;
+        counts[effectiveStatus(done.has(id), leases.get(id), now)] += 1;
       }
       return counts;
     },
 
     async webhook(key, now) {
-      const idem = `idem:webhook:${key}`;
-      if ((await kv.get(idem)) !== null) return false;
-      await kv.put(idem, JSON.stringify({ at: now }), { expirationTtl: 86_400 });
-      const count = Number(await kv.get("webhook:count")) || 0;
-      await kv.put("webhook:count", String(count + 1));
+      // One key per delivery, no TTL (dedupe is forever, as in D1); the count lists them.
+      if ((await kv.get(IDEM + key)) !== null) return false;
+      await kv.put(IDEM + key, JSON.stringify({ at: now }));
       return true;
     },
 
     async webhookCount() {
-      return Number(await kv.get("webhook:count")) || 0;
+      return (await kv.listAll(IDEM)).length;
     },
 
     async rateLimit(apiKey, limit, now) {
+      // One key per allowed call, counted by listing the window's prefix: a
+      // get-then-put counter would write one key per call, faster than KV allows.
       const window = Math.floor(now / 60_000);
       const reset_at = (window + 1) * 60_000;
-      const key = `ratelimit:${apiKey}:${window}`;
-      const count = Number(await kv.get(key)) || 0;
+      const prefix = `ratelimit:${apiKey}:${window}:`;
+      const count = (await kv.listAll(prefix)).length;
       if (count >= limit) return { allowed: false, count, reset_at };
-      await kv.put(key, String(count + 1), { expirationTtl: 120 });
+      await kv.put(prefix + `${now}-${crypto.randomUUID()}`, "1", { expirationTtl: 120 });
       return { allowed: true, count: count + 1, reset_at };
     },
 
