@@ -15,6 +15,7 @@
 //! named `*_ms`, `*_at`, `*_until` are the Worker's clock in ms since the Unix epoch.
 
 pub mod cron;
+pub mod lock;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
