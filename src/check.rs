@@ -16,6 +16,7 @@
 
 pub mod cron;
 pub mod lock;
+pub mod queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -412,7 +413,7 @@ pub(crate) mod testing {
     use super::*;
 
     /// Builds a history with times in ms.
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     pub(crate) struct H {
         pub(crate) events: Vec<(Duration, Event)>,
     }
