@@ -239,12 +239,12 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
     f.set("tasks", tasks.len() as u64);
     f.set("undrained", undrained);
 
-    let drain_from = h.healed_from.unwrap_or(h.end);
     let mut drain_unknown = None;
     if drains.is_empty() {
         drain_unknown = Some("no final drain: loss cannot be judged".to_owned());
     } else if all_done {
-        if let Some(done) = last_done {
+        // No drain time when the run never healed: there is nothing to measure from.
+        if let (Some(done), Some(drain_from)) = (last_done, h.healed_from) {
             let took = done.saturating_sub(drain_from);
             f.set("drain_ms", took.as_millis() as u64);
             if let Some(bound) = cfg.max_drain.filter(|b| took > *b) {
