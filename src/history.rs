@@ -2,14 +2,14 @@
 //! holds the run's own milestones; fault changes and the operations of check drivers join the
 //! same stream, so checkers can judge them together.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One event of the run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Event {
     /// Load started.
@@ -85,7 +85,7 @@ impl Event {
 }
 
 /// The step of an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OpKind {
     /// Started.
@@ -103,6 +103,34 @@ struct Line<'a> {
     t_us: u64,
     #[serde(flatten)]
     event: &'a Event,
+}
+
+#[derive(Deserialize)]
+struct OwnedLine {
+    t_us: u64,
+    #[serde(flatten)]
+    event: Event,
+}
+
+/// Reads a `history.jsonl` back: each event with its time since the start of the run, in file
+/// order. A line that is not an event is an `InvalidData` error naming its line number.
+pub fn read(path: &Path) -> std::io::Result<Vec<(Duration, Event)>> {
+    let file = BufReader::new(std::fs::File::open(path)?);
+    let mut out = Vec::new();
+    for (i, line) in file.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: OwnedLine = serde_json::from_str(&line).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}:{}: not a history event: {e}", path.display(), i + 1),
+            )
+        })?;
+        out.push((Duration::from_micros(parsed.t_us), parsed.event));
+    }
+    Ok(out)
 }
 
 /// Writer of `history.jsonl`.
@@ -133,5 +161,51 @@ impl History {
     /// Flushes the file.
     pub fn finish(mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_history_reads_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("history.jsonl");
+        let events = vec![
+            (
+                Duration::from_micros(5),
+                Event::FaultSet {
+                    index: 0,
+                    label: "daily-limit put *".to_owned(),
+                },
+            ),
+            (
+                Duration::from_millis(7),
+                Event::op(
+                    "cron",
+                    OpKind::Info,
+                    "tick",
+                    serde_json::json!({"cron": "*/1 * * * *", "scheduled_ms": 1_795_428_060_000_u64}),
+                ),
+            ),
+            (Duration::from_secs(1), Event::InFlightAbandoned),
+        ];
+        let mut h = History::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        for (t, e) in &events {
+            h.record(*t, e);
+        }
+        h.finish().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read(&path).unwrap_or_else(|e| panic!("{e}")), events);
+    }
+
+    #[test]
+    fn a_bad_line_is_named() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("history.jsonl");
+        std::fs::write(&path, "{\"t_us\":1,\"type\":\"run-ended\"}\nnope\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = read(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("history.jsonl:2:"), "{e}");
     }
 }

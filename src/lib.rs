@@ -8,6 +8,7 @@
 //! - [`engine`]: open- and closed-loop workers, the HTTP client, outcome classes.
 //! - [`metrics`]: the recorder that owns every histogram; thresholds.
 //! - [`history`]: the run's event stream (`history.jsonl`).
+//! - [`check`]: pure checkers of the history (cron, locks, queue), in the manner of Jepsen.
 //! - [`target`]: starting and stopping what load is sent to.
 //! - [`timeline`]: scheduled mock KV faults set and cleared on the run clock.
 //! - [`local`]: a Worker run under miniflare, KV routed to the mock; crons; teardown.
@@ -17,6 +18,7 @@
 //! - [`redact`]: keeps secrets out of everything written.
 //! - [`resources`], [`exit`]: process readings and exit codes.
 
+pub mod check;
 pub mod cli;
 pub mod cron;
 pub mod engine;

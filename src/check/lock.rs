@@ -1,0 +1,620 @@
+//! The lock check: a lease-aware mutex model per lock name, judged conservatively.
+//!
+//! Operation formats (drivers of the reference Workers' `/locks` API write these):
+//! - process `lock-<n>`, f `acquire`: invoke `{lock, holder, ttl_ms}`; `ok`
+//!   `{lock, holder, token, expires_at}` (the 200); `fail` `{lock, holder, reason}` (409, or a
+//!   503 that had no effect); `info` when the answer never came;
+//! - f `release`: invoke `{lock, holder, token}`; `ok` `{lock, holder, token}` (200
+//!   `released: true`); `fail` `{lock, holder, token, reason}`;
+//! - f `read` (a final `GET /locks/{name}`, any `lock-*` process): invoke `{lock}`; `ok`
+//!   `{lock, holder, expires_at}` with `holder` and `expires_at` null when free (404).
+//!
+//! The Worker's clock is only compared with itself: an acquire's grant time is
+//! `expires_at - ttl_ms`. Happens-before comes from the harness's order of events (a
+//! completion before an invocation). Where a Worker time is needed at a harness moment, the
+//! lower bound is the latest grant time already observed, or [`WorkerClock::earliest_ms`]
+//! when the run knows the clock.
+//!
+//! Anomalies:
+//! - `double-grant`: grant B of lock L invoked after grant A completed, before A's holder
+//!   invoked a release that may have worked, and granted (Worker time) before A's
+//!   `expires_at` minus the tolerance;
+//! - `release-not-held`: a release `ok` for a (lock, holder, token) that was never granted (no
+//!   grant, and no acquire by that holder that may have succeeded), or whose lease had
+//!   provably expired when the release was invoked;
+//! - `nonincreasing-token`: a grant whose token is not above every token granted for the lock
+//!   before it was invoked;
+//! - `starved`: acquisitions waited (from the first failed attempt after a success to the next
+//!   success of any lock) longer than [`LockConfig::max_starve`]; also reported for waits
+//!   overlapping a fault;
+//! - `stuck`: a read in the healed window shows a holder whose lease had provably expired, or
+//!   (with a known clock) a lease longer than any TTL requested for the lock.
+//!
+//! UNKNOWN, without an anomaly, when no acquire was attempted or none in the healed window.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::history::OpKind;
+
+use super::{CheckResult, Findings, HistoryView, Operation, WorkerClock, secs};
+
+/// Bounds for the lock check.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LockConfig {
+    /// FAIL when acquisitions wait longer than this (run time); `None` only reports waits.
+    pub max_starve: Option<Duration>,
+    /// Slack, in Worker ms, before comparing a grant time with another lease's expiry (the
+    /// Workers of one run share a clock; a deployed Worker may not).
+    pub tolerance_ms: u64,
+    /// The Worker's clock as a function of run time, when the run knows it.
+    pub clock: Option<WorkerClock>,
+}
+
+struct Grant<'a> {
+    op: &'a Operation,
+    lock: &'a str,
+    holder: &'a str,
+    token: u64,
+    expires_at: u64,
+    /// Worker time of the grant, when the invocation named its `ttl_ms`.
+    granted_ms: Option<u64>,
+    ok_t: Duration,
+    /// Invocation of the first release of this lease that may have worked.
+    release_t: Option<Duration>,
+}
+
+/// Judges the lock operations of `h`.
+pub fn check(h: &HistoryView, cfg: &LockConfig) -> CheckResult {
+    let mut f = Findings::default();
+    let acquires: Vec<&Operation> = h.ops_of("lock", "acquire").collect();
+    let releases: Vec<&Operation> = h.ops_of("lock", "release").collect();
+    f.set("acquires", acquires.len() as u64);
+    for a in &acquires {
+        f.add(
+            match a.completion.as_ref().map(|c| c.kind) {
+                Some(OpKind::Ok) => "acquires_ok",
+                Some(OpKind::Fail) => "acquires_fail",
+                _ => "acquires_info",
+            },
+            1,
+        );
+    }
+    f.set("releases", releases.len() as u64);
+
+    let mut grants: Vec<Grant> = Vec::new();
+    for a in acquires.iter().filter(|a| a.is_ok()) {
+        let (Some(lock), Some(holder), Some(token), Some(expires_at), Some(ok_t)) = (
+            a.str_field("lock"),
+            a.str_field("holder"),
+            a.u64_field("token"),
+            a.u64_field("expires_at"),
+            a.done_t(),
+        ) else {
+            f.add("malformed", 1);
+            continue;
+        };
+        let release_t = releases
+            .iter()
+            .filter(|r| {
+                r.may_have_happened()
+                    && r.t > ok_t
+                    && r.str_field("lock") == Some(lock)
+                    && r.str_field("holder") == Some(holder)
+                    && r.u64_field("token") == Some(token)
+            })
+            .map(|r| r.t)
+            .min();
+        grants.push(Grant {
+            op: a,
+            lock,
+            holder,
+            token,
+            expires_at,
+            granted_ms: a
+                .value
+                .get("ttl_ms")
+                .and_then(|v| v.as_u64())
+                .map(|ttl| expires_at.saturating_sub(ttl)),
+            ok_t,
+            release_t,
+        });
+    }
+    grants.sort_by_key(|g| g.ok_t);
+
+    // The earliest the Worker's clock can read at run time `t`.
+    let worker_at_least = |t: Duration| -> Option<u64> {
+        let seen = grants
+            .iter()
+            .filter(|g| g.ok_t < t)
+            .filter_map(|g| g.granted_ms)
+            .max();
+        let mapped = cfg.clock.map(|c| c.earliest_ms(t));
+        seen.max(mapped)
+    };
+
+    double_grants(&grants, cfg, &mut f);
+    tokens(&grants, &mut f);
+    releases_not_held(&releases, &acquires, &grants, cfg, &worker_at_least, &mut f);
+    starvation(h, &acquires, cfg, &mut f);
+    stuck(h, &acquires, cfg, &worker_at_least, &mut f);
+
+    let healed = acquires.iter().filter(|a| h.healed(a.t)).count() as u64;
+    f.set("acquires_healed", healed);
+    let unknown = if acquires.is_empty() {
+        Some("no lock acquisition was attempted".to_owned())
+    } else if h.healed_from.is_none() {
+        Some("the run never healed: a fault was still active at the end".to_owned())
+    } else if healed == 0 {
+        Some("no lock acquisition was attempted after the last fault was cleared".to_owned())
+    } else {
+        None
+    };
+    f.finish(
+        "lock",
+        unknown,
+        format!(
+            "{} grants of {} attempts, leases exclusive, tokens increasing",
+            grants.len(),
+            acquires.len()
+        ),
+    )
+}
+
+fn double_grants(grants: &[Grant], cfg: &LockConfig, f: &mut Findings) {
+    for b in grants {
+        let Some(b_granted) = b.granted_ms else {
+            continue;
+        };
+        for a in grants {
+            if std::ptr::eq(a, b) || a.lock != b.lock || a.ok_t >= b.op.t {
+                continue;
+            }
+            let released_before = a.release_t.is_some_and(|r| r < b.op.t);
+            if !released_before && b_granted + cfg.tolerance_ms < a.expires_at {
+                f.anomaly(
+                    "double-grant",
+                    format!(
+                        "lock {:?} granted to {:?} at worker ms {b_granted} while {:?} held it until {} (granted at {}, not released): {}",
+                        b.lock,
+                        b.holder,
+                        a.holder,
+                        a.expires_at,
+                        secs(a.ok_t),
+                        b.op.describe()
+                    ),
+                );
+                break;
+            }
+        }
+    }
+}
+
+fn tokens(grants: &[Grant], f: &mut Findings) {
+    let mut by_lock: BTreeMap<&str, Vec<&Grant>> = BTreeMap::new();
+    for g in grants {
+        by_lock.entry(g.lock).or_default().push(g);
+    }
+    for list in by_lock.values() {
+        for b in list {
+            let before = list
+                .iter()
+                .filter(|a| a.ok_t < b.op.t)
+                .max_by_key(|a| a.token);
+            let same = list
+                .iter()
+                .find(|a| !std::ptr::eq(**a, *b) && a.token == b.token && a.ok_t < b.ok_t);
+            if let Some(a) = before.filter(|a| a.token >= b.token).or(same) {
+                f.anomaly(
+                    "nonincreasing-token",
+                    format!(
+                        "lock {:?}: token {} granted to {:?} after token {} to {:?} (at {}): {}",
+                        b.lock,
+                        b.token,
+                        b.holder,
+                        a.token,
+                        a.holder,
+                        secs(a.ok_t),
+                        b.op.describe()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn releases_not_held(
+    releases: &[&Operation],
+    acquires: &[&Operation],
+    grants: &[Grant],
+    cfg: &LockConfig,
+    worker_at_least: &dyn Fn(Duration) -> Option<u64>,
+    f: &mut Findings,
+) {
+    for r in releases.iter().filter(|r| r.is_ok()) {
+        let (lock, holder, token) = (
+            r.str_field("lock"),
+            r.str_field("holder"),
+            r.u64_field("token"),
+        );
+        let grant = grants
+            .iter()
+            .find(|g| Some(g.lock) == lock && Some(g.holder) == holder && Some(g.token) == token);
+        match grant {
+            Some(g) => {
+                if let Some(now) = worker_at_least(r.t) {
+                    if now >= g.expires_at + cfg.tolerance_ms {
+                        f.anomaly(
+                            "release-not-held",
+                            format!(
+                                "lease of {:?} on {:?} expired at worker ms {}, yet released when the Worker's clock was at least {now}: {}",
+                                g.holder,
+                                g.lock,
+                                g.expires_at,
+                                r.describe()
+                            ),
+                        );
+                    }
+                }
+            }
+            None => {
+                let r_done = r.done_t().unwrap_or(r.t);
+                let maybe = acquires.iter().any(|a| {
+                    !a.is_ok()
+                        && a.may_have_happened()
+                        && a.t < r_done
+                        && a.str_field("lock") == lock
+                        && a.str_field("holder") == holder
+                });
+                if !maybe {
+                    f.anomaly(
+                        "release-not-held",
+                        format!(
+                            "no grant of {:?} to {:?} with token {} was ever seen: {}",
+                            lock.unwrap_or("?"),
+                            holder.unwrap_or("?"),
+                            token.map_or("?".to_owned(), |t| t.to_string()),
+                            r.describe()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn starvation(h: &HistoryView, acquires: &[&Operation], cfg: &LockConfig, f: &mut Findings) {
+    // (time, is_success): a failed attempt starts waiting at its invocation; an acquire that
+    // may have succeeded ends the wait at its completion.
+    let mut marks: Vec<(Duration, bool, &Operation)> = Vec::new();
+    for a in acquires {
+        if a.may_have_happened() {
+            marks.push((a.done_t().unwrap_or(h.end), true, a));
+        } else {
+            marks.push((a.t, false, a));
+        }
+    }
+    marks.sort_by_key(|(t, s, _)| (*t, !*s));
+    let last_fail_done = acquires
+        .iter()
+        .filter(|a| !a.may_have_happened())
+        .filter_map(|a| a.done_t())
+        .max();
+    let (mut max, mut max_faulted) = (Duration::ZERO, Duration::ZERO);
+    let mut waiting: Option<(Duration, &Operation)> = None;
+    let mut judge = |from: Duration, to: Duration, first: &Operation, f: &mut Findings| {
+        let wait = to.saturating_sub(from);
+        let faulted = h.faulted(from, to);
+        max = max.max(wait);
+        if faulted {
+            max_faulted = max_faulted.max(wait);
+        }
+        if let Some(bound) = cfg.max_starve.filter(|b| wait > *b) {
+            f.anomaly(
+                "starved",
+                format!(
+                    "no lock granted from {} to {} ({} ms > {} ms){}; first failed attempt: {}",
+                    secs(from),
+                    secs(to),
+                    wait.as_millis(),
+                    bound.as_millis(),
+                    if faulted {
+                        ", while a fault was active"
+                    } else {
+                        ""
+                    },
+                    first.describe()
+                ),
+            );
+        }
+    };
+    for (t, success, op) in marks {
+        if success {
+            if let Some((from, first)) = waiting.take() {
+                judge(from, t, first, f);
+            }
+        } else if waiting.is_none() {
+            waiting = Some((t, op));
+        }
+    }
+    if let (Some((from, first)), Some(to)) = (waiting, last_fail_done) {
+        judge(from, to, first, f);
+    }
+    f.set("max_wait_ms", max.as_millis() as u64);
+    f.set("max_wait_during_faults_ms", max_faulted.as_millis() as u64);
+}
+
+fn stuck(
+    h: &HistoryView,
+    acquires: &[&Operation],
+    cfg: &LockConfig,
+    worker_at_least: &dyn Fn(Duration) -> Option<u64>,
+    f: &mut Findings,
+) {
+    for r in h
+        .ops_of("lock", "read")
+        .filter(|r| r.is_ok() && h.healed(r.t))
+    {
+        let (Some(lock), Some(holder), Some(expires_at)) = (
+            r.str_field("lock"),
+            r.result().get("holder").and_then(|v| v.as_str()),
+            r.result().get("expires_at").and_then(|v| v.as_u64()),
+        ) else {
+            continue;
+        };
+        if let Some(now) = worker_at_least(r.t).filter(|now| *now >= expires_at + cfg.tolerance_ms)
+        {
+            f.anomaly(
+                "stuck",
+                format!(
+                    "lock {lock:?} still held by {holder:?} after the heal, its lease expired at worker ms {expires_at} and the Worker's clock was at least {now}: {}",
+                    r.describe()
+                ),
+            );
+            continue;
+        }
+        let max_ttl = acquires
+            .iter()
+            .filter(|a| a.str_field("lock") == Some(lock))
+            .filter_map(|a| a.value.get("ttl_ms").and_then(|v| v.as_u64()))
+            .max();
+        if let (Some(clock), Some(ttl), Some(done)) = (cfg.clock, max_ttl, r.done_t()) {
+            let latest = clock.latest_ms(done);
+            if expires_at > latest + ttl + cfg.tolerance_ms {
+                f.anomaly(
+                    "stuck",
+                    format!(
+                        "lock {lock:?} held by {holder:?} until worker ms {expires_at}, beyond any requested TTL ({ttl} ms) from {latest}: {}",
+                        r.describe()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Verdict;
+    use crate::check::testing::H;
+    use serde_json::json;
+
+    const W0: u64 = 1_795_428_000_000;
+
+    /// Acquire by `lock-<p>` (holder `h<p>`) invoked at `ms`, answered 10 ms later; the Worker
+    /// grants at `W0 + ms` with a TTL of `ttl` ms.
+    fn acquire(h: H, ms: u64, p: u32, kind: OpKind, token: u64, ttl: u64) -> H {
+        let (proc_, holder) = (format!("lock-{p}"), format!("h{p}"));
+        let h = h.op(
+            ms,
+            &proc_,
+            OpKind::Invoke,
+            "acquire",
+            json!({"lock": "L", "holder": holder, "ttl_ms": ttl}),
+        );
+        let done = match kind {
+            OpKind::Ok => {
+                json!({"lock": "L", "holder": holder, "token": token, "expires_at": W0 + ms + 5 + ttl})
+            }
+            _ => json!({"lock": "L", "holder": holder, "reason": "held"}),
+        };
+        h.op(ms + 10, &proc_, kind, "acquire", done)
+    }
+
+    fn release(h: H, ms: u64, p: u32, kind: OpKind, token: u64) -> H {
+        let (proc_, holder) = (format!("lock-{p}"), format!("h{p}"));
+        let v = json!({"lock": "L", "holder": holder, "token": token});
+        h.op(ms, &proc_, OpKind::Invoke, "release", v.clone()).op(
+            ms + 10,
+            &proc_,
+            kind,
+            "release",
+            v,
+        )
+    }
+
+    fn read(h: H, ms: u64, holder: Option<&str>, expires_at: Option<u64>) -> H {
+        h.op(ms, "lock-0", OpKind::Invoke, "read", json!({"lock": "L"}))
+            .op(
+                ms + 10,
+                "lock-0",
+                OpKind::Ok,
+                "read",
+                json!({"lock": "L", "holder": holder, "expires_at": expires_at}),
+            )
+    }
+
+    fn cfg() -> LockConfig {
+        LockConfig {
+            max_starve: Some(Duration::from_secs(5)),
+            ..LockConfig::default()
+        }
+    }
+
+    fn clean() -> H {
+        let mut h = H::default();
+        // Two holders take turns, each releasing before the other acquires.
+        for i in 0..6u64 {
+            let p = (i % 2) as u32 + 1;
+            h = acquire(h, i * 1000, p, OpKind::Ok, i + 1, 30_000);
+            if i > 0 {
+                // The other holder tries while it is held and is refused.
+                h = acquire(h, i * 1000 + 100, 3 - p, OpKind::Fail, 0, 30_000);
+            }
+            h = release(h, i * 1000 + 500, p, OpKind::Ok, i + 1);
+        }
+        read(h, 7_000, None, None)
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let r = check(&clean().view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.counts["acquires_ok"], 6);
+    }
+
+    #[test]
+    fn a_grant_while_another_lease_is_unexpired_and_unreleased_is_a_double_grant() {
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 30_000);
+        let h = acquire(h, 1_000, 2, OpKind::Ok, 2, 30_000);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.counts["double-grant"], 1);
+        assert!(r.evidence[0].contains("\"h2\""), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn overlapping_or_expired_or_released_leases_are_not_double_grants() {
+        // Concurrent acquires (B invoked before A completed): not provable.
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 30_000);
+        let h = acquire(h, 5, 2, OpKind::Ok, 2, 30_000);
+        assert_eq!(check(&h.view(), &cfg()).verdict, Verdict::Pass);
+        // A's lease expired (TTL 500 ms) before B was granted.
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 500);
+        let h = acquire(h, 1_000, 2, OpKind::Ok, 2, 30_000);
+        assert_eq!(check(&h.view(), &cfg()).verdict, Verdict::Pass);
+        // A's release timed out (info): it may have worked.
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 30_000);
+        let h = release(h, 500, 1, OpKind::Info, 1);
+        let h = acquire(h, 1_000, 2, OpKind::Ok, 2, 30_000);
+        assert_eq!(check(&h.view(), &cfg()).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_failed_release_does_not_free_the_lock() {
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 30_000);
+        let h = release(h, 500, 1, OpKind::Fail, 1);
+        let h = acquire(h, 1_000, 2, OpKind::Ok, 2, 30_000);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.counts.get("double-grant"), Some(&1), "{r:?}");
+    }
+
+    #[test]
+    fn tokens_must_increase() {
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 5, 100);
+        let h = acquire(h, 1_000, 2, OpKind::Ok, 5, 100);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.counts.get("nonincreasing-token"), Some(&1), "{r:?}");
+    }
+
+    #[test]
+    fn releasing_what_was_never_held_or_has_expired_is_flagged() {
+        let h = release(H::default(), 0, 1, OpKind::Ok, 9);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.counts.get("release-not-held"), Some(&1), "{r:?}");
+        // h1's 100 ms lease expired; h2's later grant proves the Worker's clock moved past it.
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 100);
+        let h = acquire(h, 1_000, 2, OpKind::Ok, 2, 100);
+        let h = release(h, 2_000, 1, OpKind::Ok, 1);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.counts.get("release-not-held"), Some(&1), "{r:?}");
+    }
+
+    #[test]
+    fn releasing_after_an_indeterminate_acquire_is_not_flagged() {
+        let h = acquire(H::default(), 0, 1, OpKind::Info, 0, 30_000);
+        let h = release(h, 500, 1, OpKind::Ok, 1);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+    }
+
+    #[test]
+    fn failing_acquisitions_through_a_fault_starve() {
+        let mut h = acquire(
+            H::default().fault(500, 0).clear(9_000, 0),
+            0,
+            1,
+            OpKind::Ok,
+            1,
+            100,
+        );
+        h = release(h, 200, 1, OpKind::Ok, 1);
+        for i in 1..9 {
+            h = acquire(h, i * 1000, 2, OpKind::Fail, 0, 100);
+        }
+        h = acquire(h, 9_500, 2, OpKind::Ok, 2, 100);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.counts["starved"], 1);
+        assert_eq!(r.counts["max_wait_during_faults_ms"], 8_510);
+        // Timeouts instead of refusals: indeterminate, so no starvation is proven.
+        let mut h = acquire(
+            H::default().fault(500, 0).clear(9_000, 0),
+            0,
+            1,
+            OpKind::Ok,
+            1,
+            100,
+        );
+        h = release(h, 200, 1, OpKind::Ok, 1);
+        for i in 1..9 {
+            h = acquire(h, i * 1000, 2, OpKind::Info, 0, 100);
+        }
+        h = acquire(h, 9_500, 2, OpKind::Ok, 2, 100);
+        assert_eq!(check(&h.view(), &cfg()).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_lease_reported_held_past_its_expiry_after_the_heal_is_stuck() {
+        let h = acquire(
+            H::default().fault(100, 0).clear(200, 0),
+            0,
+            1,
+            OpKind::Ok,
+            1,
+            100,
+        );
+        let h = acquire(h, 1_000, 2, OpKind::Fail, 0, 100);
+        let h = acquire(h, 2_000, 3, OpKind::Ok, 2, 100);
+        let h = read(h, 3_000, Some("h1"), Some(W0 + 105));
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.counts.get("stuck"), Some(&1), "{r:?}");
+        // With a known clock: a lease far beyond any TTL requested.
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 100);
+        let h = read(h, 1_000, Some("h1"), Some(W0 + 3_600_000));
+        let c = LockConfig {
+            clock: Some(WorkerClock {
+                start_ms: W0,
+                speedup: 1.0,
+                tolerance_ms: 1_000,
+            }),
+            ..cfg()
+        };
+        let r = check(&h.view(), &c);
+        assert_eq!(r.counts.get("stuck"), Some(&1), "{r:?}");
+    }
+
+    #[test]
+    fn no_attempts_or_none_after_the_heal_is_unknown() {
+        assert_eq!(
+            check(&H::default().view(), &cfg()).verdict,
+            Verdict::Unknown
+        );
+        let h = acquire(H::default().fault(0, 0), 100, 1, OpKind::Fail, 0, 100);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert!(r.reason.contains("never healed"));
+    }
+}

@@ -1,0 +1,513 @@
+//! The queue check: total-queue accounting after a final drain, and lease exclusivity.
+//!
+//! Operation formats (drivers of the reference Workers' `/queue` API write these):
+//! - producers `producer-<n>`, f `enqueue`: invoke `{id}`; `ok` `{id, duplicate}`; `fail`
+//!   (had no effect) / `info` (unknown);
+//! - consumers `consumer-<n>`, f `claim`: invoke `{consumer, lease_ms}`; `ok`
+//!   `{id, lease_until}`, or `{id: null}` when nothing was due (204); `fail` / `info`;
+//! - f `complete`: invoke `{id, consumer}`; `ok` `{id}`; `fail` (404 / 409) / `info`;
+//! - the final drain, process `drain`, f `result`: invoke `{id}`; `ok`
+//!   `{id, status: "pending" | "leased" | "done" | "missing", result}` (`missing` is the 404);
+//!   `fail` when the read itself failed. The last `ok` per id is the final state.
+//!
+//! Anomalies:
+//! - `lost`: an acknowledged enqueue whose task was never completed `ok` and that the drain
+//!   found not `done` (or `missing`);
+//! - `duplicated`: completed `ok` more than once; counted in at-least-once mode, an anomaly in
+//!   exactly-once-effect mode;
+//! - `unexpected`: an id claimed, completed or found by the drain that no enqueue may have
+//!   created (none was invoked, or every one failed);
+//! - `lease-overlap`: consumer B granted a lease (Worker time `lease_until - lease_ms`) on an id
+//!   before consumer A's lease on it expired, B's claim invoked after A's completed and before
+//!   A invoked a complete that may have worked;
+//! - `slow-drain`: the drain time is above [`QueueConfig::max_drain`].
+//!
+//! Reported, not failures: `recovered` (an indeterminate enqueue later seen delivered), the
+//! drain time (from the last fault cleared, or the start of the run, to the moment every
+//! enqueued task had been seen done).
+//!
+//! UNKNOWN, without an anomaly, when nothing was enqueued, when there was no drain, or when
+//! some acknowledged tasks were neither completed nor read by the drain.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::history::OpKind;
+
+use super::{CheckResult, Findings, HistoryView, Operation, secs};
+
+/// The delivery guarantee being checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueMode {
+    /// A task may be processed more than once; duplicates are counted, not failures.
+    #[default]
+    AtLeastOnce,
+    /// A task's effect must happen once: a second completion is an anomaly.
+    ExactlyOnceEffect,
+}
+
+/// Bounds for the queue check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// The guarantee.
+    pub mode: QueueMode,
+    /// FAIL when the drain took longer than this; `None` only reports it.
+    pub max_drain: Option<Duration>,
+    /// Slack, in Worker ms, before comparing one lease's start with another's end.
+    pub tolerance_ms: u64,
+}
+
+#[derive(Default)]
+struct Task<'a> {
+    enqueue_ok: Option<&'a Operation>,
+    enqueue_maybe: Option<&'a Operation>,
+    enqueue_invoked: bool,
+    claims: Vec<&'a Operation>,
+    completes_ok: Vec<&'a Operation>,
+    /// Invocations of completes that may have worked, by consumer.
+    completes_maybe: Vec<&'a Operation>,
+    drain: Option<&'a Operation>,
+}
+
+impl Task<'_> {
+    fn drain_status(&self) -> Option<&str> {
+        self.drain.and_then(|d| d.str_field("status"))
+    }
+
+    /// When the task was first seen done: a completion, else the drain's read.
+    fn done_at(&self) -> Option<Duration> {
+        let completed = self.completes_ok.iter().filter_map(|c| c.done_t()).min();
+        let drained = self
+            .drain
+            .filter(|_| self.drain_status() == Some("done"))
+            .and_then(|d| d.done_t());
+        completed.or(drained)
+    }
+
+    fn delivered(&self) -> bool {
+        !self.claims.is_empty()
+            || !self.completes_ok.is_empty()
+            || self.drain_status() == Some("done")
+    }
+
+    fn exists(&self) -> bool {
+        self.delivered() || matches!(self.drain_status(), Some("pending" | "leased"))
+    }
+}
+
+fn consumer(op: &Operation) -> &str {
+    op.value
+        .get("consumer")
+        .and_then(|v| v.as_str())
+        .unwrap_or(&op.process)
+}
+
+/// Judges the queue operations of `h`.
+pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
+    let mut f = Findings::default();
+    let mut tasks: BTreeMap<&str, Task> = BTreeMap::new();
+    let enqueues: Vec<&Operation> = h.ops_of("producer", "enqueue").collect();
+    for e in &enqueues {
+        let Some(id) = e.value.get("id").and_then(|v| v.as_str()) else {
+            f.add("malformed", 1);
+            continue;
+        };
+        f.add(
+            match e.completion.as_ref().map(|c| c.kind) {
+                Some(OpKind::Ok) => "enqueues_ok",
+                Some(OpKind::Fail) => "enqueues_fail",
+                _ => "enqueues_info",
+            },
+            1,
+        );
+        let t = tasks.entry(id).or_default();
+        t.enqueue_invoked = true;
+        if e.is_ok() {
+            t.enqueue_ok.get_or_insert(e);
+        } else if e.may_have_happened() {
+            t.enqueue_maybe.get_or_insert(e);
+        }
+    }
+    for c in h.ops_of("consumer", "claim").filter(|c| c.is_ok()) {
+        match c.result().get("id").and_then(|v| v.as_str()) {
+            Some(id) => tasks.entry(id).or_default().claims.push(c),
+            None => f.add("claims_empty", 1),
+        }
+    }
+    for c in h.ops_of("consumer", "complete") {
+        let Some(id) = c.value.get("id").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let t = tasks.entry(id).or_default();
+        if c.is_ok() {
+            t.completes_ok.push(c);
+        }
+        if c.may_have_happened() {
+            t.completes_maybe.push(c);
+        }
+    }
+    let drains: Vec<&Operation> = h.ops_of("drain", "result").collect();
+    for d in drains.iter().filter(|d| d.is_ok()) {
+        if let Some(id) = d.field("id").and_then(|v| v.as_str()) {
+            let t = tasks.entry(id).or_default();
+            if t.drain.is_none_or(|prev| prev.t < d.t) {
+                t.drain = Some(d);
+            }
+        }
+    }
+
+    let mut undrained = 0u64;
+    let mut last_done: Option<Duration> = None;
+    let mut all_done = true;
+    for (id, t) in &tasks {
+        f.add("claims_ok", t.claims.len() as u64);
+        f.add("completes_ok", t.completes_ok.len() as u64);
+        let expected = t.enqueue_ok.is_some() || (t.enqueue_maybe.is_some() && t.delivered());
+        if t.enqueue_ok.is_none() && t.enqueue_maybe.is_none() && t.exists() {
+            let first = t
+                .claims
+                .first()
+                .or(t.completes_ok.first())
+                .or(t.drain.as_ref())
+                .map_or(String::new(), |o| o.describe());
+            f.anomaly(
+                "unexpected",
+                format!(
+                    "{id:?} {} but {}: {first}",
+                    if t.delivered() {
+                        "was delivered"
+                    } else {
+                        "exists"
+                    },
+                    if t.enqueue_invoked {
+                        "every enqueue of it failed"
+                    } else {
+                        "was never enqueued"
+                    }
+                ),
+            );
+        }
+        if let (None, Some(e)) = (t.enqueue_ok, t.enqueue_maybe) {
+            if t.delivered() {
+                f.add("recovered", 1);
+                f.note(format!(
+                    "recovered: {id:?} enqueue was indeterminate, later delivered: {}",
+                    e.describe()
+                ));
+            }
+        }
+        if t.completes_ok.len() > 1 {
+            let list: Vec<String> = t
+                .completes_ok
+                .iter()
+                .map(|c| format!("{} at {}", consumer(c), secs(c.t)))
+                .collect();
+            let line = format!(
+                "{id:?} completed {} times: {}",
+                t.completes_ok.len(),
+                list.join(", ")
+            );
+            match cfg.mode {
+                QueueMode::ExactlyOnceEffect => f.anomaly("duplicated", line),
+                QueueMode::AtLeastOnce => {
+                    f.add("duplicated", 1);
+                    f.note(format!("duplicated (allowed): {line}"));
+                }
+            }
+        }
+        if expected {
+            match t.done_at() {
+                Some(d) => last_done = last_done.max(Some(d)),
+                None => all_done = false,
+            }
+            if let Some(e) = t.enqueue_ok.filter(|_| t.completes_ok.is_empty()) {
+                match t.drain_status() {
+                    Some("done") => {}
+                    Some(status) => f.anomaly(
+                        "lost",
+                        format!(
+                            "{id:?} acknowledged at {}, drain found it {status}",
+                            secs(e.done_t().unwrap_or(e.t))
+                        ),
+                    ),
+                    None => undrained += 1,
+                }
+            }
+        }
+        lease_overlaps(id, t, cfg, &mut f);
+    }
+    f.set("tasks", tasks.len() as u64);
+    f.set("undrained", undrained);
+
+    let mut drain_unknown = None;
+    if drains.is_empty() {
+        drain_unknown = Some("no final drain: loss cannot be judged".to_owned());
+    } else if all_done {
+        // No drain time when the run never healed: there is nothing to measure from.
+        if let (Some(done), Some(drain_from)) = (last_done, h.healed_from) {
+            let took = done.saturating_sub(drain_from);
+            f.set("drain_ms", took.as_millis() as u64);
+            if let Some(bound) = cfg.max_drain.filter(|b| took > *b) {
+                f.anomaly(
+                    "slow-drain",
+                    format!(
+                        "every task was done {} ms after {} (the last fault cleared), above {} ms",
+                        took.as_millis(),
+                        secs(drain_from),
+                        bound.as_millis()
+                    ),
+                );
+            }
+        }
+    }
+    let unknown = if enqueues.is_empty() {
+        Some("nothing was enqueued".to_owned())
+    } else if drain_unknown.is_some() {
+        drain_unknown
+    } else if undrained > 0 {
+        Some(format!(
+            "{undrained} acknowledged tasks were neither completed nor read by the drain"
+        ))
+    } else {
+        None
+    };
+    f.finish(
+        "queue",
+        unknown,
+        format!(
+            "{} tasks accounted for, none lost or unexpected, leases exclusive",
+            tasks.len()
+        ),
+    )
+}
+
+fn lease_overlaps(id: &str, t: &Task, cfg: &QueueConfig, f: &mut Findings) {
+    for b in &t.claims {
+        let (Some(b_until), Some(b_lease)) = (
+            b.u64_field("lease_until"),
+            b.value.get("lease_ms").and_then(|v| v.as_u64()),
+        ) else {
+            continue;
+        };
+        let b_granted = b_until.saturating_sub(b_lease);
+        for a in &t.claims {
+            let (Some(a_done), Some(a_until)) = (a.done_t(), a.u64_field("lease_until")) else {
+                continue;
+            };
+            if std::ptr::eq(*a, *b) || consumer(a) == consumer(b) || a_done >= b.t {
+                continue;
+            }
+            let completed_before = t
+                .completes_maybe
+                .iter()
+                .any(|c| consumer(c) == consumer(a) && c.t > a_done && c.t < b.t);
+            if !completed_before && b_granted + cfg.tolerance_ms < a_until {
+                f.anomaly(
+                    "lease-overlap",
+                    format!(
+                        "{id:?} leased to {} until worker ms {a_until} (claimed at {}), then to {} at worker ms {b_granted}: {}",
+                        consumer(a),
+                        secs(a.t),
+                        consumer(b),
+                        b.describe()
+                    ),
+                );
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Verdict;
+    use crate::check::testing::H;
+    use serde_json::{Value, json};
+
+    const W0: u64 = 1_795_428_000_000;
+
+    fn enqueue(h: H, ms: u64, id: &str, kind: OpKind) -> H {
+        h.op(
+            ms,
+            "producer-1",
+            OpKind::Invoke,
+            "enqueue",
+            json!({"id": id}),
+        )
+        .op(
+            ms + 10,
+            "producer-1",
+            kind,
+            "enqueue",
+            json!({"id": id, "duplicate": false}),
+        )
+    }
+
+    /// Claim by `consumer-<c>` at `ms` with a 1000 ms lease granted at `W0 + ms + 5`.
+    fn claim(h: H, ms: u64, c: u32, id: &str) -> H {
+        let p = format!("consumer-{c}");
+        h.op(
+            ms,
+            &p,
+            OpKind::Invoke,
+            "claim",
+            json!({"consumer": p, "lease_ms": 1000}),
+        )
+        .op(
+            ms + 10,
+            &p,
+            OpKind::Ok,
+            "claim",
+            json!({"id": id, "lease_until": W0 + ms + 1005}),
+        )
+    }
+
+    fn complete(h: H, ms: u64, c: u32, id: &str, kind: OpKind) -> H {
+        let p = format!("consumer-{c}");
+        h.op(
+            ms,
+            &p,
+            OpKind::Invoke,
+            "complete",
+            json!({"id": id, "consumer": p}),
+        )
+        .op(ms + 10, &p, kind, "complete", json!({"id": id}))
+    }
+
+    fn drain(h: H, ms: u64, id: &str, status: &str) -> H {
+        h.op(ms, "drain", OpKind::Invoke, "result", json!({"id": id}))
+            .op(
+                ms + 10,
+                "drain",
+                OpKind::Ok,
+                "result",
+                json!({"id": id, "status": status, "result": Value::Null}),
+            )
+    }
+
+    fn cfg(mode: QueueMode) -> QueueConfig {
+        QueueConfig {
+            mode,
+            ..QueueConfig::default()
+        }
+    }
+
+    fn clean() -> H {
+        let mut h = H::default().fault(50, 0).clear(2_000, 0);
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            let ms = i as u64 * 100;
+            h = enqueue(h, ms, id, OpKind::Ok);
+        }
+        h = claim(h, 2_100, 1, "a");
+        h = complete(h, 2_200, 1, "a", OpKind::Ok);
+        h = claim(h, 2_300, 2, "b");
+        h = complete(h, 2_400, 2, "b", OpKind::Ok);
+        // "c" was processed by the Worker's cron: only the drain sees it done.
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            h = drain(h, 3_000 + i as u64 * 20, id, "done");
+        }
+        h
+    }
+
+    #[test]
+    fn a_clean_history_passes_and_reports_the_drain_time() {
+        let r = check(&clean().view(), &cfg(QueueMode::ExactlyOnceEffect));
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.counts["drain_ms"], 1_050);
+    }
+
+    #[test]
+    fn an_acknowledged_task_the_drain_finds_pending_or_missing_is_lost() {
+        let h = enqueue(H::default(), 0, "a", OpKind::Ok);
+        let h = enqueue(h, 100, "b", OpKind::Ok);
+        let h = drain(drain(h, 1_000, "a", "pending"), 1_100, "b", "missing");
+        let r = check(&h.view(), &cfg(QueueMode::AtLeastOnce));
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.counts["lost"], 2);
+    }
+
+    #[test]
+    fn a_second_completion_fails_only_in_exactly_once_effect_mode() {
+        let h = enqueue(H::default(), 0, "a", OpKind::Ok);
+        let h = complete(claim(h, 100, 1, "a"), 200, 1, "a", OpKind::Ok);
+        let h = complete(claim(h, 2_000, 2, "a"), 2_100, 2, "a", OpKind::Ok);
+        let h = drain(h, 3_000, "a", "done");
+        let r = check(&h.clone().view(), &cfg(QueueMode::AtLeastOnce));
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.counts["duplicated"], 1);
+        let r = check(&h.view(), &cfg(QueueMode::ExactlyOnceEffect));
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert!(r.reason.contains("duplicated"));
+    }
+
+    #[test]
+    fn delivering_what_was_never_enqueued_or_whose_enqueue_failed_is_unexpected() {
+        let h = enqueue(H::default(), 0, "a", OpKind::Fail);
+        let h = complete(claim(h, 100, 1, "a"), 200, 1, "a", OpKind::Ok);
+        let h = claim(h, 300, 1, "ghost");
+        let h = drain(h, 1_000, "a", "done");
+        let r = check(&h.view(), &cfg(QueueMode::AtLeastOnce));
+        assert_eq!(r.counts.get("unexpected"), Some(&2), "{r:?}");
+    }
+
+    #[test]
+    fn an_indeterminate_enqueue_is_recovered_when_delivered_and_never_lost() {
+        let h = enqueue(H::default(), 0, "a", OpKind::Info);
+        let h = enqueue(h, 100, "b", OpKind::Info);
+        let h = complete(claim(h, 200, 1, "a"), 300, 1, "a", OpKind::Ok);
+        let h = drain(drain(h, 1_000, "a", "done"), 1_100, "b", "missing");
+        let r = check(&h.view(), &cfg(QueueMode::ExactlyOnceEffect));
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.counts["recovered"], 1);
+        assert!(r.evidence[0].starts_with("recovered"), "{:?}", r.evidence);
+    }
+
+    #[test]
+    fn a_second_consumer_leased_before_the_first_lease_expired_is_an_overlap() {
+        let h = enqueue(H::default(), 0, "a", OpKind::Ok);
+        let h = claim(claim(h, 100, 1, "a"), 500, 2, "a");
+        let h = drain(h, 3_000, "a", "done");
+        let r = check(&h.view(), &cfg(QueueMode::AtLeastOnce));
+        assert_eq!(r.counts.get("lease-overlap"), Some(&1), "{r:?}");
+        // After the first lease expired (1000 ms), a redelivery is allowed.
+        let h = enqueue(H::default(), 0, "a", OpKind::Ok);
+        let h = claim(claim(h, 100, 1, "a"), 1_500, 2, "a");
+        let h = drain(h, 3_000, "a", "done");
+        assert_eq!(
+            check(&h.view(), &cfg(QueueMode::AtLeastOnce)).verdict,
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn a_slow_drain_fails_against_its_bound() {
+        let c = QueueConfig {
+            max_drain: Some(Duration::from_millis(500)),
+            ..cfg(QueueMode::AtLeastOnce)
+        };
+        let r = check(&clean().view(), &c);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.counts["slow-drain"], 1);
+    }
+
+    #[test]
+    fn no_drain_no_enqueue_or_unread_tasks_are_unknown() {
+        let mode = cfg(QueueMode::AtLeastOnce);
+        assert_eq!(check(&H::default().view(), &mode).verdict, Verdict::Unknown);
+        let h = enqueue(H::default(), 0, "a", OpKind::Ok);
+        let r = check(&h.view(), &mode);
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert!(r.reason.contains("no final drain"));
+        let h = enqueue(
+            enqueue(H::default(), 0, "a", OpKind::Ok),
+            50,
+            "b",
+            OpKind::Ok,
+        );
+        let h = drain(h, 1_000, "a", "done");
+        let r = check(&h.view(), &mode);
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert_eq!(r.counts["undrained"], 1);
+    }
+}
