@@ -92,6 +92,15 @@ async fn crons_fire_on_the_accelerated_run_clock_and_land_in_the_history() {
     );
     // The handler wrote its tick to KV through the mock.
     assert!(kv_count(&outcome.report_dir, "put", "cron:", "ok") >= 2);
+    // The cron checker reads the history the run wrote and finds nothing wrong.
+    let events = kvchaos::history::read(&outcome.report_dir.join("history.jsonl"))
+        .expect("history reads back");
+    let view = kvchaos::check::HistoryView::new(&events);
+    let cfg = kvchaos::check::cron::CronConfig {
+        max_gap_ms: Some(120_000),
+    };
+    let result = kvchaos::check::cron::check(&view, &cfg);
+    assert_eq!(result.verdict, kvchaos::check::Verdict::Pass, "{result:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,4 +171,62 @@ async fn the_wrapped_kv_binding_serves_the_worker_and_counts_its_refusals() {
     // 40 puts through the wrapper: the first second's succeed, the rest meet the daily limit.
     assert_eq!(ok + refused, 40, "{:?}", outcome.summary.errors);
     assert!(ok >= 15 && refused >= 15, "ok {ok}, refused {refused}");
+}
+
+/// The same run against each reference Worker: cron at 60x, the KV put daily limit from 1 s
+/// to 3 s of a 5 s run. The cron checker's verdict on the history the run wrote.
+async fn cron_verdict_under_a_kv_put_limit(worker: &str) -> kvchaos::check::CheckResult {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("mock/workers")
+        .join(worker);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"name = "proof-{worker}"
+[target]
+worker = "{}"
+[clock]
+speedup = 60
+[[phases]]
+duration = "5s"
+rate = 2
+[[requests]]
+name = "health"
+path = "/health"
+[[faults]]
+at = "1s"
+until = "3s"
+kind = "daily-limit"
+ops = ["put"]
+"#,
+        dir.display()
+    );
+    let outcome = run_file(write_scenario(tmp.path(), "proof.toml", &text), tmp.path()).await;
+    let events =
+        kvchaos::history::read(&outcome.report_dir.join("history.jsonl")).expect("history");
+    let view = kvchaos::check::HistoryView::new(&events);
+    kvchaos::check::cron::check(
+        &view,
+        &kvchaos::check::cron::CronConfig {
+            max_gap_ms: Some(120_000),
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cron_check_fails_the_kv_worker_and_passes_the_migrated_one_under_the_same_fault() {
+    if !node_available() {
+        return;
+    }
+    let kv = cron_verdict_under_a_kv_put_limit("kv-control-plane").await;
+    assert_eq!(kv.verdict, kvchaos::check::Verdict::Fail, "{kv:?}");
+    assert!(
+        kv.evidence.iter().any(|e| e.contains("missed-tick")),
+        "{kv:?}"
+    );
+    let migrated = cron_verdict_under_a_kv_put_limit("d1-do-control-plane").await;
+    assert_eq!(
+        migrated.verdict,
+        kvchaos::check::Verdict::Pass,
+        "{migrated:?}"
+    );
 }
