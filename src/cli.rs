@@ -82,6 +82,9 @@ struct RunArgs {
     /// Engine threads (default: the CPUs this process may use).
     #[arg(long)]
     threads: Option<usize>,
+    /// Treat an UNKNOWN check verdict (e.g. the run never healed) as a failure.
+    #[arg(long)]
+    strict: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -202,6 +205,7 @@ async fn run(args: RunArgs) -> Exit {
         seed: args.seed,
         duration: args.duration,
         threads: args.threads,
+        strict: args.strict,
     };
     let _ = args.no_tui;
     let prepared = match &args.scenario {

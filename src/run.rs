@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Engine threads (default: the CPUs this process may use).
     pub threads: Option<usize>,
+    /// An UNKNOWN check verdict fails the run.
+    pub strict: bool,
 }
 
 /// Receives the live state once a second (the line printer, later the TUI).
@@ -353,6 +355,8 @@ pub async fn run(
     tokio::pin!(finished);
     let mut timeline = crate::timeline::Timeline::new(&plan.faults);
     let mut windows: Vec<FaultWindow> = Vec::new();
+    // What the checkers judge: driver operations and fault changes, as written to the history.
+    let mut judged: Vec<(Duration, Event)> = Vec::new();
     let mut healed = false;
 
     loop {
@@ -360,7 +364,7 @@ pub async fn run(
             healed = true;
             if let Some(kv) = target.mock_kv() {
                 let events = timeline.clear_all(Instant::now() - start, kv);
-                note_faults(&mut history, &mut windows, events);
+                note_faults(&mut history, &mut windows, &mut judged, events);
             }
         }
         let next_fault = timeline.next_at().filter(|_| stopped_at.is_none());
@@ -368,11 +372,14 @@ pub async fn run(
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until((start + at).into()).await, None => std::future::pending().await } } => {
                 if let Some(kv) = target.mock_kv() {
                     let events = timeline.apply_due(Instant::now() - start, kv);
-                    note_faults(&mut history, &mut windows, events);
+                    note_faults(&mut history, &mut windows, &mut judged, events);
                 }
             }
             _ = &mut finished => break,
-            Some((t, event)) = history_rx.recv() => history.record(t, &event),
+            Some((t, event)) = history_rx.recv() => {
+                history.record(t, &event);
+                judged.push((t, event));
+            }
             _ = ticker.tick() => {
                 let now = Instant::now();
                 let progress = engine.progress(now);
@@ -443,7 +450,7 @@ pub async fn run(
     if !healed && let Some(kv) = target.mock_kv() {
         let at = stopped_at.map_or(planned_end, |(t, _)| t);
         let events = timeline.clear_all(at, kv);
-        note_faults(&mut history, &mut windows, events);
+        note_faults(&mut history, &mut windows, &mut judged, events);
     }
     drivers_stop.cancel();
     if let Some(task) = cron_task {
@@ -451,6 +458,7 @@ pub async fn run(
     }
     while let Ok((t, event)) = history_rx.try_recv() {
         history.record(t, &event);
+        judged.push((t, event));
     }
     let ended = Instant::now();
     let (stop_at, reason) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
@@ -509,6 +517,7 @@ pub async fn run(
             engine_threads: engine.threads() as u64,
         },
         faults: windows,
+        checks: judge(&judged),
     };
     drop(engine);
     if let Some(kv) = target.mock_kv() {
@@ -521,11 +530,18 @@ pub async fn run(
         .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
     history_result
         .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
+    let checks_hold = summary.checks.iter().all(|c| match c.verdict {
+        crate::check::Verdict::Pass => true,
+        crate::check::Verdict::Fail => false,
+        crate::check::Verdict::Unknown => !opts.strict,
+    });
     let exit = match reason {
         StopReason::Interrupted => Exit::Interrupted,
         StopReason::TargetUnreachable => Exit::Environment,
         StopReason::Aborted => Exit::Fail,
-        StopReason::Completed if summary.thresholds.iter().all(|t| t.passed) => Exit::Pass,
+        StopReason::Completed if checks_hold && summary.thresholds.iter().all(|t| t.passed) => {
+            Exit::Pass
+        }
         StopReason::Completed => Exit::Fail,
     };
     Ok(RunOutcome {
@@ -584,10 +600,12 @@ fn start_cron(
 /// Most cron ticks one run fires (a day of every-minute ticks is 1,440).
 const MAX_CRON_TICKS: usize = 100_000;
 
-/// Records fault changes in the history and keeps the windows for the summary.
+/// Records fault changes in the history, keeps the windows for the summary and the events for
+/// the checkers.
 fn note_faults(
     history: &mut History,
     windows: &mut Vec<FaultWindow>,
+    judged: &mut Vec<(Duration, Event)>,
     events: Vec<(Duration, Event)>,
 ) {
     for (t, e) in events {
@@ -610,7 +628,23 @@ fn note_faults(
             _ => {}
         }
         history.record(t, &e);
+        judged.push((t, e));
     }
+}
+
+/// The checks that apply to what the history holds: cron when ticks were fired.
+fn judge(events: &[(Duration, Event)]) -> Vec<crate::check::CheckResult> {
+    let view = crate::check::HistoryView::new(events);
+    let fired = events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::Op { process, .. } if process == "cron"));
+    let mut out = Vec::new();
+    if fired {
+        // Gaps are reported, not judged, until scenarios can set a bound.
+        let cfg = crate::check::cron::CronConfig { max_gap_ms: None };
+        out.push(crate::check::cron::check(&view, &cfg));
+    }
+    out
 }
 
 fn scenario_info(plan: &Plan) -> ScenarioInfo {
@@ -718,6 +752,7 @@ fn nothing_sent_report(
             engine_threads: 0,
         },
         faults: Vec::new(),
+        checks: Vec::new(),
     };
     crate::report::write_all(&report_dir, &summary)
         .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;

@@ -170,6 +170,37 @@ pub(crate) struct Verdict {
 
 /// PASS when every threshold passed, FAIL otherwise; no word without thresholds.
 pub(crate) fn verdict(s: &Summary) -> Verdict {
+    let mut v = threshold_verdict(s);
+    if s.checks.is_empty() {
+        return v;
+    }
+    let any_failed = s
+        .checks
+        .iter()
+        .any(|c| c.verdict == crate::check::Verdict::Fail);
+    let names: Vec<String> = s
+        .checks
+        .iter()
+        .map(|c| format!("{} {}", c.name, verdict_word(c.verdict)))
+        .collect();
+    v.thresholds = format!("{} · checks: {}", v.thresholds, names.join(", "));
+    v.word = match (v.word, any_failed) {
+        (_, true) | (Some("FAIL"), _) => Some("FAIL"),
+        _ => Some("PASS"),
+    };
+    v
+}
+
+/// `PASS`, `FAIL` or `UNKNOWN`.
+pub(crate) fn verdict_word(v: crate::check::Verdict) -> &'static str {
+    match v {
+        crate::check::Verdict::Pass => "PASS",
+        crate::check::Verdict::Fail => "FAIL",
+        crate::check::Verdict::Unknown => "UNKNOWN",
+    }
+}
+
+fn threshold_verdict(s: &Summary) -> Verdict {
     let total = s.thresholds.len();
     let failed = s.thresholds.iter().filter(|t| !t.passed).count();
     let plural = |n: usize| if n == 1 { "threshold" } else { "thresholds" };

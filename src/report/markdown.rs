@@ -22,6 +22,7 @@ pub fn render(s: &Summary) -> String {
     latency(&mut out, s);
     throughput(&mut out, s);
     thresholds(&mut out, s);
+    checks(&mut out, s);
     errors(&mut out, s);
     resources(&mut out, s);
     // One trailing newline, whatever the last section wrote.
@@ -121,6 +122,32 @@ fn phases(out: &mut String, phases: &[PhaseInfo]) {
         );
     }
     out.push('\n');
+}
+
+fn checks(out: &mut String, s: &Summary) {
+    if s.checks.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Checks\n");
+    let _ = writeln!(out, "| check | verdict | reason |");
+    let _ = writeln!(out, "|---|---|---|");
+    for c in &s.checks {
+        let _ = writeln!(
+            out,
+            "| {} | **{}** | {} |",
+            text(&c.name),
+            human::verdict_word(c.verdict),
+            text(&c.reason)
+        );
+    }
+    out.push('\n');
+    for c in s.checks.iter().filter(|c| !c.evidence.is_empty()) {
+        let _ = writeln!(out, "Evidence for {}:\n", text(&c.name));
+        for e in &c.evidence {
+            let _ = writeln!(out, "- {}", text(e));
+        }
+        out.push('\n');
+    }
 }
 
 fn faults(out: &mut String, s: &Summary) {
@@ -355,6 +382,7 @@ mod tests {
     fn completed_run_without_thresholds() {
         let mut s = fixture();
         s.thresholds.clear();
+        s.checks.clear();
         s.stop = StopInfo {
             reason: StopReason::Completed,
             detail: None,
@@ -369,6 +397,7 @@ mod tests {
     #[test]
     fn all_thresholds_passed_with_abort() {
         let mut s = fixture();
+        s.checks.clear();
         for t in &mut s.thresholds {
             t.passed = true;
         }

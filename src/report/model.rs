@@ -54,6 +54,10 @@ pub struct Summary {
     /// Mock KV faults the timeline set, with when they were active (run time).
     #[serde(default)]
     pub faults: Vec<FaultWindow>,
+    /// Progress checks judged on the run's history (cron today; locks and queues with their
+    /// drivers). A FAIL fails the run; an UNKNOWN does with `--strict`.
+    #[serde(default)]
+    pub checks: Vec<crate::check::CheckResult>,
 }
 
 /// When a scheduled mock KV fault was active.
@@ -497,6 +501,15 @@ pub(crate) fn fixture() -> Summary {
             label: "daily-limit put queue:*".to_owned(),
             set_at_s: 20.0,
             cleared_at_s: Some(50.5),
+        }],
+        checks: vec![crate::check::CheckResult {
+            name: "cron".to_owned(),
+            verdict: crate::check::Verdict::Fail,
+            reason: "missed-tick: 3 of 9 ticks failed".to_owned(),
+            evidence: vec!["missed-tick: */1 * * * * scheduled 2026-11-23T10:01:00Z failed at 21.3 s: the scheduled handler threw".to_owned()],
+            counts: [("ok".to_owned(), 6), ("fail".to_owned(), 3), ("missed-tick".to_owned(), 3)]
+                .into_iter()
+                .collect(),
         }],
     }
 }

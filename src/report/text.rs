@@ -50,6 +50,14 @@ pub fn terminal_summary(s: &Summary) -> String {
 
     request_table(&mut lines, s);
     lines.push(String::new());
+    for c in &s.checks {
+        lines.push(format!(
+            "check {}: {}  {}",
+            one_line(&c.name),
+            human::verdict_word(c.verdict),
+            one_line(&c.reason)
+        ));
+    }
     // Whatever is left of the line budget goes to thresholds.
     let room = MAX_LINES.saturating_sub(lines.len());
     threshold_lines(&mut lines, &s.thresholds, room);
@@ -258,6 +266,7 @@ mod tests {
     fn no_thresholds_and_terminal_escapes() {
         let mut s = fixture();
         s.thresholds.clear();
+        s.checks.clear();
         s.scenario.name = "evil\u{1b}[2Jname".to_owned();
         let out = terminal_summary(&s);
         assert!(

@@ -174,8 +174,9 @@ async fn the_wrapped_kv_binding_serves_the_worker_and_counts_its_refusals() {
 }
 
 /// The same run against each reference Worker: cron at 60x, the KV put daily limit from 1 s
-/// to 3 s of a 5 s run. The cron checker's verdict on the history the run wrote.
-async fn cron_verdict_under_a_kv_put_limit(worker: &str) -> kvchaos::check::CheckResult {
+/// to 3 s of a 5 s run. The exit code, and the cron checker's verdict both as the run put it in
+/// the summary and as the checker gives it on the history the run wrote.
+async fn cron_verdict_under_a_kv_put_limit(worker: &str) -> (Exit, kvchaos::check::CheckResult) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("mock/workers")
         .join(worker);
@@ -204,12 +205,16 @@ ops = ["put"]
     let events =
         kvchaos::history::read(&outcome.report_dir.join("history.jsonl")).expect("history");
     let view = kvchaos::check::HistoryView::new(&events);
-    kvchaos::check::cron::check(
+    let offline = kvchaos::check::cron::check(
         &view,
-        &kvchaos::check::cron::CronConfig {
-            max_gap_ms: Some(120_000),
-        },
-    )
+        &kvchaos::check::cron::CronConfig { max_gap_ms: None },
+    );
+    assert_eq!(
+        outcome.summary.checks,
+        vec![offline.clone()],
+        "the run judged what it wrote"
+    );
+    (outcome.exit, offline)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,16 +222,54 @@ async fn the_cron_check_fails_the_kv_worker_and_passes_the_migrated_one_under_th
     if !node_available() {
         return;
     }
-    let kv = cron_verdict_under_a_kv_put_limit("kv-control-plane").await;
+    let (exit, kv) = cron_verdict_under_a_kv_put_limit("kv-control-plane").await;
     assert_eq!(kv.verdict, kvchaos::check::Verdict::Fail, "{kv:?}");
     assert!(
         kv.evidence.iter().any(|e| e.contains("missed-tick")),
         "{kv:?}"
     );
-    let migrated = cron_verdict_under_a_kv_put_limit("d1-do-control-plane").await;
+    assert_eq!(exit, Exit::Fail, "a failed check fails the run");
+    let (exit, migrated) = cron_verdict_under_a_kv_put_limit("d1-do-control-plane").await;
     assert_eq!(
         migrated.verdict,
         kvchaos::check::Verdict::Pass,
         "{migrated:?}"
     );
+    assert_eq!(exit, Exit::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_never_heals_is_unknown_and_fails_only_with_strict() {
+    if !node_available() {
+        return;
+    }
+    for strict in [false, true] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // The fault lasts until sending stops: no tick ever runs on a healed KV.
+        let text = put_scenario(
+            2,
+            3,
+            "[clock]\nspeedup = 60\n[[faults]]\nat = \"0s\"\nkind = \"error\"\nstatus = 503\nops = [\"get\"]",
+        );
+        let opts = kvchaos::run::RunOptions {
+            scenario: write_scenario(tmp.path(), "never-heals.toml", &text),
+            out: tmp.path().join("reports"),
+            threads: Some(1),
+            strict,
+            ..kvchaos::run::RunOptions::default()
+        };
+        let plan = kvchaos::run::prepare(&opts).expect("valid");
+        let outcome = kvchaos::run::run(
+            plan,
+            &opts,
+            kvchaos::run::Interrupts::default(),
+            &mut kvchaos::run::Silent,
+        )
+        .await
+        .expect("report");
+        let cron = &outcome.summary.checks[0];
+        assert_eq!(cron.verdict, kvchaos::check::Verdict::Unknown, "{cron:?}");
+        let want = if strict { Exit::Fail } else { Exit::Pass };
+        assert_eq!(outcome.exit, want, "strict = {strict}");
+    }
 }
