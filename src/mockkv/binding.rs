@@ -200,21 +200,11 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
         }
         Ok(OpReply::Entry(None)) => status_with_reason(404, "Not Found"),
         Ok(OpReply::Page(page)) => {
+            // The binding protocol wants metadata as a JSON-encoded string.
             let keys: Vec<Value> = page
                 .keys
                 .into_iter()
-                .map(|k| {
-                    let mut o = Map::new();
-                    o.insert("name".into(), Value::String(k.name));
-                    if let Some(e) = k.expiration {
-                        o.insert("expiration".into(), json!(e));
-                    }
-                    if let Some(m) = k.metadata {
-                        // The binding protocol wants metadata as a JSON-encoded string.
-                        o.insert("metadata".into(), Value::String(m));
-                    }
-                    Value::Object(o)
-                })
+                .map(|k| listed_key_json(k, MetadataAs::String))
                 .collect();
             let mut body = json!({ "keys": keys, "list_complete": page.list_complete });
             if let Some(c) = page.cursor {
@@ -331,6 +321,33 @@ async fn bulk_get(kv: MockKv, ctx: OpContext, body: Body, conn: Option<ConnContr
         return status_with_reason(400, NON_JSON_VALUE);
     };
     json_response(&Value::Object(out))
+}
+
+/// How a listed key's metadata is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MetadataAs {
+    /// As a JSON-encoded string (the binding protocol).
+    String,
+    /// As the JSON value itself (the REST API).
+    Json,
+}
+
+/// One key of a list page: `{name, expiration?, metadata?}`.
+pub(crate) fn listed_key_json(k: store::ListedKey, metadata: MetadataAs) -> Value {
+    let mut o = Map::new();
+    o.insert("name".into(), Value::String(k.name));
+    if let Some(e) = k.expiration {
+        o.insert("expiration".into(), json!(e));
+    }
+    let m = match (k.metadata, metadata) {
+        (Some(m), MetadataAs::String) => Some(Value::String(m)),
+        (Some(m), MetadataAs::Json) => serde_json::from_str(&m).ok(),
+        (None, _) => None,
+    };
+    if let Some(m) = m {
+        o.insert("metadata".into(), m);
+    }
+    Value::Object(o)
 }
 
 /// Cloudflare's answer when a bulk get asks for JSON and a value is not JSON.

@@ -17,7 +17,7 @@ use axum::extract::Request;
 use axum::response::Response;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::binding::{LOCATION_HEADER, percent_decode_strict, read_value};
 use super::fault::Action;
@@ -266,16 +266,7 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
                         .keys
                         .into_iter()
                         .map(|k| {
-                            let mut o = Map::new();
-                            o.insert("name".into(), Value::String(k.name));
-                            if let Some(e) = k.expiration {
-                                o.insert("expiration".into(), json!(e));
-                            }
-                            if let Some(m) = k.metadata.and_then(|m| serde_json::from_str(&m).ok())
-                            {
-                                o.insert("metadata".into(), m);
-                            }
-                            Value::Object(o)
+                            super::binding::listed_key_json(k, super::binding::MetadataAs::Json)
                         })
                         .collect();
                     envelope(
