@@ -16,13 +16,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use kvchaos::local::{
-    CronOutcome, LocalSpec, LocalWorker, Stopped, default_launcher_dir, ensure_installed,
-    find_on_path, group_alive,
-};
-use kvchaos::mockkv::{self, MockKv, MockKvConfig, VirtualClock};
+use kvchaos::local::{CronOutcome, LocalSpec, LocalWorker, Stopped, group_alive};
+use kvchaos::mockkv::VirtualClock;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const WORKERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mock/workers");
 const KV_WORKER: &str = "kv-control-plane";
@@ -37,45 +33,13 @@ const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// `RATE_LIMIT` in both Workers' `wrangler.toml`.
 const RATE_LIMIT: usize = 10;
 
-/// One test of this file at a time: the machine is small and shared.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+// One miniflare test at a time across files, the launcher install, and the mock KV (the
+// Cloudflare default: same-key write limit on, clock in real time; tests move it forward
+// where time passes) come from the local-target tests.
+use crate::local::{Mock, ONE_AT_A_TIME, node_ready};
 
-async fn node_ready() -> bool {
-    if find_on_path("node").is_none() {
-        eprintln!("SKIPPED: 'node' is not on PATH; the reference Worker tests need Node.js 20+");
-        return false;
-    }
-    ensure_installed(&default_launcher_dir())
-        .await
-        .expect("npm ci of mock/miniflare");
-    true
-}
-
-struct Mock {
-    kv: MockKv,
-    addr: SocketAddr,
-    cancel: CancellationToken,
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-/// The mock KV as Cloudflare behaves by default, same-key write limit on,
-/// its clock running in real time (tests move it forward where time passes).
 async fn mock() -> Mock {
-    let config = MockKvConfig::default();
-    assert!(config.same_key_write_limit, "the Cloudflare default");
-    let kv = MockKv::new(config, VirtualClock::real_time(1.0));
-    let listener = mockkv::bind("127.0.0.1:0".parse().expect("addr"), false)
-        .await
-        .expect("bind mock");
-    let addr = listener.local_addr().expect("addr");
-    let cancel = CancellationToken::new();
-    tokio::spawn(mockkv::serve(listener, kv.clone(), cancel.clone()));
-    Mock { kv, addr, cancel }
+    crate::local::mock(true).await
 }
 
 async fn start(worker: &str, kv_addr: SocketAddr, log_dir: &Path) -> LocalWorker {
