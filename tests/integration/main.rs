@@ -2,6 +2,7 @@
 
 mod cli;
 mod engine;
+mod foreign_worker;
 mod launcher;
 mod local;
 mod reference_workers;
