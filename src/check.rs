@@ -198,6 +198,9 @@ pub struct HistoryView {
     /// Start of the healed window: after the last fault was cleared, or `ZERO` when there
     /// were no faults; `None` when a fault was still active at the end.
     pub healed_from: Option<Duration>,
+    /// When the run's heal phase started (producers stopped, every fault cleared), if it had
+    /// one.
+    pub heal_started: Option<Duration>,
     /// Run time of the last event.
     pub end: Duration,
     /// Completions without an invocation, and invocations superseded by another from the
@@ -248,6 +251,7 @@ impl HistoryView {
                     }
                     _ => view.unpaired += 1,
                 },
+                Event::HealStarted => view.heal_started = Some(*t),
                 Event::FaultSet { index, .. } => {
                     if active.is_empty() {
                         open_from = Some(*t);
@@ -457,6 +461,12 @@ pub(crate) mod testing {
                     label: format!("fault {index}"),
                 },
             ));
+            self
+        }
+
+        pub(crate) fn heal(mut self, ms: u64) -> H {
+            self.events
+                .push((Duration::from_millis(ms), Event::HealStarted));
             self
         }
 

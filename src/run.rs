@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// An UNKNOWN check verdict fails the run.
     pub strict: bool,
+    /// Leave out the scenario's faults (a baseline run).
+    pub no_faults: bool,
 }
 
 /// Receives the live state once a second (the line printer, later the TUI).
@@ -153,6 +155,9 @@ fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> 
             )));
         }
         plan.target.kind = TargetKind::Worker(dir.clone());
+    }
+    if opts.no_faults {
+        plan.faults.clear();
     }
     if !plan.faults.is_empty() && !matches!(plan.target.kind, TargetKind::Worker(_)) {
         return Err(RunError::Usage(format!(
@@ -351,6 +356,11 @@ pub async fn run(
     // operations through this.
     let (history_tx, mut history_rx) = tokio::sync::mpsc::unbounded_channel();
     let drivers_stop = CancellationToken::new();
+    // A scenario that starts its day at a given time starts it with the load, not with the
+    // Worker (which took seconds to start, minutes or hours on a fast clock).
+    if let (Some(at), Some(kv)) = (plan.kv.start_of_day, target.mock_kv()) {
+        kv.clock().set_ms(crate::target::today_at(at));
+    }
     let crons = cron_exprs(&plan, &target);
     let cron_task = start_cron(
         &plan,
@@ -412,6 +422,7 @@ pub async fn run(
                 heal_started = true;
                 let at = Instant::now() - start;
                 history.record(at, &Event::HealStarted);
+                judged.push((at, Event::HealStarted));
                 if let Some(kv) = target.mock_kv() {
                     let events = timeline.clear_all(at, kv);
                     note_faults(&mut history, &mut windows, &mut judged, events);

@@ -170,7 +170,7 @@ pub async fn start(
 }
 
 /// Today's (UTC) midnight plus `at`, in ms since the Unix epoch.
-fn today_at(at: std::time::Duration) -> u64 {
+pub fn today_at(at: std::time::Duration) -> u64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -27,8 +27,8 @@
 //!   either way, with whether a fault was active.
 //!
 //! Reported, not failures: `recovered` (an indeterminate enqueue later seen delivered), the
-//! drain time (from the last fault cleared, or the start of the run, to the moment every
-//! enqueued task had been seen done).
+//! drain time (from the start of the heal phase — producers stopped, faults cleared — or the
+//! last fault cleared, to the moment every enqueued task had been seen done).
 //!
 //! UNKNOWN, without an anomaly, when nothing was enqueued, when there was no drain, or when
 //! some acknowledged tasks were neither completed nor read by the drain.
@@ -267,14 +267,19 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
         drain_unknown = Some("no final drain: loss cannot be judged".to_owned());
     } else if all_done {
         // No drain time when the run never healed: there is nothing to measure from.
-        if let (Some(done), Some(drain_from)) = (last_done, h.healed_from) {
+        // The drain starts when the producers stop and the faults are gone: the heal phase,
+        // or the last fault cleared when the run had no heal phase.
+        let drain_from = h
+            .healed_from
+            .map(|healed| h.heal_started.map_or(healed, |heal| heal.max(healed)));
+        if let (Some(done), Some(drain_from)) = (last_done, drain_from) {
             let took = done.saturating_sub(drain_from);
             f.set("drain_ms", took.as_millis() as u64);
             if let Some(bound) = cfg.max_drain.filter(|b| took > *b) {
                 f.anomaly(
                     "slow-drain",
                     format!(
-                        "every task was done {} ms after {} (the last fault cleared), above {} ms",
+                        "every task was done {} ms after {} (the heal phase started), above {} ms",
                         took.as_millis(),
                         secs(drain_from),
                         bound.as_millis()
@@ -565,6 +570,23 @@ mod tests {
             check(&h.view(), &cfg(QueueMode::AtLeastOnce)).verdict,
             Verdict::Pass
         );
+    }
+
+    #[test]
+    fn without_faults_the_drain_is_timed_from_the_heal_phase() {
+        let mut h = H::default();
+        for (i, id) in ["a", "b"].iter().enumerate() {
+            h = enqueue(h, i as u64 * 5_000, id, OpKind::Ok);
+        }
+        h = h.heal(10_000);
+        h = drain(drain(h, 10_500, "a", "done"), 12_000, "b", "done");
+        let c = QueueConfig {
+            max_drain: Some(Duration::from_secs(5)),
+            ..cfg(QueueMode::AtLeastOnce)
+        };
+        let r = check(&h.view(), &c);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.counts["drain_ms"], 2_010);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod engine;
 mod foreign_worker;
 mod launcher;
 mod local;
+mod proof;
 mod reference_workers;
 mod servers;
 mod support;
