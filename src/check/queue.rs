@@ -12,7 +12,11 @@
 //!
 //! Anomalies:
 //! - `lost`: an acknowledged enqueue whose task was never completed `ok` and that the drain
-//!   found not `done` (or `missing`);
+//!   found `missing`: the task is gone;
+//! - `not-drained`: an acknowledged enqueue whose task was never completed `ok` and that the
+//!   drain still found pending or leased (any status but `done` and `missing`) when the run
+//!   ended: it exists, but the queue did not deliver it in the heal phase (a lease longer than
+//!   the heal phase, or a consumer that keeps failing, leaves it there);
 //! - `duplicated`: completed `ok` more than once; counted in at-least-once mode, an anomaly in
 //!   exactly-once-effect mode;
 //! - `unexpected`: an id claimed, completed or found by the drain that no enqueue may have
@@ -243,11 +247,22 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
             if let Some(e) = t.enqueue_ok.filter(|_| t.completes_ok.is_empty()) {
                 match t.drain_status() {
                     Some("done") => {}
-                    Some(status) => f.anomaly(
+                    Some("missing") => f.anomaly(
                         "lost",
                         format!(
-                            "{id:?} acknowledged at {}, drain found it {status}",
+                            "{id:?} acknowledged at {}, the drain found no such task",
                             secs(e.done_t().unwrap_or(e.t))
+                        ),
+                    ),
+                    Some(status) => f.anomaly(
+                        "not-drained",
+                        format!(
+                            "{id:?} acknowledged at {}, still {status} when the run ended{}",
+                            secs(e.done_t().unwrap_or(e.t)),
+                            match t.claims.last() {
+                                Some(c) => format!("; last claimed: {}", c.describe()),
+                                None => String::new(),
+                            }
                         ),
                     ),
                     None => undrained += 1,
@@ -510,13 +525,17 @@ mod tests {
     }
 
     #[test]
-    fn an_acknowledged_task_the_drain_finds_pending_or_missing_is_lost() {
+    fn an_acknowledged_task_the_drain_finds_missing_is_lost_and_pending_is_not_drained() {
         let h = enqueue(H::default(), 0, "a", OpKind::Ok);
         let h = enqueue(h, 100, "b", OpKind::Ok);
+        let h = enqueue(h, 200, "c", OpKind::Ok);
         let h = drain(drain(h, 1_000, "a", "pending"), 1_100, "b", "missing");
+        let h = drain(h, 1_200, "c", "leased");
         let r = check(&h.view(), &cfg(QueueMode::AtLeastOnce));
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
-        assert_eq!(r.counts["lost"], 2);
+        assert_eq!(r.counts["lost"], 1);
+        assert_eq!(r.counts["not-drained"], 2);
+        assert!(r.reason.contains("lost ×1") && r.reason.contains("not-drained ×2"));
     }
 
     #[test]
