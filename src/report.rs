@@ -5,8 +5,10 @@
 //! terminal. `summary.json` is the source of truth: [`rerender`] (behind `kvchaos report DIR`)
 //! reads it back and writes every other format again, so a report can be re-rendered by a newer
 //! kvchaos. This module does not measure anything (the recorder fills the `Summary`) and does
-//! not print (the CLI does); `timeseries.csv` is written by the recorder.
+//! not print (the CLI does); `timeseries.csv` is written by the recorder, `latency.hlog` by
+//! [`hlog::HlogWriter`] as the recorder's interval sink.
 
+pub mod hlog;
 mod human;
 pub mod json;
 pub mod markdown;
