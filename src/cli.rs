@@ -38,9 +38,13 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
-    /// Re-render the reports of a report folder from its summary.json.
+    /// Re-render report.md, junit.xml and report.html of a report folder from its summary.json,
+    /// history.jsonl, latency.hlog, timeseries.csv and mockkv.json.
+    #[command(
+        after_help = "Exit codes:\n  0    the reports were written\n  2    the folder or its summary.json could not be read\n  3    a report could not be written"
+    )]
     Report {
-        /// Report folder (as printed at the end of a run).
+        /// Report folder (as printed at the end of a run), or its summary.json.
         dir: PathBuf,
     },
     /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
@@ -120,20 +124,33 @@ async fn dispatch(cli: Cli) -> Exit {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Validate { scenarios } => validate(&scenarios),
-        Command::Report { dir } => match crate::report::rerender(&dir) {
-            Ok(files) => {
-                for f in files {
-                    println!("wrote {}", f.display());
-                }
-                Exit::Pass
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Exit::Usage
-            }
-        },
+        Command::Report { dir } => report(&dir),
         Command::BuiltinServer { listen } => builtin_server(listen).await,
         Command::MockKv(args) => mock_kv(args).await,
+    }
+}
+
+fn report(dir: &Path) -> Exit {
+    use crate::report::ReportError;
+    match crate::report::rerender(dir) {
+        Ok(r) => {
+            for n in &r.notes {
+                eprintln!("warning: {n}");
+            }
+            for f in &r.files {
+                println!("wrote {}", f.display());
+            }
+            println!("{}", crate::report::text::terminal_summary(&r.summary));
+            Exit::Pass
+        }
+        Err(e @ ReportError::Write { .. }) => {
+            eprintln!("error: {e}");
+            Exit::Environment
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Usage
+        }
     }
 }
 

@@ -232,11 +232,43 @@ fn summary_of_a_real_run_matches_the_schema_and_report_rerenders() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(summary["scenario"]["name"], "quickstart");
     assert!(summary["overall"]["completed"].as_u64().unwrap_or(0) > 100);
-    std::fs::remove_file(dir.join("report.md")).expect("remove report.md");
+    // latency.hlog decodes (with hdrhistogram's reader) to the summary's own percentiles.
+    let intervals =
+        kvchaos::report::hlog::read(&dir.join("latency.hlog")).expect("latency.hlog decodes");
+    let mut all = kvchaos::metrics::new_histogram();
+    for i in intervals.iter().filter(|i| i.tag.is_none()) {
+        all.add(&i.hist).expect("same bounds");
+    }
+    let from_log = kvchaos::metrics::percentiles(&all);
+    assert_eq!(summary["overall"]["corrected"]["count"], from_log.count);
+    assert_eq!(summary["overall"]["corrected"]["p99_us"], from_log.p99_us);
+    assert_eq!(summary["overall"]["corrected"]["max_us"], from_log.max_us);
+    assert!(
+        intervals
+            .iter()
+            .any(|i| i.tag.as_deref() == Some("get-item"))
+    );
+    // Every format is rendered by the run and again, the same, from the folder alone.
+    let formats = ["report.md", "junit.xml", "report.html"];
+    let first: Vec<String> = formats
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).expect("written by the run"))
+        .collect();
+    for f in formats {
+        std::fs::remove_file(dir.join(f)).expect("removed");
+    }
     let o = kvchaos(&["report", dir.to_str().expect("utf-8")], &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let md = std::fs::read_to_string(dir.join("report.md")).expect("re-rendered report.md");
     assert!(md.contains("quickstart") && md.contains("p99.9"), "{md}");
+    for (f, before) in formats.iter().zip(&first) {
+        let again = std::fs::read_to_string(dir.join(f)).expect("re-rendered");
+        assert_eq!(&again, before, "{f} differs when re-rendered");
+    }
+    assert!(
+        first[2].contains("id=\"latency-over-time-1\""),
+        "no latency chart"
+    );
     let bad = kvchaos(&["report", tmp.path().to_str().expect("utf-8")], &[]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("summary.json"));
