@@ -5,12 +5,13 @@
 //! [`text`] gives the short end-of-run summary for the terminal. `summary.json` is the source of
 //! truth: [`rerender`] (behind `kvchaos report DIR`) reads it back, with the folder's history
 //! and interval data ([`data`]), and writes every other format again, so a report can be
-//! re-rendered by a newer kvchaos.
+//! re-rendered by a newer kvchaos. [`compare`] sets two runs side by side.
 //!
 //! This module does not measure anything (the recorder fills the `Summary`) and does not print
 //! (the CLI does). During the run the recorder writes `timeseries.csv` and, through
 //! [`hlog::HlogWriter`], `latency.hlog`; the run writes `history.jsonl` and `mockkv.json`.
 
+pub mod compare;
 pub mod data;
 pub mod hlog;
 pub mod html;
