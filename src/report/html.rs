@@ -386,22 +386,24 @@ fn latency_over_time(out: &mut String, d: &RunData) {
             .labels("run time", "latency");
         shade_faults(&mut p, &d.summary, x.max);
         p.line(
-            &pts.iter().map(|p| (p.0, p.3)).collect::<Vec<_>>(),
-            svg::MAX,
-            1.2,
-            "max",
-        );
-        p.line(
-            &pts.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>(),
-            svg::P99,
-            1.6,
-            "p99",
-        );
-        p.line(
             &pts.iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(),
             svg::P50,
             1.8,
             "p50",
+        );
+        p.line(
+            &pts.iter().map(|p| (p.0, p.2)).collect::<Vec<_>>(),
+            svg::P99,
+            2.0,
+            "p99",
+        );
+        // Dashed and on top: at low rates the p99 of an interval is often its maximum.
+        p.styled_line(
+            &pts.iter().map(|p| (p.0, p.3)).collect::<Vec<_>>(),
+            svg::MAX,
+            1.3,
+            "max",
+            "5 3",
         );
         out.push_str(&p.finish(false));
         out.push_str("</figure>\n");
@@ -482,7 +484,15 @@ fn throughput_over_time(out: &mut String, d: &RunData) {
         WIDE.0,
         WIDE.1,
         x,
-        Axis::linear_to(if max_err > 0.0 { max_err * 1.05 } else { 1.0 }),
+        // At most 100%, which a fully failing interval reaches.
+        Axis::linear(
+            0.0,
+            if max_err > 0.0 {
+                svg::nice_ceiling(max_err * 1.05).min(100.0)
+            } else {
+                1.0
+            },
+        ),
     )
     .formats(svg::fmt_secs, svg::fmt_pct)
     .labels("run time", "errors / completed");
@@ -1200,9 +1210,9 @@ fn forecast(out: &mut String, d: &RunData, kv: &Snapshot) {
                 .map_or_else(|| "lasts the day".to_owned(), human::run_secs);
             let _ = writeln!(
                 out,
-                "<tr><td>{label}</td><td class=\"n\">{}</td><td class=\"n\">{:.0}%</td><td>{runs_out}</td></tr>",
+                "<tr><td>{label}</td><td class=\"n\">{}</td><td class=\"n\">{}%</td><td>{runs_out}</td></tr>",
                 human::count(day.round() as u64),
-                day / FREE_PUTS_PER_DAY * 100.0
+                human::count((day / FREE_PUTS_PER_DAY * 100.0).round() as u64)
             );
         }
         out.push_str("</table>\n");

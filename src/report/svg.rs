@@ -294,6 +294,23 @@ impl Plot {
     /// A line through `points` (x, y); `None` y values (and values a log axis cannot show) break
     /// the line.
     pub fn line(&mut self, points: &[(f64, Option<f64>)], color: &str, width: f64, label: &str) {
+        self.styled_line(points, color, width, label, "");
+    }
+
+    /// [`Plot::line`] with an SVG `stroke-dasharray` (e.g. `"5 3"`; empty for solid).
+    pub fn styled_line(
+        &mut self,
+        points: &[(f64, Option<f64>)],
+        color: &str,
+        width: f64,
+        label: &str,
+        dash: &str,
+    ) {
+        let dash_attr = if dash.is_empty() {
+            String::new()
+        } else {
+            format!(r#" stroke-dasharray="{dash}""#)
+        };
         let mut seg: Vec<(f64, f64)> = Vec::new();
         let mut segs: Vec<Vec<(f64, f64)>> = Vec::new();
         for &(x, y) in points {
@@ -323,7 +340,7 @@ impl Plot {
             let pts: Vec<String> = s.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
             let _ = write!(
                 self.body,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="{width}" stroke-linejoin="round" points="{}"><title>{}</title></polyline>"#,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="{width}"{dash_attr} stroke-linejoin="round" points="{}"><title>{}</title></polyline>"#,
                 pts.join(" "),
                 xml(label)
             );
