@@ -4,8 +4,8 @@
 //!
 //! One line per closed interval (one second) and request: `Tag=<request>` lines hold one
 //! request's histogram, untagged lines hold all requests together (so tools that read only
-//! untagged intervals see the whole run). Values are microseconds; `Interval_Max` is in
-//! milliseconds (`#[MaxValueDivisor: 1000.000]`), as Java writers put nanosecond logs in ms.
+//! untagged intervals see the whole run). Values and `Interval_Max` are microseconds (no
+//! `MaxValueDivisor`: a builder per line would repeat that header before every interval).
 //! Timestamps are seconds since `BaseTime`, the run's start.
 //!
 //! Written during the run by [`HlogWriter`], an [`IntervalSink`] of the recorder: each interval
@@ -33,9 +33,6 @@ pub const HLOG_FILE: &str = "latency.hlog";
 /// The legend line Java's `HistogramLogWriter` writes after the headers.
 const LEGEND: &str =
     "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"";
-
-/// `Interval_Max` is written in ms: values are µs.
-const MAX_VALUE_DIVISOR: f64 = 1000.0;
 
 /// Largest log [`read`] accepts (about a day of one-second intervals for 20 requests).
 const MAX_HLOG_BYTES: u64 = 512 << 20;
@@ -99,8 +96,8 @@ impl HlogWriter<BufWriter<fs::File>> {
 }
 
 impl<W: Write> HlogWriter<W> {
-    /// Writes the headers to `out`: format version, `StartTime` and `BaseTime` (both `start`),
-    /// the max value divisor and the column legend.
+    /// Writes the headers to `out`: format version, `StartTime` and `BaseTime` (both `start`)
+    /// and the column legend.
     pub fn new(mut out: W, start: SystemTime) -> io::Result<Self> {
         let mut serializer = V2DeflateSerializer::new();
         let stamp = humantime::format_rfc3339_millis(start);
@@ -113,7 +110,6 @@ impl<W: Write> HlogWriter<W> {
             .add_comment(&format!("[Run started {stamp}]"))
             .with_start_time(start)
             .with_base_time(start)
-            .with_max_value_divisor(MAX_VALUE_DIVISOR)
             .begin_log_with(&mut out, &mut serializer)?;
         writeln!(out, "{LEGEND}")?;
         Ok(HlogWriter {
@@ -131,10 +127,10 @@ impl<W: Write> HlogWriter<W> {
         len: Duration,
         h: &Histogram<u64>,
     ) -> io::Result<()> {
-        // A writer without headers per line: the headers were written by `new`.
-        let mut log = IntervalLogWriterBuilder::new()
-            .with_max_value_divisor(MAX_VALUE_DIVISOR)
-            .begin_log_with(&mut self.out, &mut self.serializer)?;
+        // A builder without headers writes nothing before the line: the headers were written
+        // by `new`. (The writer borrows `out`, so it cannot be kept between intervals.)
+        let mut log =
+            IntervalLogWriterBuilder::new().begin_log_with(&mut self.out, &mut self.serializer)?;
         // Request names are letters, digits, `.`, `_` and `-`, which tags allow; anything else
         // is replaced rather than dropped.
         let clean: Option<String> = request.map(|r| {
@@ -323,9 +319,8 @@ mod tests {
             lines[4],
             "#[BaseTime: 1764000000.250 (seconds since epoch)]"
         );
-        assert_eq!(lines[5], "#[MaxValueDivisor: 1000.000]");
-        assert_eq!(lines[6], LEGEND);
-        assert_eq!(lines.len(), 7);
+        assert_eq!(lines[5], LEGEND);
+        assert_eq!(lines.len(), 6);
     }
 
     /// The recorder's intervals, written through the sink and decoded with hdrhistogram's
