@@ -65,6 +65,7 @@ table{border-collapse:collapse;width:100%;margin:6px 0 10px;font-size:13px}
 th,td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;vertical-align:top}
 th{background:var(--panel);font-weight:600}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td:first-child{white-space:nowrap}
 td code,p code{font-size:12px;background:var(--panel);padding:1px 4px;border-radius:3px}
 .grid2{display:grid;grid-template-columns:1fr 1fr;gap:14px 22px}
 figure{margin:6px 0 10px}
