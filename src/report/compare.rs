@@ -448,10 +448,9 @@ fn judge(g: &Gate, before: &Side, after: &Side) -> Result<GateResult, CompareErr
                         change_text(a, b, g.change)
                     ));
                 }
-                (a, b) => {
+                (a, _) => {
                     passed = false;
                     let missing = if a.is_none() { "BEFORE" } else { "AFTER" };
-                    let _ = b;
                     detail.push(format!(
                         "{what}: {missing} has no mockkv.json or no completed requests, so the gate cannot be judged"
                     ));

@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
+
 use super::hlog::{self, Interval};
 use super::model::Summary;
 use crate::history::Event;
@@ -48,8 +50,8 @@ pub struct RunData {
     pub summary: Summary,
     /// The history, empty when absent.
     pub history: Vec<(Duration, Event)>,
-    /// Interval histograms, empty when absent.
-    pub intervals: Vec<Interval>,
+    /// `latency.hlog` reduced to what the reports draw; empty when absent.
+    pub latency: Latency,
     /// Time-series rows, empty when absent.
     pub series: Vec<SeriesRow>,
     /// The mock KV's accounting (Worker targets only).
@@ -64,7 +66,7 @@ impl RunData {
         RunData {
             summary,
             history: Vec::new(),
-            intervals: Vec::new(),
+            latency: Latency::default(),
             series: Vec::new(),
             kv: None,
             notes: Vec::new(),
@@ -83,8 +85,9 @@ impl RunData {
         }
         let hlog_path = dir.join(hlog::HLOG_FILE);
         if hlog_path.exists() {
-            match hlog::read(&hlog_path) {
-                Ok(i) => d.intervals = i,
+            let mut latency = Latency::default();
+            match hlog::read_each(&hlog_path, |i| latency.add(&i)) {
+                Ok(()) => d.latency = latency,
                 Err(e) => d.notes.push(format!("{} left out: {e}", hlog::HLOG_FILE)),
             }
         }
@@ -114,6 +117,83 @@ impl RunData {
             .iter()
             .map(|r| r.name.as_str())
             .collect()
+    }
+}
+
+/// One interval of `latency.hlog`, reduced to the numbers the charts draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalPoint {
+    /// The request, `None` for all requests together.
+    pub tag: Option<String>,
+    /// End of the interval, seconds since the run started.
+    pub end_s: f64,
+    /// Completed requests in the interval.
+    pub count: u64,
+    /// Median corrected latency, µs (0 when empty).
+    pub p50_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// Maximum, µs.
+    pub max_us: u64,
+}
+
+/// The interval log of a run, reduced as it is read: three percentiles per interval and one
+/// merged histogram per request (and all), so memory does not grow with decoded histograms.
+#[derive(Debug, Clone, Default)]
+pub struct Latency {
+    /// Every interval, in log order.
+    pub points: Vec<IntervalPoint>,
+    /// One histogram per tag (request, or `None` for all), in order of first appearance.
+    pub merged: Vec<(Option<String>, Histogram<u64>)>,
+}
+
+impl Latency {
+    /// Adds one interval.
+    pub fn add(&mut self, i: &Interval) {
+        let h = &i.hist;
+        let q = |quantile: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(quantile)
+            }
+        };
+        self.points.push(IntervalPoint {
+            tag: i.tag.clone(),
+            end_s: i.start_s + i.len_s,
+            count: h.len(),
+            p50_us: q(0.5),
+            p99_us: q(0.99),
+            max_us: if h.is_empty() { 0 } else { h.max() },
+        });
+        let slot = match self.merged.iter().position(|(t, _)| *t == i.tag) {
+            Some(k) => k,
+            None => {
+                self.merged
+                    .push((i.tag.clone(), crate::metrics::new_histogram()));
+                self.merged.len() - 1
+            }
+        };
+        let m = &mut self.merged[slot].1;
+        // A log written by another tool may have other bounds: its values are clamped then.
+        if m.add(h).is_err() {
+            for v in h.iter_recorded() {
+                m.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+            }
+        }
+    }
+
+    /// Whether the log had no intervals.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// The merged histogram of one request (`None`: all requests).
+    pub fn merged(&self, tag: Option<&str>) -> Option<&Histogram<u64>> {
+        self.merged
+            .iter()
+            .find(|(t, _)| t.as_deref() == tag)
+            .map(|(_, h)| h)
     }
 }
 
@@ -191,6 +271,36 @@ mod tests {
             parse_series("t_s,request,completed,errors,dropped,rps\n1,a,x,0,0,1\n"),
             Err(2)
         );
+    }
+
+    #[test]
+    fn latency_keeps_three_numbers_per_interval_and_one_histogram_per_tag() {
+        let mut l = Latency::default();
+        for (tag, start_s, values) in [
+            (Some("a"), 0.0, vec![100, 200, 300]),
+            (None, 0.0, vec![100, 200, 300]),
+            (Some("a"), 1.0, vec![]),
+            (Some("a"), 2.0, vec![5_000]),
+        ] {
+            let mut hist = crate::metrics::new_histogram();
+            for v in values {
+                hist.record(v).expect("in range");
+            }
+            l.add(&Interval {
+                tag: tag.map(str::to_owned),
+                start_s,
+                len_s: 1.0,
+                hist,
+            });
+        }
+        assert_eq!(l.points.len(), 4);
+        assert_eq!(l.points[3].end_s, 3.0);
+        assert_eq!((l.points[2].count, l.points[2].max_us), (0, 0));
+        assert_eq!(l.merged.len(), 2);
+        let a = l.merged(Some("a")).expect("a merged");
+        assert_eq!(a.len(), 4);
+        assert!(a.equivalent(a.max(), 5_000), "{}", a.max());
+        assert_eq!(l.merged(None).map(|h| h.len()), Some(3));
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! `serialization::interval_log` writer and parser and its V2 (de)serialisers.
 
 use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -86,13 +86,6 @@ pub struct HlogWriter<W: Write> {
     out: W,
     serializer: V2DeflateSerializer,
     error: Option<io::Error>,
-}
-
-impl HlogWriter<BufWriter<fs::File>> {
-    /// Creates (truncates) `path` and writes the headers; `start` is the run's start.
-    pub fn create(path: &Path, start: SystemTime) -> io::Result<Self> {
-        HlogWriter::new(BufWriter::new(fs::File::create(path)?), start)
-    }
 }
 
 impl<W: Write> HlogWriter<W> {
@@ -201,14 +194,23 @@ pub struct Interval {
     pub hist: Histogram<u64>,
 }
 
-/// Reads an interval log: every interval, in file order.
+/// Reads an interval log: every interval, in file order (decoded histograms held in memory;
+/// for long runs use [`read_each`]).
+pub fn read(path: &Path) -> Result<Vec<Interval>, HlogError> {
+    let mut out = Vec::new();
+    read_each(path, |i| out.push(i))?;
+    Ok(out)
+}
+
+/// Reads an interval log and hands each interval to `f` as it is decoded, so only one decoded
+/// histogram is held at a time (a run of an hour has tens of thousands).
 ///
 /// Timestamps are returned relative to `BaseTime` when the log has one (kvchaos logs do);
 /// otherwise relative to `StartTime`, or to the first interval.
-pub fn read(path: &Path) -> Result<Vec<Interval>, HlogError> {
+pub fn read_each(path: &Path, f: impl FnMut(Interval)) -> Result<(), HlogError> {
     let mut bytes = Vec::new();
     fs::File::open(path)
-        .and_then(|f| f.take(MAX_HLOG_BYTES + 1).read_to_end(&mut bytes))
+        .and_then(|file| file.take(MAX_HLOG_BYTES + 1).read_to_end(&mut bytes))
         .map_err(|source| HlogError::Read {
             path: path.to_owned(),
             source,
@@ -218,24 +220,35 @@ pub fn read(path: &Path) -> Result<Vec<Interval>, HlogError> {
             path: path.to_owned(),
         });
     }
-    parse(&bytes, path)
+    parse_each(&bytes, path, f)
 }
 
 /// Parses the bytes of an interval log; `path` names it in errors.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Vec<Interval>, HlogError> {
+    let mut out = Vec::new();
+    parse_each(bytes, path, |i| out.push(i))?;
+    Ok(out)
+}
+
+/// Parses the bytes of an interval log, handing each interval to `f`.
+pub fn parse_each(bytes: &[u8], path: &Path, mut f: impl FnMut(Interval)) -> Result<(), HlogError> {
     let mut base: Option<f64> = None;
     let mut start: Option<f64> = None;
-    let mut raw = Vec::new();
+    // Timestamps are deltas from BaseTime when there is one; without it they are absolute,
+    // and the zero is StartTime or the first interval. Headers precede the intervals.
+    let mut zero: Option<f64> = None;
+    let mut de = Deserializer::new();
     for entry in IntervalLogIterator::new(bytes) {
-        match entry {
-            Ok(LogEntry::BaseTime(t)) => base = Some(t.as_secs_f64()),
-            Ok(LogEntry::StartTime(t)) => start = Some(t.as_secs_f64()),
-            Ok(LogEntry::Interval(i)) => raw.push((
-                i.tag().map(|t| t.as_str().to_owned()),
-                i.start_timestamp().as_secs_f64(),
-                i.duration().as_secs_f64(),
-                i.encoded_histogram().to_owned(),
-            )),
+        let i = match entry {
+            Ok(LogEntry::BaseTime(t)) => {
+                base = Some(t.as_secs_f64());
+                continue;
+            }
+            Ok(LogEntry::StartTime(t)) => {
+                start = Some(t.as_secs_f64());
+                continue;
+            }
+            Ok(LogEntry::Interval(i)) => i,
             Err(hdrhistogram::serialization::interval_log::LogIteratorError::ParseError {
                 offset,
             }) => {
@@ -244,38 +257,32 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Vec<Interval>, HlogError> {
                     offset,
                 });
             }
-        }
+        };
+        let at = i.start_timestamp().as_secs_f64();
+        let zero = *zero.get_or_insert_with(|| match base {
+            Some(_) => 0.0,
+            None => start.unwrap_or(at),
+        });
+        let start_s = at - zero;
+        let bad = |message: String| HlogError::Histogram {
+            path: path.to_owned(),
+            start_s,
+            message,
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(i.encoded_histogram().trim())
+            .map_err(|e| bad(format!("not base64: {e}")))?;
+        let hist: Histogram<u64> = de
+            .deserialize(&mut raw.as_slice())
+            .map_err(|e| bad(format!("{e:?}")))?;
+        f(Interval {
+            tag: i.tag().map(|t| t.as_str().to_owned()),
+            start_s,
+            len_s: i.duration().as_secs_f64(),
+            hist,
+        });
     }
-    // Timestamps are deltas from BaseTime when there is one; without it they are absolute,
-    // and the zero is StartTime or the first interval.
-    let zero = match base {
-        Some(_) => 0.0,
-        None => start
-            .or_else(|| raw.iter().map(|r| r.1).reduce(f64::min))
-            .unwrap_or(0.0),
-    };
-    let mut de = Deserializer::new();
-    raw.into_iter()
-        .map(|(tag, start_s, len_s, encoded)| {
-            let bad = |message: String| HlogError::Histogram {
-                path: path.to_owned(),
-                start_s: start_s - zero,
-                message,
-            };
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|e| bad(format!("not base64: {e}")))?;
-            let hist: Histogram<u64> = de
-                .deserialize(&mut bytes.as_slice())
-                .map_err(|e| bad(format!("{e:?}")))?;
-            Ok(Interval {
-                tag,
-                start_s: start_s - zero,
-                len_s,
-                hist,
-            })
-        })
-        .collect()
+    Ok(())
 }
 
 #[cfg(test)]

@@ -309,8 +309,8 @@ fn requests_table(out: &mut String, s: &Summary) {
 /// the data, if later).
 fn time_axis(d: &RunData) -> Axis {
     let mut end = d.summary.duration_s;
-    for i in &d.intervals {
-        end = end.max(i.start_s + i.len_s);
+    for i in &d.latency.points {
+        end = end.max(i.end_s);
     }
     for r in &d.series {
         end = end.max(r.t_s);
@@ -336,12 +336,11 @@ fn shade_faults(p: &mut Plot, s: &Summary, end: f64) {
 fn intervals_of<'a>(
     d: &'a RunData,
     tag: Option<&'a str>,
-) -> impl Iterator<Item = &'a super::hlog::Interval> + 'a {
-    d.intervals.iter().filter(move |i| i.tag.as_deref() == tag)
-}
-
-fn q(h: &Histogram<u64>, quantile: f64) -> Option<f64> {
-    (!h.is_empty()).then(|| h.value_at_quantile(quantile) as f64)
+) -> impl Iterator<Item = &'a super::data::IntervalPoint> + 'a {
+    d.latency
+        .points
+        .iter()
+        .filter(move |i| i.tag.as_deref() == tag)
 }
 
 /// End of an interval (s) with its p50, p99 and max (µs); `None` when it was empty.
@@ -349,7 +348,7 @@ type IntervalPoint = (f64, Option<f64>, Option<f64>, Option<f64>);
 
 fn latency_over_time(out: &mut String, d: &RunData) {
     out.push_str("<h2 id=\"latency-over-time\">Latency over time</h2>\n");
-    if d.intervals.is_empty() {
+    if d.latency.is_empty() {
         out.push_str(
             "<p class=\"note\">No interval data (latency.hlog) in this report folder.</p>\n",
         );
@@ -366,12 +365,8 @@ fn latency_over_time(out: &mut String, d: &RunData) {
     for (i, (title, tag)) in tags.iter().enumerate() {
         let pts: Vec<IntervalPoint> = intervals_of(d, *tag)
             .map(|iv| {
-                (
-                    iv.start_s + iv.len_s,
-                    q(&iv.hist, 0.5),
-                    q(&iv.hist, 0.99),
-                    (!iv.hist.is_empty()).then(|| iv.hist.max() as f64),
-                )
+                let v = |us: u64| (iv.count > 0).then_some(us as f64);
+                (iv.end_s, v(iv.p50_us), v(iv.p99_us), v(iv.max_us))
             })
             .collect();
         let lo = pts.iter().filter_map(|p| p.1).fold(f64::INFINITY, f64::min);
@@ -515,33 +510,30 @@ fn throughput_over_time(out: &mut String, d: &RunData) {
     }
 }
 
-/// Each request's (and all requests') intervals merged into one histogram.
+/// Each request's (and all requests') merged histogram, requests in scenario order, then all.
 fn merged(d: &RunData) -> Vec<(String, Histogram<u64>)> {
-    let mut out = Vec::new();
     let mut names: Vec<(String, Option<&str>)> = d
         .request_names()
         .into_iter()
         .map(|n| (n.to_owned(), Some(n)))
         .collect();
     names.push(("all".to_owned(), None));
-    for (name, tag) in names {
-        let mut h = crate::metrics::new_histogram();
-        for iv in intervals_of(d, tag) {
-            // Logs written by another tool may have other bounds: values are clamped then.
-            if h.add(&iv.hist).is_err() {
-                for v in iv.hist.iter_recorded() {
-                    h.saturating_record_n(v.value_iterated_to(), v.count_at_value());
-                }
-            }
-        }
-        out.push((name, h));
-    }
-    out
+    names
+        .into_iter()
+        .map(|(name, tag)| {
+            let h = d
+                .latency
+                .merged(tag)
+                .cloned()
+                .unwrap_or_else(crate::metrics::new_histogram);
+            (name, h)
+        })
+        .collect()
 }
 
 fn distributions(out: &mut String, d: &RunData) {
     out.push_str("<h2 id=\"distribution\">Latency distribution</h2>\n");
-    if d.intervals.is_empty() {
+    if d.latency.is_empty() {
         out.push_str(
             "<p class=\"note\">No interval data (latency.hlog) in this report folder.</p>\n",
         );
@@ -732,12 +724,17 @@ fn cron_timeline(out: &mut String, d: &RunData, view: &HistoryView, x: Axis) -> 
     for (i, c) in crons.iter().enumerate() {
         p.lane_label((i, n), c);
     }
+    let mut drawn = std::collections::HashSet::new();
     for t in &ticks {
         let lane = crons
             .iter()
             .position(|c| Some(*c) == t.str_field("cron").or(Some("?")))
             .unwrap_or(0);
         let (color, shape, word) = outcome_style(t);
+        // One mark per lane, pixel column and outcome: long runs stay small.
+        if !drawn.insert((lane, p.column(secs(t.t)), word)) {
+            continue;
+        }
         p.marker(
             secs(t.t),
             Marker::Lane(lane, n),
@@ -805,11 +802,17 @@ fn lock_timeline(out: &mut String, d: &RunData, view: &HistoryView, x: Axis) -> 
     for (i, (l, _)) in locks.iter().enumerate() {
         p.lane_label((i, n), l);
     }
+    let mut drawn = std::collections::HashSet::new();
     for a in &acquires {
         let lock = a.str_field("lock").unwrap_or("?");
         let Some(lane) = locks.iter().position(|(l, _)| *l == lock) else {
             continue;
         };
+        // One mark per lane, pixel column and outcome: long runs stay small.
+        let at = a.done_t().filter(|_| a.is_ok()).unwrap_or(a.t);
+        if !drawn.insert((lane, p.column(secs(at)), a.outcome() as u8)) {
+            continue;
+        }
         let holder = a.str_field("holder").unwrap_or("?");
         match (a.outcome(), a.done_t()) {
             (OpKind::Ok, Some(ok_t)) => {
@@ -1269,7 +1272,7 @@ pub(crate) mod tests {
     /// KV snapshot.
     pub(crate) fn fixture_data() -> RunData {
         let s = fixture();
-        let mut intervals = Vec::new();
+        let mut latency = crate::report::data::Latency::default();
         let mut series = Vec::new();
         for sec in 0..71u64 {
             let faulted = (20..51).contains(&sec);
@@ -1286,7 +1289,7 @@ pub(crate) mod tests {
                     h.record(v).expect("in range");
                 }
                 all.add(&h).expect("same bounds");
-                intervals.push(Interval {
+                latency.add(&Interval {
                     tag: Some((*name).to_owned()),
                     start_s: sec as f64,
                     len_s: 1.0,
@@ -1301,7 +1304,7 @@ pub(crate) mod tests {
                     rps: (40 + 10 * k) as f64,
                 });
             }
-            intervals.push(Interval {
+            latency.add(&Interval {
                 tag: None,
                 start_s: sec as f64,
                 len_s: 1.0,
@@ -1488,7 +1491,7 @@ pub(crate) mod tests {
         RunData {
             summary: s,
             history,
-            intervals,
+            latency,
             series,
             kv: Some(kv),
             notes: Vec::new(),
@@ -1574,6 +1577,54 @@ pub(crate) mod tests {
         assert!(page.contains("0.185 puts per request"), "forecast missing");
         // The lock check found the unreleased grant overlapping the next one.
         assert!(page.contains("violation"), "no violation mark");
+    }
+
+    /// An hour at one interval a second, with a cron tick every second and a lock grant every
+    /// 100 ms, stays a page a browser opens at once.
+    #[test]
+    fn an_hour_long_run_stays_small() {
+        let mut d = RunData::summary_only(fixture());
+        d.summary.duration_s = 3600.0;
+        d.summary.faults.clear();
+        let mut ivs: Vec<Interval> = [Some("get_config"), Some("acquire_lock"), None]
+            .into_iter()
+            .map(|tag| Interval {
+                tag: tag.map(str::to_owned),
+                start_s: 0.0,
+                len_s: 1.0,
+                hist: crate::metrics::new_histogram(),
+            })
+            .collect();
+        for sec in 0..3600u64 {
+            for iv in &mut ivs {
+                iv.hist.reset();
+                iv.start_s = sec as f64;
+                for i in 0..20 {
+                    iv.hist
+                        .record(1_000 + (sec * 7 + i * 13) % 5_000)
+                        .expect("in range");
+                }
+                d.latency.add(iv);
+            }
+            let v = json!({"cron": "* * * * *", "scheduled_ms": sec * 60_000});
+            let t = Duration::from_secs(sec);
+            d.history
+                .push((t, Event::op("cron", OpKind::Invoke, "tick", v.clone())));
+            d.history
+                .push((t, Event::op("cron", OpKind::Ok, "tick", v)));
+            for k in 0..10u64 {
+                let t = Duration::from_millis(sec * 1000 + k * 100);
+                let v =
+                    json!({"lock": "jobs", "holder": "h", "token": sec * 10 + k, "expires_at": 1});
+                d.history
+                    .push((t, Event::op("lock-1", OpKind::Invoke, "acquire", v.clone())));
+                d.history
+                    .push((t, Event::op("lock-1", OpKind::Ok, "acquire", v)));
+            }
+        }
+        let page = render(&d);
+        parse_ids(&page);
+        assert!(page.len() < 2_000_000, "{} bytes", page.len());
     }
 
     #[test]

@@ -264,6 +264,11 @@ impl Plot {
         self
     }
 
+    /// The pixel column of data `x`, rounded (for callers that draw one mark per column).
+    pub fn column(&self, x: f64) -> i64 {
+        self.px(x).round() as i64
+    }
+
     fn px(&self, x: f64) -> f64 {
         self.x.map(x, self.left, self.width - self.right)
     }
@@ -327,6 +332,7 @@ impl Plot {
             segs.push(seg);
         }
         for s in segs {
+            let s = thin(s);
             if s.len() == 1 {
                 let _ = write!(
                     self.body,
@@ -529,6 +535,37 @@ impl Plot {
     }
 }
 
+/// A polyline thinned to at most four points per pixel column (first, lowest, highest, last),
+/// which draws the same picture: a day of one-second points stays a few thousand.
+fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    if points.len() < 2_000 {
+        return points;
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < points.len() {
+        let col = points[i].0.round();
+        let mut j = i;
+        while j < points.len() && points[j].0.round() == col {
+            j += 1;
+        }
+        let run = &points[i..j];
+        let lo = run
+            .iter()
+            .copied()
+            .fold(run[0], |a, p| if p.1 > a.1 { p } else { a });
+        let hi = run
+            .iter()
+            .copied()
+            .fold(run[0], |a, p| if p.1 < a.1 { p } else { a });
+        let mut keep = vec![run[0], lo, hi, run[run.len() - 1]];
+        keep.dedup();
+        out.extend(keep);
+        i = j;
+    }
+    out
+}
+
 /// Where a marker sits vertically.
 #[derive(Debug, Clone, Copy)]
 pub enum Marker {
@@ -569,6 +606,22 @@ mod tests {
         assert_eq!(fmt_latency(500.0), "500 µs");
         assert_eq!(fmt_secs(20.0), "20 s");
         assert_eq!(fmt_secs(240.0), "4 min");
+    }
+
+    #[test]
+    fn long_lines_are_thinned_per_pixel_column() {
+        let pts: Vec<(f64, f64)> = (0..86_400)
+            .map(|i| {
+                (
+                    i as f64 / 100.0,
+                    if i == 40_000 { 500.0 } else { (i % 7) as f64 },
+                )
+            })
+            .collect();
+        let thinned = thin(pts);
+        assert!(thinned.len() <= 4 * 865, "{}", thinned.len());
+        // The spike survives (SVG y grows downwards: the lowest y is the highest value).
+        assert!(thinned.iter().any(|p| p.1 == 500.0));
     }
 
     #[test]
