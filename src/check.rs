@@ -198,6 +198,9 @@ pub struct HistoryView {
     /// Start of the healed window: after the last fault was cleared, or `ZERO` when there
     /// were no faults; `None` when a fault was still active at the end.
     pub healed_from: Option<Duration>,
+    /// When the run's heal phase started (producers stopped, every fault cleared), if it had
+    /// one.
+    pub heal_started: Option<Duration>,
     /// Run time of the last event.
     pub end: Duration,
     /// Completions without an invocation, and invocations superseded by another from the
@@ -248,6 +251,7 @@ impl HistoryView {
                     }
                     _ => view.unpaired += 1,
                 },
+                Event::HealStarted => view.heal_started = Some(*t),
                 Event::FaultSet { index, .. } => {
                     if active.is_empty() {
                         open_from = Some(*t);
@@ -340,7 +344,10 @@ impl WorkerClock {
 #[derive(Debug, Default)]
 pub(crate) struct Findings {
     anomalies: BTreeMap<&'static str, u64>,
+    /// Evidence of anomalies, which comes first.
     evidence: Vec<String>,
+    /// Other evidence (e.g. `recovered`).
+    notes: Vec<String>,
     left_out: u64,
     counts: BTreeMap<String, u64>,
 }
@@ -349,13 +356,18 @@ impl Findings {
     /// A proven anomaly named `name`, with one line of evidence.
     pub(crate) fn anomaly(&mut self, name: &'static str, evidence: String) {
         *self.anomalies.entry(name).or_default() += 1;
-        self.note(format!("{name}: {evidence}"));
+        if self.evidence.len() < MAX_EVIDENCE {
+            self.evidence.push(format!("{name}: {evidence}"));
+        } else {
+            self.left_out += 1;
+        }
     }
 
-    /// A line of evidence that is not an anomaly (e.g. `recovered`).
+    /// A line of evidence that is not an anomaly (e.g. `recovered`); anomalies' lines come
+    /// first in the result.
     pub(crate) fn note(&mut self, evidence: String) {
-        if self.evidence.len() < MAX_EVIDENCE {
-            self.evidence.push(evidence);
+        if self.notes.len() < MAX_EVIDENCE {
+            self.notes.push(evidence);
         } else {
             self.left_out += 1;
         }
@@ -382,6 +394,10 @@ impl Findings {
         for (a, n) in &self.anomalies {
             self.counts.insert((*a).to_owned(), *n);
         }
+        let room = MAX_EVIDENCE.saturating_sub(self.evidence.len());
+        self.left_out += self.notes.len().saturating_sub(room) as u64;
+        let notes = std::mem::take(&mut self.notes);
+        self.evidence.extend(notes.into_iter().take(room));
         if self.left_out > 0 {
             self.evidence
                 .push(format!("… and {} more lines left out", self.left_out));
@@ -445,6 +461,12 @@ pub(crate) mod testing {
                     label: format!("fault {index}"),
                 },
             ));
+            self
+        }
+
+        pub(crate) fn heal(mut self, ms: u64) -> H {
+            self.events
+                .push((Duration::from_millis(ms), Event::HealStarted));
             self
         }
 

@@ -126,6 +126,9 @@ struct RunArgs {
     /// Treat an UNKNOWN check verdict (e.g. the run never healed) as a failure.
     #[arg(long)]
     strict: bool,
+    /// Leave out the scenario's [[faults]]: the baseline run, which every check should pass.
+    #[arg(long)]
+    no_faults: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -299,6 +302,7 @@ async fn run(args: RunArgs) -> Exit {
         duration: args.duration,
         threads: args.threads,
         strict: args.strict,
+        no_faults: args.no_faults,
     };
     let _ = args.no_tui;
     let prepared = match &args.scenario {

@@ -30,6 +30,24 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
         .map_err(|e| format!("invalid cron expression \"{expr}\": {e}"))
 }
 
+/// The shortest time between two consecutive ticks of any of `exprs` (invalid expressions
+/// are skipped), looking a week ahead of the Unix epoch's first Monday; `None` when none ticks.
+pub fn shortest_period(exprs: &[String]) -> Option<Duration> {
+    // 1970-01-05T00:00:00Z, a Monday: any expression ticks within the following weeks.
+    const FROM: u64 = 345_600_000;
+    let crons: Vec<(String, Cron)> = exprs
+        .iter()
+        .filter_map(|e| parse(e).ok().map(|c| (e.clone(), c)))
+        .collect();
+    crons
+        .iter()
+        .filter_map(|c| {
+            let t = ticks(std::slice::from_ref(c), FROM, FROM + 35 * 86_400_000, 2);
+            (t.len() == 2).then(|| Duration::from_millis(t[1].scheduled_ms - t[0].scheduled_ms))
+        })
+        .min()
+}
+
 /// Every tick of `crons` in `(from_ms, to_ms]` on the run clock, in time order (ties in the
 /// order of `crons`). Bounded by `max` so a silly expression cannot exhaust memory.
 pub fn ticks(crons: &[(String, Cron)], from_ms: u64, to_ms: u64, max: usize) -> Vec<Tick> {

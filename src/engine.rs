@@ -372,7 +372,11 @@ impl Shared {
         let mut rng = SmallRng::seed_from_u64(mix(self.seed, seq));
         let idx = self.choose(&mut rng);
         let r = &self.requests[idx];
-        let mut cx = RenderCx { seq, rng: &mut rng };
+        let mut cx = RenderCx {
+            seq,
+            rng: &mut rng,
+            vars: None,
+        };
         let uri = match &r.uri {
             Part::Static(u) => u.clone(),
             Part::Dynamic(t) => {

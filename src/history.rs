@@ -35,6 +35,8 @@ pub enum Event {
     InFlightAbandoned,
     /// Everything stopped.
     RunEnded,
+    /// The heal phase began: every fault cleared, producers stopped, the drain started.
+    HealStarted,
     /// A scheduled mock KV fault was set.
     FaultSet {
         /// Index in the scenario's `[[faults]]`, from 0.

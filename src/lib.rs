@@ -9,6 +9,7 @@
 //! - [`metrics`]: the recorder that owns every histogram; thresholds.
 //! - [`history`]: the run's event stream (`history.jsonl`).
 //! - [`check`]: pure checkers of the history (cron, locks, queue), in the manner of Jepsen.
+//! - [`driver`]: lock, queue and cron-status clients that feed the history through the Worker's API.
 //! - [`target`]: starting and stopping what load is sent to.
 //! - [`timeline`]: scheduled mock KV faults set and cleared on the run clock.
 //! - [`local`]: a Worker run under miniflare, KV routed to the mock; crons; teardown.
@@ -21,6 +22,7 @@
 pub mod check;
 pub mod cli;
 pub mod cron;
+pub mod driver;
 pub mod engine;
 pub mod exit;
 pub mod history;

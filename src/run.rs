@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     /// An UNKNOWN check verdict fails the run.
     pub strict: bool,
+    /// Leave out the scenario's faults (a baseline run).
+    pub no_faults: bool,
 }
 
 /// Receives the live state once a second (the line printer, later the TUI).
@@ -154,6 +156,9 @@ fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> 
         }
         plan.target.kind = TargetKind::Worker(dir.clone());
     }
+    if opts.no_faults {
+        plan.faults.clear();
+    }
     if !plan.faults.is_empty() && !matches!(plan.target.kind, TargetKind::Worker(_)) {
         return Err(RunError::Usage(format!(
             "{}: [[faults]] act on kvchaos's mock KV, which only a local Worker target has: use [target] worker = \"path/to/worker\" (or --worker DIR), or remove [[faults]]",
@@ -169,6 +174,11 @@ fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> 
             return Err(RunError::Usage(
                 "--duration must be longer than zero, e.g. --duration 30s".to_owned(),
             ));
+        }
+        // A heal phase the scenario sized keeps its share of the run.
+        let before = plan.duration();
+        if let Some(h) = plan.heal.filter(|_| !before.is_zero()) {
+            plan.heal = Some(h.mul_f64(d.as_secs_f64() / before.as_secs_f64()));
         }
         plan.phases = fit_phases(&plan.phases, d);
     }
@@ -235,7 +245,8 @@ pub async fn run(
         ))
     })?;
     // Starting a Worker can take seconds: an interrupt meanwhile ends the run at once.
-    let starting = crate::target::start(&plan.target, &report_dir, plan.seed, plan.speedup);
+    let starting =
+        crate::target::start(&plan.target, &plan.kv, &report_dir, plan.seed, plan.speedup);
     let target = match or_interrupted(&interrupts, starting).await {
         Some(Ok(t)) => t,
         failed => {
@@ -317,9 +328,11 @@ pub async fn run(
     let mut history = History::create(&report_dir.join("history.jsonl"))
         .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
 
+    let driver_endpoint = endpoint.clone();
     let mut engine = Engine::start(&plan, endpoint, threads, &recorder)
         .map_err(|e| RunError::Environment(e.to_string()))?;
     let start = engine.start_instant();
+    let started_ms = wall_ms();
     // The interval log's headers carry the engine's start (a few ms ahead) as wall-clock time.
     let start_wall = SystemTime::now() + start.saturating_duration_since(Instant::now());
     if let Ok(hlog) =
@@ -349,17 +362,51 @@ pub async fn run(
     let mut phase_seen: Option<usize> = None;
     let end_at = start + planned_end;
     let has_abort = plan.thresholds.iter().any(|t| t.abort);
-    // Drivers (cron today; lock and queue clients later) report operations through this.
+    // Drivers (cron ticks, lock clients, queue producers and consumers, status probes) report
+    // operations through this.
     let (history_tx, mut history_rx) = tokio::sync::mpsc::unbounded_channel();
     let drivers_stop = CancellationToken::new();
+    // A scenario that starts its day at a given time starts it with the load, not with the
+    // Worker (which took seconds to start, minutes or hours on a fast clock).
+    if let (Some(at), Some(kv)) = (plan.kv.start_of_day, target.mock_kv()) {
+        kv.clock().set_ms(crate::target::today_at(at));
+    }
+    let crons = cron_exprs(&plan, &target);
     let cron_task = start_cron(
         &plan,
         &target,
+        &crons,
         start,
-        history_tx,
+        history_tx.clone(),
         drivers_stop.clone(),
         planned_end,
     );
+    let mut drivers = crate::driver::Drivers::start(
+        &plan,
+        crate::driver::Ctx {
+            endpoint: driver_endpoint,
+            history: history_tx,
+            run_start: start,
+            redactor: plan.redactor.clone(),
+            seed: plan.seed,
+        },
+    );
+    // The heal phase: the fault-free end of the run, before the final reads.
+    let heal = if plan.heals() {
+        // Only crons that kvchaos fires (or the scenario names) set the heal's minimum.
+        let fired = if plan.cron.fire || plan.cron.schedules.is_some() {
+            crons.as_slice()
+        } else {
+            &[]
+        };
+        let period = crate::cron::shortest_period(fired)
+            .map(|p| Duration::from_secs_f64(p.as_secs_f64() / plan.speedup));
+        plan.heal_duration(period)
+    } else {
+        Duration::ZERO
+    };
+    let heal_at = planned_end.saturating_sub(heal);
+    let mut heal_started = heal.is_zero();
     let mut abort_detail: Option<String> = None;
     let finished = engine.finished();
     tokio::pin!(finished);
@@ -377,8 +424,21 @@ pub async fn run(
                 note_faults(&mut history, &mut windows, &mut judged, events);
             }
         }
-        let next_fault = timeline.next_at().filter(|_| stopped_at.is_none());
+        let next_fault = timeline
+            .next_at()
+            .filter(|_| stopped_at.is_none() && !heal_started);
         tokio::select! {
+            _ = tokio::time::sleep_until((start + heal_at).into()), if !heal_started && stopped_at.is_none() => {
+                heal_started = true;
+                let at = Instant::now() - start;
+                history.record(at, &Event::HealStarted);
+                judged.push((at, Event::HealStarted));
+                if let Some(kv) = target.mock_kv() {
+                    let events = timeline.clear_all(at, kv);
+                    note_faults(&mut history, &mut windows, &mut judged, events);
+                }
+                drivers.heal();
+            }
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until((start + at).into()).await, None => std::future::pending().await } } => {
                 if let Some(kv) = target.mock_kv() {
                     let events = timeline.apply_due(Instant::now() - start, kv);
@@ -466,6 +526,12 @@ pub async fn run(
     if let Some(task) = cron_task {
         let _ = task.await;
     }
+    let (_, how) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
+    let queue_prefix = drivers.queue_prefix();
+    // An interrupted run ends at once; others read the final state of locks and tasks.
+    drivers
+        .finish(plan.grace, how != StopReason::Interrupted)
+        .await;
     while let Ok((t, event)) = history_rx.try_recv() {
         history.record(t, &event);
         judged.push((t, event));
@@ -527,7 +593,12 @@ pub async fn run(
             engine_threads: engine.threads() as u64,
         },
         faults: windows,
-        checks: judge(&judged),
+        checks: judge(
+            &plan,
+            &judged,
+            worker_clock(&target, started_ms),
+            queue_prefix.as_deref(),
+        ),
     };
     drop(engine);
     if let Some(kv) = target.mock_kv() {
@@ -566,6 +637,7 @@ pub async fn run(
 fn start_cron(
     plan: &Plan,
     target: &crate::target::Running,
+    exprs: &[String],
     run_start: Instant,
     history: tokio::sync::mpsc::UnboundedSender<(Duration, Event)>,
     stop: CancellationToken,
@@ -575,15 +647,10 @@ fn start_cron(
     if !plan.cron.fire {
         return None;
     }
-    let exprs = plan
-        .cron
-        .schedules
-        .clone()
-        .unwrap_or_else(|| worker.ready().crons.clone());
     let crons: Vec<_> = exprs
-        .into_iter()
-        .filter_map(|e| match crate::cron::parse(&e) {
-            Ok(c) => Some((e, c)),
+        .iter()
+        .filter_map(|e| match crate::cron::parse(e) {
+            Ok(c) => Some((e.clone(), c)),
             Err(msg) => {
                 eprintln!("warning: the Worker's {msg}; it is not fired");
                 None
@@ -605,6 +672,39 @@ fn start_cron(
     Some(tokio::spawn(crate::cron::drive(
         worker, ticks, clock, run_start, history, stop,
     )))
+}
+
+/// The cron expressions of the run: the scenario's `[cron] schedules`, else a local Worker's
+/// own `triggers.crons`.
+fn cron_exprs(plan: &Plan, target: &crate::target::Running) -> Vec<String> {
+    match (&plan.cron.schedules, target.worker()) {
+        (Some(s), _) => s.clone(),
+        (None, Some(w)) => w.ready().crons.clone(),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// The Worker's clock (`Date.now()` in workerd is real time, whatever the run clock's speed),
+/// for a local Worker; a deployed Worker's clock is not known.
+fn worker_clock(
+    target: &crate::target::Running,
+    started_ms: u64,
+) -> Option<crate::check::WorkerClock> {
+    target.worker().map(|_| crate::check::WorkerClock {
+        start_ms: started_ms,
+        speedup: 1.0,
+        tolerance_ms: WORKER_CLOCK_TOLERANCE_MS,
+    })
+}
+
+/// How far a local Worker's clock may be from kvchaos's (same machine: timer coarsening only).
+const WORKER_CLOCK_TOLERANCE_MS: u64 = 1_000;
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// Most cron ticks one run fires (a day of every-minute ticks is 1,440).
@@ -642,17 +742,43 @@ fn note_faults(
     }
 }
 
-/// The checks that apply to what the history holds: cron when ticks were fired.
-fn judge(events: &[(Duration, Event)]) -> Vec<crate::check::CheckResult> {
+/// The checks that apply: cron when ticks were fired or its status probed, lock and queue when
+/// the scenario drives them.
+pub fn judge(
+    plan: &Plan,
+    events: &[(Duration, Event)],
+    clock: Option<crate::check::WorkerClock>,
+    queue_prefix: Option<&str>,
+) -> Vec<crate::check::CheckResult> {
+    use crate::check::{cron, lock, queue};
     let view = crate::check::HistoryView::new(events);
-    let fired = events
-        .iter()
-        .any(|(_, e)| matches!(e, Event::Op { process, .. } if process == "cron"));
+    let cron_ran = events.iter().any(|(_, e)| {
+        matches!(e, Event::Op { process, .. } if process == "cron" || process == "cron-status")
+    });
     let mut out = Vec::new();
-    if fired {
-        // Gaps are reported, not judged, until scenarios can set a bound.
-        let cfg = crate::check::cron::CronConfig { max_gap_ms: None };
-        out.push(crate::check::cron::check(&view, &cfg));
+    if cron_ran {
+        let cfg = cron::CronConfig {
+            max_gap_ms: plan.cron.max_gap.map(|d| d.as_millis() as u64),
+        };
+        out.push(cron::check(&view, &cfg));
+    }
+    if let Some(l) = &plan.lock {
+        let cfg = lock::LockConfig {
+            max_starve: l.max_starve,
+            tolerance_ms: l.tolerance.as_millis() as u64,
+            clock,
+        };
+        out.push(lock::check(&view, &cfg));
+    }
+    if let Some(q) = &plan.queue {
+        let cfg = queue::QueueConfig {
+            mode: q.mode,
+            max_drain: q.max_drain,
+            tolerance_ms: WORKER_CLOCK_TOLERANCE_MS,
+            max_stall: q.max_stall,
+            ours: queue_prefix.map(str::to_owned),
+        };
+        out.push(queue::check(&view, &cfg));
     }
     out
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::local::{LocalSpec, LocalWorker, Stopped};
 use crate::mockkv::{MockKv, MockKvConfig, VirtualClock};
-use crate::scenario::plan::{TargetKind, TargetPlan};
+use crate::scenario::plan::{KvPlan, TargetKind, TargetPlan};
 
 /// A target that is up, with its base URL.
 pub struct Running {
@@ -83,10 +83,12 @@ impl Drop for Running {
     }
 }
 
-/// Starts the target. Worker logs go to `worker.log` in `report_dir`; the mock KV's clock runs
-/// `speedup` times faster than real time.
+/// Starts the target. Worker logs go to `worker.log` in `report_dir`; the mock KV has the
+/// quotas of `kv`, and its clock runs `speedup` times faster than real time from `kv`'s start
+/// of day (or now).
 pub async fn start(
     target: &TargetPlan,
+    kv_plan: &KvPlan,
     report_dir: &Path,
     seed: u64,
     speedup: f64,
@@ -119,12 +121,18 @@ pub async fn start(
         TargetKind::Worker(dir) => {
             // If this future is dropped half-way (an interrupt), stop the mock KV with it.
             let guard = stop.clone().drop_guard();
+            let clock = match kv_plan.start_of_day {
+                None => VirtualClock::real_time(speedup),
+                Some(at) => VirtualClock::starting_at(today_at(at), speedup),
+            };
             let kv = MockKv::new(
                 MockKvConfig {
                     seed,
+                    limits: kv_plan.limits,
+                    same_key_write_limit: kv_plan.same_key_write_limit,
                     ..MockKvConfig::default()
                 },
-                VirtualClock::real_time(speedup),
+                clock,
             );
             let listener = crate::mockkv::bind(loopback, false)
                 .await
@@ -159,6 +167,16 @@ pub async fn start(
             })
         }
     }
+}
+
+/// Today's (UTC) midnight plus `at`, in ms since the Unix epoch.
+pub fn today_at(at: std::time::Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let day = crate::mockkv::clock::DAY_MS;
+    now - now % day + at.as_millis() as u64
 }
 
 fn base_url(addr: SocketAddr) -> Result<url::Url, String> {

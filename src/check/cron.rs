@@ -17,8 +17,13 @@
 //! - `nonmonotonic-last-run` / `nonmonotonic-runs`: a probe reading an older `last_run` (or
 //!   fewer `runs`) than a probe that completed before it was invoked.
 //!
+//! Without fired ticks (a deployed Worker, whose crons Cloudflare fires), the probes alone are
+//! judged: `max-gap` between consecutive distinct `last_run` values read, and the run must see
+//! `last_run` advance after the last fault was cleared.
+//!
 //! UNKNOWN, without an anomaly, when no tick was fired in the healed window (the run never
-//! healed, or no tick fell after the last fault was cleared).
+//! healed, or no tick fell after the last fault was cleared) — or, judging probes alone, when
+//! no probe saw `last_run` advance in the healed window.
 
 use std::collections::BTreeMap;
 
@@ -67,12 +72,27 @@ pub fn check(h: &HistoryView, cfg: &CronConfig) -> CheckResult {
     }
 
     gaps(h, cfg, &ticks, &mut f);
-    probes(h, &ticks, &mut f);
+    let advanced_healed = probes(h, cfg, &ticks, &mut f);
 
     let healed_ticks = ticks.iter().filter(|t| h.healed(t.t)).count() as u64;
     f.set("ticks_healed", healed_ticks);
+    let probed = f.counts.get("probes_ok").copied().unwrap_or(0);
+    if ticks.is_empty() && probed > 0 {
+        let unknown = if h.healed_from.is_none() {
+            Some("the run never healed: a fault was still active at the end".to_owned())
+        } else if !advanced_healed {
+            Some("no status probe saw last_run advance after the last fault was cleared".to_owned())
+        } else {
+            None
+        };
+        return f.finish(
+            "cron",
+            unknown,
+            format!("{probed} status reads, last_run advancing, also after the heal"),
+        );
+    }
     let unknown = if ticks.is_empty() {
-        Some("no cron tick was fired".to_owned())
+        Some("no cron tick was fired and no status was read".to_owned())
     } else if h.healed_from.is_none() {
         Some("the run never healed: a fault was still active at the end".to_owned())
     } else if healed_ticks == 0 {
@@ -142,8 +162,10 @@ fn gaps(h: &HistoryView, cfg: &CronConfig, ticks: &[&Operation], f: &mut Finding
     f.set("max_gap_during_faults_ms", max_fault_gap);
 }
 
-/// Status probes: `runs` and `last_run` between consecutive probes.
-fn probes(h: &HistoryView, ticks: &[&Operation], f: &mut Findings) {
+/// Status probes: `runs` and `last_run` between consecutive probes; without ticks, the gaps
+/// between the `last_run` values read. Returns whether a probe completed in the healed window
+/// read a `last_run` newer than every probe before the window.
+fn probes(h: &HistoryView, cfg: &CronConfig, ticks: &[&Operation], f: &mut Findings) -> bool {
     let mut probes: Vec<&Operation> = h
         .ops_of("cron-status", "status")
         .filter(|p| p.is_ok())
@@ -209,6 +231,43 @@ fn probes(h: &HistoryView, ticks: &[&Operation], f: &mut Findings) {
             break;
         }
     }
+    let before_heal = probes
+        .iter()
+        .filter(|p| !h.healed(p.t))
+        .filter_map(|p| p.u64_field("last_run"))
+        .max();
+    let advanced_healed = probes.iter().any(|p| {
+        h.healed(p.t)
+            && p.u64_field("last_run")
+                .is_some_and(|l| before_heal.is_none_or(|b| l > b))
+    });
+    if ticks.is_empty() {
+        let mut seen: Vec<(u64, &Operation)> = probes
+            .iter()
+            .filter_map(|p| p.u64_field("last_run").map(|l| (l, *p)))
+            .collect();
+        seen.sort_by_key(|(l, _)| *l);
+        seen.dedup_by_key(|(l, _)| *l);
+        let mut max_gap = 0;
+        for w in seen.windows(2) {
+            let ((a, pa), (b, pb)) = (w[0], w[1]);
+            max_gap = max_gap.max(b - a);
+            if let Some(bound) = cfg.max_gap_ms.filter(|bound| b - a > *bound) {
+                f.anomaly(
+                    "max-gap",
+                    format!(
+                        "last_run went from {a} (read at {}) to {b} (read at {}): {} ms > {bound} ms{}",
+                        secs(pa.t),
+                        secs(pb.t),
+                        b - a,
+                        if h.faulted(pa.t, pb.t) { ", while a fault was active" } else { "" }
+                    ),
+                );
+            }
+        }
+        f.set("max_gap_ms", max_gap);
+    }
+    advanced_healed
 }
 
 #[cfg(test)]

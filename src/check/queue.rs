@@ -12,7 +12,11 @@
 //!
 //! Anomalies:
 //! - `lost`: an acknowledged enqueue whose task was never completed `ok` and that the drain
-//!   found not `done` (or `missing`);
+//!   found `missing`: the task is gone;
+//! - `not-drained`: an acknowledged enqueue whose task was never completed `ok` and that the
+//!   drain still found pending or leased (any status but `done` and `missing`) when the run
+//!   ended: it exists, but the queue did not deliver it in the heal phase (a lease longer than
+//!   the heal phase, or a consumer that keeps failing, leaves it there);
 //! - `duplicated`: completed `ok` more than once; counted in at-least-once mode, an anomaly in
 //!   exactly-once-effect mode;
 //! - `unexpected`: an id claimed, completed or found by the drain that no enqueue may have
@@ -20,11 +24,15 @@
 //! - `lease-overlap`: consumer B granted a lease (Worker time `lease_until - lease_ms`) on an id
 //!   before consumer A's lease on it expired, B's claim invoked after A's completed and before
 //!   A invoked a complete that may have worked;
-//! - `slow-drain`: the drain time is above [`QueueConfig::max_drain`].
+//! - `slow-drain`: the drain time is above [`QueueConfig::max_drain`];
+//! - `stalled`: the queue made no progress (no enqueue acknowledged, no task claimed or
+//!   completed) for longer than [`QueueConfig::max_stall`] while its operations were failing —
+//!   a queue that stops when KV fails. The longest such span is reported as `max_stall_ms`
+//!   either way, with whether a fault was active.
 //!
 //! Reported, not failures: `recovered` (an indeterminate enqueue later seen delivered), the
-//! drain time (from the last fault cleared, or the start of the run, to the moment every
-//! enqueued task had been seen done).
+//! drain time (from the start of the heal phase — producers stopped, faults cleared — or the
+//! last fault cleared, to the moment every enqueued task had been seen done).
 //!
 //! UNKNOWN, without an anomaly, when nothing was enqueued, when there was no drain, or when
 //! some acknowledged tasks were neither completed nor read by the drain.
@@ -55,6 +63,12 @@ pub struct QueueConfig {
     pub max_drain: Option<Duration>,
     /// Slack, in Worker ms, before comparing one lease's start with another's end.
     pub tolerance_ms: u64,
+    /// FAIL when the queue makes no progress for longer while its operations fail; `None`
+    /// only reports the longest stall.
+    pub max_stall: Option<Duration>,
+    /// The id prefix of the driver's own tasks: other ids (tasks other traffic enqueued) are
+    /// counted as `foreign` and not judged. `None` judges every id.
+    pub ours: Option<String>,
 }
 
 #[derive(Default)]
@@ -105,7 +119,10 @@ fn consumer(op: &Operation) -> &str {
 /// Judges the queue operations of `h`.
 pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
     let mut f = Findings::default();
+    stalls(h, cfg, &mut f);
     let mut tasks: BTreeMap<&str, Task> = BTreeMap::new();
+    let ours = |id: &str| cfg.ours.as_deref().is_none_or(|p| id.starts_with(p));
+    let mut foreign = std::collections::BTreeSet::new();
     let enqueues: Vec<&Operation> = h.ops_of("producer", "enqueue").collect();
     for e in &enqueues {
         let Some(id) = e.value.get("id").and_then(|v| v.as_str()) else {
@@ -130,6 +147,9 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
     }
     for c in h.ops_of("consumer", "claim").filter(|c| c.is_ok()) {
         match c.result().get("id").and_then(|v| v.as_str()) {
+            Some(id) if !ours(id) => {
+                foreign.insert(id);
+            }
             Some(id) => tasks.entry(id).or_default().claims.push(c),
             None => f.add("claims_empty", 1),
         }
@@ -138,6 +158,10 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
         let Some(id) = c.value.get("id").and_then(|v| v.as_str()) else {
             continue;
         };
+        if !ours(id) {
+            foreign.insert(id);
+            continue;
+        }
         let t = tasks.entry(id).or_default();
         if c.is_ok() {
             t.completes_ok.push(c);
@@ -148,7 +172,7 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
     }
     let drains: Vec<&Operation> = h.ops_of("drain", "result").collect();
     for d in drains.iter().filter(|d| d.is_ok()) {
-        if let Some(id) = d.field("id").and_then(|v| v.as_str()) {
+        if let Some(id) = d.field("id").and_then(|v| v.as_str()).filter(|id| ours(id)) {
             let t = tasks.entry(id).or_default();
             if t.drain.is_none_or(|prev| prev.t < d.t) {
                 t.drain = Some(d);
@@ -223,11 +247,22 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
             if let Some(e) = t.enqueue_ok.filter(|_| t.completes_ok.is_empty()) {
                 match t.drain_status() {
                     Some("done") => {}
-                    Some(status) => f.anomaly(
+                    Some("missing") => f.anomaly(
                         "lost",
                         format!(
-                            "{id:?} acknowledged at {}, drain found it {status}",
+                            "{id:?} acknowledged at {}, the drain found no such task",
                             secs(e.done_t().unwrap_or(e.t))
+                        ),
+                    ),
+                    Some(status) => f.anomaly(
+                        "not-drained",
+                        format!(
+                            "{id:?} acknowledged at {}, still {status} when the run ended{}",
+                            secs(e.done_t().unwrap_or(e.t)),
+                            match t.claims.last() {
+                                Some(c) => format!("; last claimed: {}", c.describe()),
+                                None => String::new(),
+                            }
                         ),
                     ),
                     None => undrained += 1,
@@ -237,6 +272,9 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
         lease_overlaps(id, t, cfg, &mut f);
     }
     f.set("tasks", tasks.len() as u64);
+    if !foreign.is_empty() {
+        f.set("foreign", foreign.len() as u64);
+    }
     f.set("undrained", undrained);
 
     let mut drain_unknown = None;
@@ -244,14 +282,19 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
         drain_unknown = Some("no final drain: loss cannot be judged".to_owned());
     } else if all_done {
         // No drain time when the run never healed: there is nothing to measure from.
-        if let (Some(done), Some(drain_from)) = (last_done, h.healed_from) {
+        // The drain starts when the producers stop and the faults are gone: the heal phase,
+        // or the last fault cleared when the run had no heal phase.
+        let drain_from = h
+            .healed_from
+            .map(|healed| h.heal_started.map_or(healed, |heal| heal.max(healed)));
+        if let (Some(done), Some(drain_from)) = (last_done, drain_from) {
             let took = done.saturating_sub(drain_from);
             f.set("drain_ms", took.as_millis() as u64);
             if let Some(bound) = cfg.max_drain.filter(|b| took > *b) {
                 f.anomaly(
                     "slow-drain",
                     format!(
-                        "every task was done {} ms after {} (the last fault cleared), above {} ms",
+                        "every task was done {} ms after {} (the heal phase started), above {} ms",
                         took.as_millis(),
                         secs(drain_from),
                         bound.as_millis()
@@ -279,6 +322,70 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
             tasks.len()
         ),
     )
+}
+
+/// The longest spans without progress while queue operations failed.
+fn stalls(h: &HistoryView, cfg: &QueueConfig, f: &mut Findings) {
+    let queue_ops = h.ops.iter().filter(|o| {
+        let p = o.process.as_str();
+        (p.starts_with("producer") && o.f == "enqueue")
+            || (p.starts_with("consumer") && (o.f == "claim" || o.f == "complete"))
+    });
+    let mut progress: Vec<Duration> = Vec::new();
+    let mut trouble: Vec<&Operation> = Vec::new();
+    for o in queue_ops {
+        let delivered = o.f != "claim" || o.result().get("id").is_some_and(|v| !v.is_null());
+        match (o.outcome(), o.done_t()) {
+            (OpKind::Ok, Some(t)) if delivered => progress.push(t),
+            (OpKind::Ok, _) => {}
+            _ => trouble.push(o),
+        }
+    }
+    progress.sort();
+    let mut worst: Option<(Duration, Duration, &Operation)> = None;
+    for o in &trouble {
+        let i = progress.partition_point(|p| *p <= o.t);
+        let from = if i == 0 {
+            Duration::ZERO
+        } else {
+            progress[i - 1]
+        };
+        let to = progress.get(i).copied().unwrap_or(h.end);
+        if worst.is_none_or(|(a, b, _)| to - from > b - a) {
+            worst = Some((from, to, o));
+        }
+    }
+    let Some((from, to, first)) = worst else {
+        f.set("max_stall_ms", 0);
+        return;
+    };
+    let span = to - from;
+    f.set("max_stall_ms", span.as_millis() as u64);
+    // The first failing operation of that span is the most telling evidence.
+    let first = trouble
+        .iter()
+        .filter(|o| o.t >= from && o.t <= to)
+        .min_by_key(|o| o.t)
+        .copied()
+        .unwrap_or(first);
+    if let Some(bound) = cfg.max_stall.filter(|b| span > *b) {
+        f.anomaly(
+            "stalled",
+            format!(
+                "no enqueue acknowledged and no task claimed or completed from {} to {} ({} ms > {} ms){}; first failure: {}",
+                secs(from),
+                secs(to),
+                span.as_millis(),
+                bound.as_millis(),
+                if h.faulted(from, to) {
+                    ", while a fault was active"
+                } else {
+                    ", with no fault active"
+                },
+                first.describe()
+            ),
+        );
+    }
 }
 
 fn lease_overlaps(id: &str, t: &Task, cfg: &QueueConfig, f: &mut Findings) {
@@ -418,13 +525,17 @@ mod tests {
     }
 
     #[test]
-    fn an_acknowledged_task_the_drain_finds_pending_or_missing_is_lost() {
+    fn an_acknowledged_task_the_drain_finds_missing_is_lost_and_pending_is_not_drained() {
         let h = enqueue(H::default(), 0, "a", OpKind::Ok);
         let h = enqueue(h, 100, "b", OpKind::Ok);
+        let h = enqueue(h, 200, "c", OpKind::Ok);
         let h = drain(drain(h, 1_000, "a", "pending"), 1_100, "b", "missing");
+        let h = drain(h, 1_200, "c", "leased");
         let r = check(&h.view(), &cfg(QueueMode::AtLeastOnce));
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
-        assert_eq!(r.counts["lost"], 2);
+        assert_eq!(r.counts["lost"], 1);
+        assert_eq!(r.counts["not-drained"], 2);
+        assert!(r.reason.contains("lost ×1") && r.reason.contains("not-drained ×2"));
     }
 
     #[test]
@@ -481,6 +592,23 @@ mod tests {
     }
 
     #[test]
+    fn without_faults_the_drain_is_timed_from_the_heal_phase() {
+        let mut h = H::default();
+        for (i, id) in ["a", "b"].iter().enumerate() {
+            h = enqueue(h, i as u64 * 5_000, id, OpKind::Ok);
+        }
+        h = h.heal(10_000);
+        h = drain(drain(h, 10_500, "a", "done"), 12_000, "b", "done");
+        let c = QueueConfig {
+            max_drain: Some(Duration::from_secs(5)),
+            ..cfg(QueueMode::AtLeastOnce)
+        };
+        let r = check(&h.view(), &c);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.counts["drain_ms"], 2_010);
+    }
+
+    #[test]
     fn a_slow_drain_fails_against_its_bound() {
         let c = QueueConfig {
             max_drain: Some(Duration::from_millis(500)),
@@ -489,6 +617,81 @@ mod tests {
         let r = check(&clean().view(), &c);
         assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
         assert_eq!(r.counts["slow-drain"], 1);
+    }
+
+    #[test]
+    fn failing_operations_without_progress_are_a_stall_named_with_its_first_failure() {
+        let mut h = H::default().fault(1_000, 0).clear(9_000, 0);
+        h = enqueue(h, 0, "a", OpKind::Ok);
+        h = complete(claim(h, 100, 1, "a"), 200, 1, "a", OpKind::Ok);
+        for ms in (1_000..9_000).step_by(1_000) {
+            h = enqueue(h, ms, &format!("x{ms}"), OpKind::Info);
+        }
+        h = enqueue(h, 9_500, "b", OpKind::Ok);
+        h = drain(drain(h, 10_000, "a", "done"), 10_100, "b", "done");
+        let bounded = QueueConfig {
+            max_stall: Some(Duration::from_secs(5)),
+            ..cfg(QueueMode::AtLeastOnce)
+        };
+        let r = check(&h.clone().view(), &bounded);
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        // From the completion of "a" (210 ms) to the acknowledged enqueue of "b" (9,510 ms).
+        assert_eq!(r.counts["max_stall_ms"], 9_300);
+        let line = r.evidence.iter().find(|e| e.starts_with("stalled"));
+        assert!(
+            line.is_some_and(|l| l.contains("while a fault was active") && l.contains("x1000")),
+            "{:?}",
+            r.evidence
+        );
+        // Without a bound the stall is reported, not judged.
+        let r = check(&h.view(), &cfg(QueueMode::AtLeastOnce));
+        assert_eq!(r.counts["max_stall_ms"], 9_300);
+        assert_ne!(r.verdict, Verdict::Fail, "{r:?}");
+    }
+
+    #[test]
+    fn an_idle_queue_is_not_a_stall_and_foreign_tasks_are_not_judged() {
+        let mut h = enqueue(H::default(), 0, "ours-a", OpKind::Ok);
+        h = complete(claim(h, 100, 1, "ours-a"), 200, 1, "ours-a", OpKind::Ok);
+        // Empty claims for 20 s: nothing to do is not a stall.
+        for ms in (1_000..21_000).step_by(1_000) {
+            h = h
+                .op(
+                    ms,
+                    "consumer-1",
+                    OpKind::Invoke,
+                    "claim",
+                    json!({"consumer": "consumer-1", "lease_ms": 1000}),
+                )
+                .op(
+                    ms + 5,
+                    "consumer-1",
+                    OpKind::Ok,
+                    "claim",
+                    json!({"id": null}),
+                );
+        }
+        // A task the load enqueued, delivered to our consumer.
+        h = complete(
+            claim(h, 21_000, 1, "load-task"),
+            21_100,
+            1,
+            "load-task",
+            OpKind::Ok,
+        );
+        h = drain(h, 22_000, "ours-a", "done");
+        let c = QueueConfig {
+            max_stall: Some(Duration::from_secs(1)),
+            ours: Some("ours-".to_owned()),
+            ..cfg(QueueMode::ExactlyOnceEffect)
+        };
+        let r = check(&h.clone().view(), &c);
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.counts["foreign"], 1);
+        assert_eq!(r.counts["max_stall_ms"], 0);
+        // Judging every id, the load's task is unexpected.
+        let r = check(&h.view(), &QueueConfig { ours: None, ..c });
+        assert_eq!(r.counts.get("unexpected"), Some(&1), "{r:?}");
     }
 
     #[test]

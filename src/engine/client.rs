@@ -184,13 +184,45 @@ impl Conn {
     /// before it was written (the server closed the idle connection) is retried once on a
     /// fresh connection.
     pub async fn exchange(&mut self, ep: &Endpoint, req: Request<Full<Bytes>>) -> Exchange {
+        match self.send(ep, req).await {
+            Ok(resp) => read_response(resp).await,
+            Err(x) => x,
+        }
+    }
+
+    /// Sends `req` and reads the whole response, keeping its head and up to `limit` body
+    /// bytes (check drivers read values from answers). A longer body is an `Outcome::Body`
+    /// failure.
+    pub async fn fetch(
+        &mut self,
+        ep: &Endpoint,
+        req: Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), Exchange> {
+        let resp = self.send(ep, req).await?;
+        let (parts, body) = resp.into_parts();
+        match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(b) => Ok((parts, b.to_bytes())),
+            Err(e) => {
+                self.sender = None;
+                Err(Exchange::failed(
+                    Outcome::Body,
+                    format!("reading body after status {}: {e}", parts.status.as_u16()),
+                ))
+            }
+        }
+    }
+
+    /// Sends `req` and returns the response head with its body still to read.
+    async fn send(
+        &mut self,
+        ep: &Endpoint,
+        req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Exchange> {
         let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
         let sender = match self.sender.as_mut() {
             Some(s) if reused => s,
-            _ => match self.open(ep).await {
-                Ok(s) => s,
-                Err(x) => return x,
-            },
+            _ => self.open(ep).await?,
         };
         let first = match sender.ready().await {
             Ok(()) => sender.try_send_request(req).await,
@@ -200,45 +232,43 @@ impl Conn {
             }
             Err(e) => {
                 self.sender = None;
-                return Exchange::failed(classify(&e), describe(&e));
+                return Err(Exchange::failed(classify(&e), describe(&e)));
             }
         };
         match first {
-            Ok(resp) => read_response(resp).await,
+            Ok(resp) => Ok(resp),
             Err(mut e) => match e.take_message() {
                 Some(req) if reused => self.retry(ep, Some(req)).await,
                 _ => {
                     self.sender = None;
                     let err = e.into_error();
-                    Exchange::failed(classify(&err), describe(&err))
+                    Err(Exchange::failed(classify(&err), describe(&err)))
                 }
             },
         }
     }
 
-    async fn retry(&mut self, ep: &Endpoint, req: Option<Request<Full<Bytes>>>) -> Exchange {
+    async fn retry(
+        &mut self,
+        ep: &Endpoint,
+        req: Option<Request<Full<Bytes>>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Exchange> {
         self.sender = None;
         let Some(req) = req else {
-            return Exchange::failed(
+            return Err(Exchange::failed(
                 Outcome::Reset,
                 "connection closed before the request was sent".to_owned(),
-            );
+            ));
         };
-        let sender = match self.open(ep).await {
-            Ok(s) => s,
-            Err(x) => return x,
-        };
+        let sender = self.open(ep).await?;
         let result = match sender.ready().await {
             Ok(()) => sender.send_request(req).await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(resp) => read_response(resp).await,
-            Err(e) => {
-                self.sender = None;
-                Exchange::failed(classify(&e), describe(&e))
-            }
-        }
+        result.map_err(|e| {
+            self.sender = None;
+            Exchange::failed(classify(&e), describe(&e))
+        })
     }
 }
 

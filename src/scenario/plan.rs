@@ -40,6 +40,138 @@ pub struct Plan {
     pub cron: CronPlan,
     /// Mock KV faults on the run's timeline (Worker targets).
     pub faults: Vec<FaultPlan>,
+    /// Length of the fault-free end of the run, when the scenario sets it; see
+    /// [`Plan::heal_duration`].
+    pub heal: Option<Duration>,
+    /// The mock KV's quotas and clock (Worker targets).
+    pub kv: KvPlan,
+    /// The lock driver and check, when configured.
+    pub lock: Option<LockPlan>,
+    /// The queue driver and check, when configured.
+    pub queue: Option<QueuePlan>,
+}
+
+/// The mock KV's daily quotas and the run clock's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvPlan {
+    /// Daily limits (the free plan unless the scenario says otherwise).
+    pub limits: crate::mockkv::Limits,
+    /// Enforce Cloudflare's one write per second per key.
+    pub same_key_write_limit: bool,
+    /// UTC time of day at which the run clock starts (`None`: the real time now).
+    pub start_of_day: Option<Duration>,
+}
+
+impl Default for KvPlan {
+    fn default() -> Self {
+        KvPlan {
+            limits: crate::mockkv::Limits::FREE,
+            same_key_write_limit: true,
+            start_of_day: None,
+        }
+    }
+}
+
+/// A request a check driver sends and what it reads from the answer.
+///
+/// Classification of an answer: a status in `empty` is `ok` with nothing read; any other 2xx
+/// is `ok` with the reads; a status in `fail` is a definite `fail`; anything else (5xx,
+/// timeouts, lost connections) is `info`, since it may have taken effect.
+#[derive(Debug, Clone)]
+pub struct DriverRequest {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query; may use the driver's variables.
+    pub path: Template,
+    /// Extra headers.
+    pub headers: Vec<(HeaderName, Template)>,
+    /// Body, if any.
+    pub body: Option<BodyPlan>,
+    /// Time allowed for the exchange; past it the operation is `info`.
+    pub timeout: Duration,
+    /// Statuses meaning "had no effect" (default: every 4xx not in `empty`).
+    pub fail: Vec<u16>,
+    /// Statuses meaning success with nothing to read.
+    pub empty: Vec<u16>,
+    /// Field name → where its value is read.
+    pub reads: Vec<(String, Extract)>,
+}
+
+/// Where a value is read from an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extract {
+    /// A JSON pointer (RFC 6901) into the JSON body; `""` is the whole body.
+    Pointer(String),
+    /// A response header; its text is parsed as JSON when it is JSON (a number stays a number).
+    Header(HeaderName),
+}
+
+/// Probes of the Worker's own record of its cron runs.
+#[derive(Debug, Clone)]
+pub struct CronStatusPlan {
+    /// The probe; reads `last_run` and optionally `runs`.
+    pub request: DriverRequest,
+    /// Time between probes.
+    pub every: Duration,
+}
+
+/// N clients over K lock names: acquire → hold → release, with a final read of each name.
+#[derive(Debug, Clone)]
+pub struct LockPlan {
+    /// Concurrent clients (processes `lock-0` ..).
+    pub clients: usize,
+    /// Lock names, each client picking one at random per attempt.
+    pub names: Vec<String>,
+    /// Lease each acquire asks for (`{{ttl_ms}}`).
+    pub ttl: Duration,
+    /// Hold time range after a grant.
+    pub hold: (Duration, Duration),
+    /// Pause range after a release or a refused acquire.
+    pub pause: (Duration, Duration),
+    /// FAIL when no acquisition succeeds for longer than this while clients wait.
+    pub max_starve: Option<Duration>,
+    /// Slack when comparing Worker times.
+    pub tolerance: Duration,
+    /// Acquire: reads `token` and `expires_at`.
+    pub acquire: DriverRequest,
+    /// Release.
+    pub release: DriverRequest,
+    /// Final read of each name: reads `holder` and `expires_at`.
+    pub read: Option<DriverRequest>,
+}
+
+/// Producers enqueue unique tasks; consumers (or the Worker's cron) process them; a drain
+/// reads every task's result from the start of the heal phase to the end of the run.
+#[derive(Debug, Clone)]
+pub struct QueuePlan {
+    /// The delivery guarantee being checked.
+    pub mode: crate::check::queue::QueueMode,
+    /// Producers (processes `producer-0` ..).
+    pub producers: usize,
+    /// Enqueues per second, all producers together.
+    pub rate: f64,
+    /// Consumers (processes `consumer-0` ..); 0 when the Worker processes tasks itself.
+    pub consumers: usize,
+    /// Lease each claim asks for (`{{lease_ms}}`).
+    pub lease: Duration,
+    /// Wait after a claim that found nothing.
+    pub poll: Duration,
+    /// FAIL when the drain takes longer.
+    pub max_drain: Option<Duration>,
+    /// FAIL when the queue makes no progress for longer while tasks wait or producers try.
+    pub max_stall: Option<Duration>,
+    /// Time between drain rounds.
+    pub drain_every: Duration,
+    /// Enqueue (`{{id}}`): may read `duplicate`.
+    pub enqueue: DriverRequest,
+    /// Claim (`{{consumer}}`, `{{lease_ms}}`): reads `id`, `lease_until`.
+    pub claim: Option<DriverRequest>,
+    /// Complete (`{{id}}`, `{{consumer}}`).
+    pub complete: Option<DriverRequest>,
+    /// Result (`{{id}}`): reads `status` (and `result`).
+    pub result: DriverRequest,
+    /// `status` values meaning done.
+    pub done: Vec<String>,
 }
 
 /// A mock KV fault set at `at` and cleared at `until` (or when sending stops).
@@ -56,12 +188,16 @@ pub struct FaultPlan {
 }
 
 /// Which crons a local Worker target gets, and whether they fire.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CronPlan {
     /// Replaces the Worker's `triggers.crons` (validated expressions) when set.
     pub schedules: Option<Vec<String>>,
     /// Fire the ticks that fall inside the run (default true).
     pub fire: bool,
+    /// FAIL when the gap between runs exceeds this, in run-clock time.
+    pub max_gap: Option<Duration>,
+    /// Probes of the Worker's cron status, when configured.
+    pub status: Option<CronStatusPlan>,
 }
 
 impl Default for CronPlan {
@@ -69,6 +205,8 @@ impl Default for CronPlan {
         CronPlan {
             schedules: None,
             fire: true,
+            max_gap: None,
+            status: None,
         }
     }
 }
@@ -77,6 +215,25 @@ impl Plan {
     /// Total planned duration of all phases.
     pub fn duration(&self) -> Duration {
         self.phases.iter().map(|p| p.duration).sum()
+    }
+
+    /// The fault-free end of the run: `[heal] duration`, or by default a fifth of the run
+    /// and at least `cron_period` (real time; the scenario's or the Worker's shortest cron
+    /// period at the run clock's speed), never more than half the run.
+    pub fn heal_duration(&self, cron_period: Option<Duration>) -> Duration {
+        let total = self.duration();
+        if let Some(h) = self.heal {
+            return h.min(total);
+        }
+        let fifth = total / 5;
+        let wanted = cron_period.map_or(fifth, |p| p.max(fifth));
+        wanted.min(total / 2)
+    }
+
+    /// Whether the run has anything to heal from or to check after healing: faults, or a
+    /// check driver.
+    pub fn heals(&self) -> bool {
+        !self.faults.is_empty() || self.lock.is_some() || self.queue.is_some()
     }
 
     /// The largest number of concurrent requests any phase may have, which is how many

@@ -42,6 +42,151 @@ pub struct ScenarioFile {
     pub cron: Option<Spanned<RawCron>>,
     /// `[[faults]]`: mock KV faults on the run's timeline.
     pub faults: Option<Vec<Spanned<RawFault>>>,
+    /// `[heal]`: the fault-free end of the run.
+    pub heal: Option<Spanned<RawHeal>>,
+    /// `[kv]`: the mock KV's plan and day.
+    pub kv: Option<Spanned<RawKv>>,
+    /// `[lock]`: the lock driver and check.
+    pub lock: Option<Spanned<RawLock>>,
+    /// `[queue]`: the queue driver and check.
+    pub queue: Option<Spanned<RawQueue>>,
+}
+
+/// `[heal]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeal {
+    /// Length of the fault-free end of the run.
+    pub duration: Option<RawValue>,
+}
+
+/// `[kv]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKv {
+    /// `free`, `paid` or `custom`.
+    pub plan: Option<Spanned<String>>,
+    /// Custom daily reads.
+    pub reads_per_day: Option<RawValue>,
+    /// Custom daily writes.
+    pub writes_per_day: Option<RawValue>,
+    /// Custom daily deletes.
+    pub deletes_per_day: Option<RawValue>,
+    /// Custom daily lists.
+    pub lists_per_day: Option<RawValue>,
+    /// Real length of one virtual day.
+    pub day: Option<RawValue>,
+    /// UTC time of day at which the run clock starts.
+    pub start: Option<Spanned<String>>,
+    /// Enforce one write per second per key.
+    pub same_key_write_limit: Option<bool>,
+}
+
+/// A request of a check driver: the request fields of `[[requests]]` plus what to read from
+/// the answer. Which read fields apply depends on the operation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDriverRequest {
+    /// HTTP method.
+    pub method: Option<Spanned<String>>,
+    /// Path and query template.
+    pub path: Option<Spanned<String>>,
+    /// Header name → value template.
+    pub headers: Option<Spanned<OrderedMap<Spanned<String>>>>,
+    /// Raw body template.
+    pub body: Option<Spanned<String>>,
+    /// JSON body.
+    pub json: Option<Spanned<RawJson>>,
+    /// Per-request timeout.
+    pub timeout: Option<RawValue>,
+    /// Statuses meaning the operation had no effect.
+    pub fail: Option<Spanned<Vec<RawValue>>>,
+    /// Statuses meaning success with nothing to read (a 204 claim, a 404 free lock).
+    pub empty: Option<Spanned<Vec<RawValue>>>,
+    /// Status values (read with `status`) meaning a task is done.
+    pub done: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Time between probes (`[cron.status]` only).
+    pub every: Option<RawValue>,
+    // Where each value is read: a JSON pointer into the body, or `header:Name`. Which apply
+    // depends on the operation; validation says which.
+    /// Fencing token of a grant.
+    pub token: Option<Spanned<String>>,
+    /// Lease expiry of a grant or read, ms since the Unix epoch.
+    pub expires_at: Option<Spanned<String>>,
+    /// Current holder of a lock.
+    pub holder: Option<Spanned<String>>,
+    /// Last cron run, ms since the Unix epoch.
+    pub last_run: Option<Spanned<String>>,
+    /// Cron run count.
+    pub runs: Option<Spanned<String>>,
+    /// Whether an enqueue found the id already there.
+    pub duplicate: Option<Spanned<String>>,
+    /// Task id of a claim.
+    pub id: Option<Spanned<String>>,
+    /// Lease expiry of a claim, ms since the Unix epoch.
+    pub lease_until: Option<Spanned<String>>,
+    /// Task status of a result read.
+    pub status: Option<Spanned<String>>,
+    /// Task result of a result read.
+    pub result: Option<Spanned<String>>,
+}
+
+/// `[lock]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLock {
+    /// Concurrent clients.
+    pub clients: Option<RawValue>,
+    /// Lock names.
+    pub names: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Lease asked for.
+    pub ttl: Option<RawValue>,
+    /// Hold time range `["50ms", "300ms"]`.
+    pub hold: Option<RawValue>,
+    /// Pause range between attempts.
+    pub pause: Option<RawValue>,
+    /// Longest wait for any acquisition.
+    pub max_starve: Option<RawValue>,
+    /// Clock slack.
+    pub tolerance: Option<RawValue>,
+    /// Acquire request.
+    pub acquire: Option<Spanned<RawDriverRequest>>,
+    /// Release request.
+    pub release: Option<Spanned<RawDriverRequest>>,
+    /// Read request.
+    pub read: Option<Spanned<RawDriverRequest>>,
+}
+
+/// `[queue]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    /// `at-least-once` or `exactly-once-effect`.
+    pub mode: Option<Spanned<String>>,
+    /// Producers.
+    pub producers: Option<RawValue>,
+    /// Enqueues per second, all producers together.
+    pub rate: Option<RawValue>,
+    /// Consumers (0: the Worker processes tasks itself).
+    pub consumers: Option<RawValue>,
+    /// Lease asked for by a claim.
+    pub lease: Option<RawValue>,
+    /// Wait after an empty claim.
+    pub poll: Option<RawValue>,
+    /// Longest acceptable drain.
+    pub max_drain: Option<RawValue>,
+    /// Longest acceptable stall.
+    pub max_stall: Option<RawValue>,
+    /// Time between drain rounds.
+    pub drain_every: Option<RawValue>,
+    /// Enqueue request.
+    pub enqueue: Option<Spanned<RawDriverRequest>>,
+    /// Claim request.
+    pub claim: Option<Spanned<RawDriverRequest>>,
+    /// Complete request.
+    pub complete: Option<Spanned<RawDriverRequest>>,
+    /// Result request.
+    pub result: Option<Spanned<RawDriverRequest>>,
 }
 
 /// One `[[faults]]` table.
@@ -91,6 +236,10 @@ pub struct RawCron {
     pub schedules: Option<Vec<Spanned<String>>>,
     /// Whether to fire them at all.
     pub fire: Option<bool>,
+    /// Longest acceptable gap between runs, in run-clock time.
+    pub max_gap: Option<RawValue>,
+    /// `[cron.status]`.
+    pub status: Option<Spanned<RawDriverRequest>>,
 }
 
 /// `[target]`.

@@ -1,4 +1,5 @@
-//! Request templates: `{{uuid}}`, `{{seq}}`, `{{random_key N}}`, `{{env.NAME}}`.
+//! Request templates: `{{uuid}}`, `{{seq}}`, `{{random_key N}}`, `{{env.NAME}}`, and in the
+//! requests of check drivers their variables (`{{lock}}`, `{{token}}`, `{{id}}`, ...).
 //!
 //! Templates are compiled once during validation ([`compile`]): placeholders are parsed,
 //! environment values are read and escaped for the place they go (path, header, JSON string),
@@ -29,6 +30,29 @@ pub enum Part {
     RandomKey(u64),
     /// A value read from the environment at validation time (already escaped for its context).
     Env(String),
+    /// A driver variable (e.g. `lock`, `token`), escaped for where it goes when rendered.
+    Var {
+        /// Its name.
+        name: String,
+        /// How its value is written.
+        mode: VarMode,
+    },
+}
+
+/// How a driver variable's value is written into the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarMode {
+    /// Percent-encoded for a path or query.
+    Path,
+    /// As is, in a header value (a value that cannot be a header fails the request).
+    Header,
+    /// As is, in a raw body.
+    Raw,
+    /// JSON-escaped inside a JSON string.
+    JsonString,
+    /// A JSON string that is exactly this placeholder: the value with its own JSON type (a
+    /// number stays a number, a token extracted as a string stays a string).
+    JsonValue,
 }
 
 /// Values a template may draw on when rendered.
@@ -37,6 +61,8 @@ pub struct RenderCx<'a> {
     pub seq: u64,
     /// Seeded generator for this request.
     pub rng: &'a mut SmallRng,
+    /// Driver variables by name; `None` for load requests, which have none.
+    pub vars: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Template {
@@ -82,8 +108,40 @@ impl Template {
                     let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
                     let _ = write!(out, "{}", id.hyphenated());
                 }
+                Part::Var { name, mode } => {
+                    let value = cx.vars.and_then(|v| v.get(name));
+                    render_var(value, *mode, out);
+                }
             }
         }
+    }
+}
+
+/// Writes a driver variable's value: strings without quotes, other values as JSON text, a
+/// missing value as nothing (or `null` for a whole JSON value).
+fn render_var(value: Option<&serde_json::Value>, mode: VarMode, out: &mut String) {
+    use serde_json::Value;
+    if mode == VarMode::JsonValue {
+        match value {
+            Some(v) => out.push_str(&v.to_string()),
+            None => out.push_str("null"),
+        }
+        return;
+    }
+    let text = match value {
+        None | Some(Value::Null) => return,
+        Some(Value::String(s)) => std::borrow::Cow::Borrowed(s.as_str()),
+        Some(other) => std::borrow::Cow::Owned(other.to_string()),
+    };
+    match mode {
+        // A value is one path segment or query value: its `/` and `?` are data, not syntax.
+        VarMode::Path => out.push_str(
+            &percent_encode(&text, false)
+                .replace('/', "%2F")
+                .replace('?', "%3F"),
+        ),
+        VarMode::JsonString => out.push_str(&json_escape(&text)),
+        VarMode::Header | VarMode::Raw | VarMode::JsonValue => out.push_str(&text),
     }
 }
 
@@ -132,6 +190,17 @@ pub fn compile(
     ctx: TemplateContext,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Compiled, Vec<TemplateError>> {
+    compile_with_vars(text, ctx, env, &[])
+}
+
+/// [`compile`] for a driver's request, where the placeholders `{{name}}` for each of `vars`
+/// are allowed too.
+pub fn compile_with_vars(
+    text: &str,
+    ctx: TemplateContext,
+    env: &dyn Fn(&str) -> Option<String>,
+    vars: &[&str],
+) -> Result<Compiled, Vec<TemplateError>> {
     let mut parts: Vec<Part> = Vec::new();
     let mut secrets = Vec::new();
     let mut errors = Vec::new();
@@ -154,7 +223,7 @@ pub fn compile(
         };
         let close = open + 2 + close_rel;
         let inner = text[open + 2..close].trim();
-        match placeholder(inner, ctx, env) {
+        match placeholder(inner, ctx, env, vars) {
             Ok(Placeholder::Part(p)) => parts.push(p),
             Ok(Placeholder::Env { raw, escaped }) => {
                 if escaped != raw {
@@ -188,7 +257,20 @@ fn placeholder(
     inner: &str,
     ctx: TemplateContext,
     env: &dyn Fn(&str) -> Option<String>,
+    vars: &[&str],
 ) -> Result<Placeholder, String> {
+    if let Some(name) = vars.iter().find(|v| **v == inner) {
+        let mode = match ctx {
+            TemplateContext::Path => VarMode::Path,
+            TemplateContext::Header => VarMode::Header,
+            TemplateContext::JsonString => VarMode::JsonString,
+            TemplateContext::Body | TemplateContext::Url => VarMode::Raw,
+        };
+        return Ok(Placeholder::Part(Part::Var {
+            name: (*name).to_owned(),
+            mode,
+        }));
+    }
     if let Some(name) = inner.strip_prefix("env.") {
         let name = name.trim();
         let valid = name
@@ -228,9 +310,16 @@ fn placeholder(
                     .to_owned(),
             );
         }
-        _ => {
+        _ if vars.is_empty() => {
             return Err(format!(
                 "unknown placeholder \"{{{{{inner}}}}}\": allowed placeholders: {ALLOWED_PLACEHOLDERS}"
+            ));
+        }
+        _ => {
+            let named: Vec<String> = vars.iter().map(|v| format!("{{{{{v}}}}}")).collect();
+            return Err(format!(
+                "unknown placeholder \"{{{{{inner}}}}}\": allowed here: {}, {ALLOWED_PLACEHOLDERS}",
+                named.join(", ")
             ));
         }
     };
@@ -399,6 +488,7 @@ mod tests {
             &mut RenderCx {
                 seq: 0,
                 rng: &mut rng,
+                vars: None,
             },
             &mut out,
         );
@@ -412,6 +502,7 @@ mod tests {
             &mut RenderCx {
                 seq: 0,
                 rng: &mut rng,
+                vars: None,
             },
             &mut out,
         );
@@ -482,7 +573,14 @@ mod tests {
         let render = |seed: u64, seq: u64| {
             let mut rng = SmallRng::seed_from_u64(seed);
             let mut out = String::new();
-            t.render(&mut RenderCx { seq, rng: &mut rng }, &mut out);
+            t.render(
+                &mut RenderCx {
+                    seq,
+                    rng: &mut rng,
+                    vars: None,
+                },
+                &mut out,
+            );
             out
         };
         let a = render(42, 7);

@@ -23,6 +23,8 @@ use super::template::{self, Part, RenderCx, Template, TemplateContext};
 use super::threshold;
 use crate::redact::Redactor;
 
+mod drivers;
+
 /// Highest open-loop rate, requests per second.
 const MAX_RATE: f64 = 10_000_000.0;
 /// Highest `vus` and `max_in_flight`.
@@ -53,6 +55,7 @@ pub(super) fn validate(
         errors: Vec::new(),
         redactor: Redactor::default(),
         top: first_content_offset(src),
+        vars: &[],
     };
     let name = v.name(raw.name.as_ref());
     let seed = raw.seed.as_ref().map_or(Some(random_seed), |s| v.seed(s));
@@ -78,12 +81,60 @@ pub(super) fn validate(
         .map(|ps| ps.iter().map(|p| p.duration).sum::<Duration>());
     let faults = v.faults(raw.faults.as_deref(), total);
     let cron = v.cron(raw.cron.as_ref());
+    let heal = v.heal(raw.heal.as_ref());
+    let kv = v.kv(raw.kv.as_ref());
+    let lock = v.lock(raw.lock.as_ref());
+    let queue = v.queue(raw.queue.as_ref());
+    // `[kv] day` sets the run clock's speed too; two settings would disagree.
+    let speedup = match (speedup, &kv) {
+        (Some(s), Some((_, Some(day_speed)))) => {
+            if let Some(at) = raw
+                .clock
+                .as_ref()
+                .and_then(|c| c.get_ref().speedup.as_ref())
+                .map(|v| v.span().start)
+            {
+                v.err(at, "clock.speedup", "[clock] speedup and [kv] day both set the run clock's speed: keep one (day = \"60s\" is the same as speedup = 1440)");
+                None
+            } else {
+                let _ = s;
+                Some(*day_speed)
+            }
+        }
+        (s, _) => s,
+    };
+    if let (Some(heal), Some(total), Some(faults), Some(cron), Some(speedup)) =
+        (&heal, total, &faults, &cron, speedup)
+    {
+        let h = heal.unwrap_or_else(|| default_heal(total, cron, speedup));
+        v.faults_before_heal(
+            raw.faults.as_deref().unwrap_or_default(),
+            faults,
+            total,
+            h,
+            heal.is_some(),
+        );
+    }
+    if let Some(h) = raw
+        .heal
+        .as_ref()
+        .and_then(|h| h.get_ref().duration.as_ref())
+        && let (Some(Some(d)), Some(total)) = (heal, total)
+        && d >= total
+    {
+        v.err(h.span().start, "heal.duration", format!(
+            "the heal phase ({}) is as long as the whole run ({}): keep it shorter, e.g. a fifth of the run",
+            humantime::format_duration(d),
+            humantime::format_duration(total)
+        ));
+    }
 
     let Validator {
         errors, redactor, ..
     } = v;
     match (
-        name, seed, grace, target, phases, requests, thresholds, speedup, cron, faults,
+        name, seed, grace, target, phases, requests, thresholds, speedup, cron, faults, heal, kv,
+        lock, queue,
     ) {
         (
             Some(name),
@@ -96,6 +147,10 @@ pub(super) fn validate(
             Some(speedup),
             Some(cron),
             Some(faults),
+            Some(heal),
+            Some((kv, _)),
+            Some(lock),
+            Some(queue),
         ) if errors.is_empty() => Ok(Plan {
             name,
             description: raw.description.unwrap_or_default(),
@@ -110,6 +165,10 @@ pub(super) fn validate(
             speedup,
             cron,
             faults,
+            heal,
+            kv,
+            lock,
+            queue,
         }),
         _ => {
             let mut errors = errors;
@@ -126,6 +185,18 @@ pub(super) fn validate(
                 .collect())
         }
     }
+}
+
+/// The default heal phase at validation time: the Worker's own crons are not known yet, so
+/// only the scenario's `[cron] schedules` count.
+fn default_heal(total: Duration, cron: &CronPlan, speedup: f64) -> Duration {
+    let period = cron
+        .schedules
+        .as_deref()
+        .and_then(crate::cron::shortest_period)
+        .map(|p| Duration::from_secs_f64(p.as_secs_f64() / speedup));
+    let fifth = total / 5;
+    period.map_or(fifth, |p| p.max(fifth)).min(total / 2)
 }
 
 /// Offset of the first line that is not blank or a comment: where "missing ..." errors about
@@ -150,6 +221,8 @@ struct Validator<'a> {
     redactor: Redactor,
     /// Where errors about something missing from the whole file point.
     top: usize,
+    /// Driver variables allowed in the templates being compiled (none for load requests).
+    vars: &'static [&'static str],
 }
 
 /// A value as shown in a message: always in double quotes.
@@ -216,7 +289,7 @@ impl Validator<'_> {
         ctx: TemplateContext,
         field: &str,
     ) -> Option<Template> {
-        match template::compile(s.get_ref(), ctx, self.env) {
+        match template::compile_with_vars(s.get_ref(), ctx, self.env, self.vars) {
             Ok(c) => {
                 for secret in c.secrets {
                     self.redactor.add(secret);
@@ -375,6 +448,37 @@ impl Validator<'_> {
             }
         }
         ok.then_some(out)
+    }
+
+    /// Faults must start before the heal phase, when every fault is cleared.
+    fn faults_before_heal(
+        &mut self,
+        raw: &[Spanned<RawFault>],
+        faults: &[FaultPlan],
+        total: Duration,
+        heal: Duration,
+        explicit: bool,
+    ) {
+        let heal_at = total.saturating_sub(heal);
+        for (i, (r, f)) in raw.iter().zip(faults).enumerate() {
+            if f.at >= heal_at {
+                let at = r
+                    .get_ref()
+                    .at
+                    .as_ref()
+                    .map_or(r.span().start, |v| v.span().start);
+                let how = if explicit {
+                    "[heal] duration"
+                } else {
+                    "[heal] duration (by default a fifth of the run, at least one cron period)"
+                };
+                self.err(at, format!("faults[{}].at", i + 1), format!(
+                    "the fault starts at {} but the heal phase, when every fault is cleared, starts at {}: start it earlier, or shorten {how}",
+                    humantime::format_duration(f.at),
+                    humantime::format_duration(heal_at)
+                ));
+            }
+        }
     }
 
     fn fault(
@@ -605,9 +709,14 @@ impl Validator<'_> {
                 })
                 .collect()
         });
-        ok.then(|| CronPlan {
+        let max_gap = self.cron_max_gap(c.max_gap.as_ref());
+        let status = self.cron_status(c.status.as_ref());
+        ok.then_some(())?;
+        Some(CronPlan {
             schedules,
             fire: c.fire.unwrap_or(true),
+            max_gap: max_gap?,
+            status: status?,
         })
     }
 
@@ -780,6 +889,7 @@ impl Validator<'_> {
             &mut RenderCx {
                 seq: 0,
                 rng: &mut rng,
+                vars: None,
             },
             &mut text,
         );
@@ -1133,7 +1243,28 @@ impl Validator<'_> {
                 .and_then(|w| u32::try_from(w).ok()),
         };
 
-        let method = match &raw.method {
+        let method = self.method(raw.method.as_ref(), &base);
+        let path = self.path(raw.path.as_ref(), header, &base);
+        let headers = self.headers(raw.headers.as_ref(), &base);
+        let body = self.body(raw.body.as_ref(), raw.json.as_ref(), &base);
+        let timeout = self.timeout(raw.timeout.as_ref(), &base);
+
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(RequestPlan {
+            name: name?,
+            weight: weight?,
+            method: method?,
+            path: path?,
+            headers: headers?,
+            body: body?,
+            timeout: timeout?,
+        })
+    }
+
+    fn method(&mut self, method: Option<&Spanned<String>>, base: &str) -> Option<Method> {
+        match method {
             None => Some(Method::GET),
             Some(m) => {
                 let upper = m.get_ref().trim().to_ascii_uppercase();
@@ -1152,10 +1283,17 @@ impl Validator<'_> {
                     None
                 }
             }
-        };
+        }
+    }
 
+    fn path(
+        &mut self,
+        path: Option<&Spanned<String>>,
+        header: usize,
+        base: &str,
+    ) -> Option<Template> {
         let field = format!("{base}.path");
-        let path = match &raw.path {
+        match path {
             None => {
                 self.err(header, field, "missing path: add path = \"/items/{{random_key 1000}}\" (it is appended to the target URL)");
                 None
@@ -1173,11 +1311,16 @@ impl Validator<'_> {
                 None
             }
             Some(p) => self.compile(p, TemplateContext::Path, &field),
-        };
+        }
+    }
 
-        let headers = self.headers(raw, &base);
-
-        let body = match (&raw.body, &raw.json) {
+    fn body(
+        &mut self,
+        body: Option<&Spanned<String>>,
+        json: Option<&Spanned<RawJson>>,
+        base: &str,
+    ) -> Option<Option<BodyPlan>> {
+        match (body, json) {
             (Some(_), Some(j)) => {
                 self.err(j.span().start, format!("{base}.json"), "body and json cannot be used together: keep body = \"...\" for raw text, or json = { ... } for a JSON body");
                 None
@@ -1197,35 +1340,28 @@ impl Validator<'_> {
                 })
             }),
             (None, None) => Some(None),
-        };
+        }
+    }
 
+    fn timeout(&mut self, timeout: Option<&RawValue>, base: &str) -> Option<Duration> {
         let field = format!("{base}.timeout");
-        let timeout = match &raw.timeout {
+        match timeout {
             None => Some(DEFAULT_TIMEOUT),
             Some(t) => self
                 .duration(t, &field, "timeout = \"10s\"")
                 .and_then(|d| self.positive(t, &field, d, "timeout = \"10s\""))
                 .and_then(|d| self.at_most(t, &field, d, MAX_TIMEOUT, "10m")),
-        };
-
-        if self.errors.len() > errors_before {
-            return None;
         }
-        Some(RequestPlan {
-            name: name?,
-            weight: weight?,
-            method: method?,
-            path: path?,
-            headers: headers?,
-            body: body?,
-            timeout: timeout?,
-        })
     }
 
-    fn headers(&mut self, raw: &RawRequest, base: &str) -> Option<Vec<(HeaderName, Template)>> {
+    fn headers(
+        &mut self,
+        headers: Option<&Spanned<super::raw::OrderedMap<Spanned<String>>>>,
+        base: &str,
+    ) -> Option<Vec<(HeaderName, Template)>> {
         let mut out = Vec::new();
         let mut ok = true;
-        let Some(headers) = &raw.headers else {
+        let Some(headers) = headers else {
             return Some(out);
         };
         for (key, value) in &headers.get_ref().0 {
@@ -1267,6 +1403,12 @@ impl Validator<'_> {
         ok.then_some(out)
     }
 
+    /// The driver variable `s` consists of, when it is exactly `{{name}}`.
+    fn whole_var(&self, s: &str) -> Option<&'static str> {
+        let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+        self.vars.iter().find(|v| **v == inner).copied()
+    }
+
     /// Builds the JSON text of a `json` body as one template: JSON syntax and escaped literal
     /// text as literals, placeholders inside strings as parts.
     fn json_body(&mut self, j: &Spanned<RawJson>, field: &str) -> Option<Template> {
@@ -1293,6 +1435,15 @@ impl Validator<'_> {
             }
         };
         match v.get_ref() {
+            RawJson::String(s) if self.whole_var(s).is_some() => {
+                // A string that is exactly one driver variable takes the value's JSON type.
+                let name = self.whole_var(s).unwrap_or_default().to_owned();
+                source.push_str(&serde_json::Value::String(s.clone()).to_string());
+                parts.push(Part::Var {
+                    name,
+                    mode: template::VarMode::JsonValue,
+                });
+            }
             RawJson::String(s) => {
                 let spanned = Spanned::new(v.span(), s.clone());
                 let Some(t) = self.compile(&spanned, TemplateContext::JsonString, field) else {
@@ -1585,6 +1736,7 @@ b = [{ expr = "service_max > 20us", abort = true }, "dropped_rate < 2%"]
                 &mut RenderCx {
                     seq: 4,
                     rng: &mut rng,
+                    vars: None,
                 },
                 &mut out,
             );
@@ -1595,6 +1747,7 @@ b = [{ expr = "service_max > 20us", abort = true }, "dropped_rate < 2%"]
             &mut RenderCx {
                 seq: 0,
                 rng: &mut rng,
+                vars: None,
             },
             &mut path,
         );

@@ -432,7 +432,7 @@ fn the_default_run_is_the_reference_worker_under_a_kv_daily_limit() {
         .args([
             "run",
             "--duration",
-            "8s",
+            "12s",
             "--no-tui",
             "--out",
             out.to_str().expect("utf-8"),
@@ -453,15 +453,21 @@ fn the_default_run_is_the_reference_worker_under_a_kv_daily_limit() {
             .expect("json");
     assert_eq!(s["scenario"]["name"], "smoke");
     assert_eq!(s["target"]["kind"], "worker");
-    // The daily-limit window (6 s to 14 s) starts inside the 8 s run and is cleared at its end.
+    // The daily-limit window (6 s to 16 s) starts inside the 12 s run and is cleared when the
+    // heal phase starts (6 s of 24 s, scaled to 3 s of 12 s).
     assert_eq!(s["faults"][0]["label"], "daily-limit put");
     assert!(
         s["faults"][0]["cleared_at_s"]
             .as_f64()
-            .is_some_and(|c| c >= 7.9),
+            .is_some_and(|c| (8.9..9.5).contains(&c)),
         "{}",
         s["faults"]
     );
+    // Every check ran through the Worker's own API, and passed.
+    let checks = s["checks"].as_array().expect("checks");
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["cron", "lock", "queue"], "{checks:?}");
+    assert!(checks.iter().all(|c| c["verdict"] == "PASS"), "{checks:?}");
     assert_eq!(
         s["overall"]["errors"], 0,
         "the migrated Worker does not notice: {}",

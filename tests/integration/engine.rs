@@ -60,6 +60,10 @@ fn plan(addr: SocketAddr, phases: Vec<Phase>, requests: Vec<RequestPlan>) -> Pla
         speedup: 1.0,
         cron: kvchaos::scenario::plan::CronPlan::default(),
         faults: Vec::new(),
+        heal: None,
+        kv: kvchaos::scenario::plan::KvPlan::default(),
+        lock: None,
+        queue: None,
     }
 }
 

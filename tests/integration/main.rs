@@ -2,8 +2,10 @@
 
 mod cli;
 mod engine;
+mod foreign_worker;
 mod launcher;
 mod local;
+mod proof;
 mod reference_workers;
 mod servers;
 mod support;

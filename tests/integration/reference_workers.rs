@@ -43,23 +43,26 @@ async fn mock() -> Mock {
 }
 
 async fn start(worker: &str, kv_addr: SocketAddr, log_dir: &Path) -> LocalWorker {
-    let mut spec = LocalSpec::new(
-        Path::new(WORKERS).join(worker),
-        Some(kv_addr),
-        log_dir.join(format!("{worker}.log")),
-    );
+    start_dir(&Path::new(WORKERS).join(worker), kv_addr, log_dir).await
+}
+
+/// The Worker in `dir` under miniflare, its KV routed to the mock at
+/// `kv_addr`, its log in `log_dir/<dir name>.log`.
+pub(crate) async fn start_dir(dir: &Path, kv_addr: SocketAddr, log_dir: &Path) -> LocalWorker {
+    let worker = dir
+        .file_name()
+        .map_or_else(|| "worker".to_owned(), |n| n.to_string_lossy().into_owned());
+    let mut spec = LocalSpec::new(dir, Some(kv_addr), log_dir.join(format!("{worker}.log")));
     spec.ready_timeout = READY_TIMEOUT;
     let w = LocalWorker::start(&spec)
         .await
         .unwrap_or_else(|e| panic!("starting {worker}: {e:#}"));
-    println!(
-        "reference_workers: {worker}: startup-to-ready {} ms",
-        w.startup().as_millis()
-    );
+    println!("{worker}: startup-to-ready {} ms", w.startup().as_millis());
     w
 }
 
-async fn stop(w: LocalWorker) {
+/// Stops `w` gracefully and waits until its whole process group is gone.
+pub(crate) async fn stop(w: LocalWorker) {
     let pgid = w.pgid();
     assert_eq!(w.stop().await.expect("stop"), Stopped::Graceful);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -74,20 +77,48 @@ async fn stop(w: LocalWorker) {
 
 /// A Worker's answer: status, headers, JSON body (`Null` when empty).
 #[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Value,
 }
 
-/// One request to the Worker at `url`, on its own connection.
-async fn call(
+/// One request to the Worker at `url`, on its own connection; the answer's
+/// body must be JSON or empty.
+pub(crate) async fn call(
     url: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: Option<Value>,
 ) -> Answer {
+    let (status, headers, bytes) = call_raw(url, method, path, headers, body).await;
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// One request to the Worker at `url`, on its own connection: status,
+/// headers and the body's bytes, whatever they are.
+pub(crate) async fn call_raw(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, http::HeaderMap, Bytes) {
     let authority = url.trim_start_matches("http://").to_owned();
     let stream = tokio::net::TcpStream::connect(&authority)
         .await
@@ -118,21 +149,7 @@ async fn call(
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            panic!(
-                "{method} {path}: answer is not JSON ({e}): {}",
-                String::from_utf8_lossy(&bytes)
-            )
-        })
-    };
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    (status, headers, bytes)
 }
 
 async fn get(url: &str, path: &str) -> Answer {

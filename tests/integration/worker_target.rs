@@ -157,7 +157,7 @@ async fn the_wrapped_kv_binding_serves_the_worker_and_counts_its_refusals() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let text = put_scenario_with(
         20,
-        2,
+        3,
         "kv_binding = \"wrapped\"",
         "[cron]\nfire = false\n[[faults]]\nat = \"1s\"\nkind = \"daily-limit\"\nops = [\"put\"]",
     );
@@ -168,8 +168,9 @@ async fn the_wrapped_kv_binding_serves_the_worker_and_counts_its_refusals() {
     .await;
     let ok = kv_count(&outcome.report_dir, "put", "seq:", "ok");
     let refused = kv_count(&outcome.report_dir, "put", "seq:", "daily-limit");
-    // 40 puts through the wrapper: the first second's succeed, the rest meet the daily limit.
-    assert_eq!(ok + refused, 40, "{:?}", outcome.summary.errors);
+    // 60 puts through the wrapper: the first second's succeed, those until the heal phase
+    // (the last fifth of the run) meet the daily limit, the rest succeed again.
+    assert_eq!(ok + refused, 60, "{:?}", outcome.summary.errors);
     assert!(ok >= 15 && refused >= 15, "ok {ok}, refused {refused}");
 }
 
@@ -245,11 +246,13 @@ async fn a_run_that_never_heals_is_unknown_and_fails_only_with_strict() {
     }
     for strict in [false, true] {
         let tmp = tempfile::tempdir().expect("tempdir");
-        // The fault lasts until sending stops: no tick ever runs on a healed KV.
+        // The run clock starts 30 s into a minute at 60x, so the every-minute cron ticks at
+        // 0.5 s, 1.5 s and 2.5 s; the fault lasts until the heal phase, which starts at 2.7 s:
+        // no tick ever runs on a healed KV.
         let text = put_scenario(
             2,
             3,
-            "[clock]\nspeedup = 60\n[[faults]]\nat = \"0s\"\nkind = \"error\"\nstatus = 503\nops = [\"get\"]",
+            "[clock]\nspeedup = 60\n[kv]\nstart = \"00:00:30\"\n[heal]\nduration = \"300ms\"\n[[faults]]\nat = \"0s\"\nkind = \"error\"\nstatus = 503\nops = [\"get\"]",
         );
         let opts = kvchaos::run::RunOptions {
             scenario: write_scenario(tmp.path(), "never-heals.toml", &text),
