@@ -909,6 +909,17 @@ fn queue_timeline(out: &mut String, d: &RunData, view: &HistoryView, x: Axis) ->
             steps.push((t, -1));
         }
     }
+    // A task the final drain found done (completed by a consumer whose answer was lost, or
+    // never seen completing) leaves the queue when the drain saw it.
+    for r in view.ops_of("drain", "result").filter(|r| r.is_ok()) {
+        if let (Some(id), Some(t), Some("done")) =
+            (r.str_field("id"), r.done_t(), r.str_field("status"))
+            && enqueued.contains(id)
+            && completed.insert(id)
+        {
+            steps.push((t, -1));
+        }
+    }
     steps.sort_by_key(|s| s.0);
     let mut depth = 0i64;
     let mut pts: Vec<(f64, Option<f64>)> = vec![(0.0, Some(0.0))];
@@ -927,7 +938,7 @@ fn queue_timeline(out: &mut String, d: &RunData, view: &HistoryView, x: Axis) ->
         WIDE.0,
         220.0,
         x,
-        Axis::linear_to(max_depth.max(1) as f64 * 1.1),
+        Axis::counts_to(max_depth as f64 * 1.1),
     )
     .formats(svg::fmt_secs, svg::fmt_num)
     .labels("run time", "tasks enqueued, not yet completed");

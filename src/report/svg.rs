@@ -38,6 +38,8 @@ pub struct Axis {
     pub max: f64,
     /// Base-10 logarithmic (`min` must then be above 0).
     pub log: bool,
+    /// Counts: ticks are whole numbers.
+    pub integer: bool,
 }
 
 impl Axis {
@@ -48,6 +50,22 @@ impl Axis {
             min,
             max,
             log: false,
+            integer: false,
+        }
+    }
+
+    /// A linear axis of counts from 0 to at least `max`, with whole-number ticks.
+    pub fn counts_to(max: f64) -> Axis {
+        let max = max.max(1.0);
+        // Small counts end on the next whole number, not on a half step.
+        let top = if max <= 5.0 {
+            max.ceil()
+        } else {
+            nice_ceiling(max)
+        };
+        Axis {
+            integer: true,
+            ..Axis::linear(0.0, top)
         }
     }
 
@@ -65,6 +83,7 @@ impl Axis {
             min: 10f64.powf(lo.log10().floor()),
             max: 10f64.powf(hi.log10().ceil()),
             log: true,
+            integer: false,
         }
     }
 
@@ -98,7 +117,10 @@ impl Axis {
             }
             out
         } else {
-            let step = nice_step((self.max - self.min) / 5.0);
+            let mut step = nice_step((self.max - self.min) / 5.0);
+            if self.integer {
+                step = step.max(1.0);
+            }
             let mut out = Vec::new();
             let mut v = (self.min / step).ceil() * step;
             while v <= self.max + step * 1e-9 {
@@ -597,6 +619,7 @@ mod tests {
         let a = Axis::linear_to(87.0);
         assert_eq!(a.max, 100.0);
         assert_eq!(a.ticks(), [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+        assert_eq!(Axis::counts_to(2.2).ticks(), [0.0, 1.0, 2.0, 3.0]);
         let l = Axis::log(350.0, 48_000.0);
         assert_eq!((l.min, l.max), (100.0, 100_000.0));
         assert_eq!(l.ticks(), [100.0, 1_000.0, 10_000.0, 100_000.0]);
