@@ -798,6 +798,9 @@ fn run_verdict(s: &Summary) -> &'static str {
     human::verdict(s).word.unwrap_or("no thresholds")
 }
 
+/// Most key prefixes listed per operation in the Markdown comparison.
+const MAX_MD_PREFIXES: usize = 8;
+
 /// Escapes text for a Markdown table cell.
 fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -952,7 +955,27 @@ pub fn render_markdown(c: &Comparison) -> String {
                 out,
                 "Every outcome counts (a put refused by a fault was still attempted).\n\n| operation | key prefix | before | after | change |\n|---|---|--:|--:|--:|"
             );
-            for r in kv_rows(a, b) {
+            let rows = kv_rows(a, b);
+            for (i, r) in rows.iter().enumerate() {
+                // A PR comment stays short: the busiest prefixes of each operation, then a
+                // count of the rest (the HTML page lists them all).
+                let rank = rows[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|p| p.prefix.is_some())
+                    .count();
+                if r.prefix.is_some() && rank >= MAX_MD_PREFIXES {
+                    let last_of_op = rows.get(i + 1).is_none_or(|n| n.prefix.is_none());
+                    if last_of_op {
+                        let _ = writeln!(
+                            out,
+                            "| {} | … {} more prefixes | | | |",
+                            r.op.as_str(),
+                            rank + 1 - MAX_MD_PREFIXES
+                        );
+                    }
+                    continue;
+                }
                 let prefix = match &r.prefix {
                     None => "**all prefixes**".to_owned(),
                     Some(_) => format!("`{}`", prefix_text(&r.prefix).replace('`', "'")),
@@ -1390,6 +1413,20 @@ mod tests {
     }
 
     #[test]
+    fn markdown_lists_the_busiest_prefixes_and_counts_the_rest() {
+        let (mut a, b) = pair();
+        let many: Vec<(String, u64)> = (0..12).map(|i| (format!("p{i:02}:"), 100 - i)).collect();
+        let refs: Vec<(&str, u64)> = many.iter().map(|(p, n)| (p.as_str(), *n)).collect();
+        a.kv = Some(snapshot(&refs));
+        let md = render_markdown(&compare(a, b, &[]).expect("compares"));
+        assert!(md.contains("| put | `p07:` |"), "{md}");
+        assert!(!md.contains("`p08:`"), "{md}");
+        // 12 prefixes before and 2 others after: 14 in all, 8 listed.
+        assert!(md.contains("| put | … 6 more prefixes | | | |"), "{md}");
+        assert!(md.contains("| get | `cache:` |"), "{md}");
+    }
+
+    #[test]
     fn markdown_snapshot() {
         let c = run(&["p99 +20%", "kv_puts +0", "verdicts"]);
         let started = md(&c.before.summary.started_at);
@@ -1431,10 +1468,7 @@ mod tests {
         );
         std::fs::write(dir.path().join("mockkv.json"), "[").expect("written");
         let e = Side::load(dir.path()).expect_err("bad mockkv").to_string();
-        assert!(
-            e.contains("mockkv.json left out: not a mock KV snapshot"),
-            "{e}"
-        );
+        assert!(e.contains("mockkv.json: not a mock KV snapshot"), "{e}");
         assert!(
             e.ends_with("remove or fix it to compare without KV operations"),
             "{e}"

@@ -105,7 +105,7 @@ impl RunData {
         }
         match read_mockkv(dir) {
             Ok(kv) => d.kv = kv,
-            Err(e) => d.notes.push(e),
+            Err(e) => d.notes.push(format!("{MOCKKV_FILE} left out: {e}")),
         }
         d
     }
@@ -207,10 +207,10 @@ pub fn read_mockkv(dir: &Path) -> Result<Option<Snapshot>, String> {
     let mut bytes = Vec::new();
     std::fs::File::open(&path)
         .and_then(|f| f.take(MAX_MOCKKV_BYTES).read_to_end(&mut bytes))
-        .map_err(|e| format!("{} left out: cannot read: {e}", path.display()))?;
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|e| format!("{} left out: not a mock KV snapshot: {e}", path.display()))
+        .map_err(|e| format!("{}: not a mock KV snapshot: {e}", path.display()))
 }
 
 /// Parses `timeseries.csv`; `Err` holds the 1-based number of the first bad line.
