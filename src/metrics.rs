@@ -1,8 +1,8 @@
 //! The recorder: owns every latency histogram. Engine threads record into per-thread shards;
 //! once a second [`Recorder::tick`] folds the shards into the run totals, writes one time-series
 //! row per request, hands each closed interval's histograms to an optional [`IntervalSink`]
-//! (the `latency.hlog` writer) and publishes a [`Live`] snapshot. Memory stays flat however long the run:
-//! a fixed number of histograms, reset and reused every interval.
+//! (the `latency.hlog` writer) and publishes a [`Live`] snapshot. Memory stays flat however
+//! long the run: a fixed number of histograms, reset and reused every interval.
 //!
 //! Does not touch the terminal or decide pass/fail beyond evaluating thresholds on totals.
 
