@@ -38,11 +38,19 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
-    /// Re-render the reports of a report folder from its summary.json.
+    /// Re-render report.md, junit.xml and report.html of a report folder from its summary.json,
+    /// history.jsonl, latency.hlog, timeseries.csv and mockkv.json.
+    #[command(
+        after_help = "Exit codes:\n  0    the reports were written\n  2    the folder or its summary.json could not be read\n  3    a report could not be written"
+    )]
     Report {
-        /// Report folder (as printed at the end of a run).
+        /// Report folder (as printed at the end of a run), or its summary.json.
         dir: PathBuf,
     },
+    /// Compare two runs: latency, error-rate and verdict changes, KV operations per 1,000
+    /// requests by key prefix; optional regression gates.
+    #[command(after_help = COMPARE_HELP)]
+    Compare(CompareArgs),
     /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
     MockKv(crate::mockkv::MockKvArgs),
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
@@ -52,6 +60,39 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
     },
+}
+
+const COMPARE_HELP: &str = "\
+Gates (--fail-if, repeatable):
+  p99 +20%              p99 of all requests may rise by at most 20% (p50 p90 p95 p99 p99.9 max mean)
+  p99[checkout] +50ms   one request, absolute; p99[*] +20% judges every request and all
+  error_rate +1pp       error rate may rise by at most 1 percentage point
+  rps -10%              throughput may fall by at most 10%
+  kv_puts +0            no more KV puts per 1,000 requests than before (kv_ops kv_gets kv_puts
+                        kv_deletes kv_lists); kv_puts[queue:] +10% for one key prefix
+  verdicts              no check or threshold that passed before may stop passing
+
+Exit codes:
+  0    compared; every gate held
+  1    a gate failed
+  2    a report could not be read, or a gate is invalid
+  3    the --html file could not be written";
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// The run before (a report folder or its summary.json).
+    before: PathBuf,
+    /// The run after (a report folder or its summary.json).
+    after: PathBuf,
+    /// Fail (exit 1) when AFTER regressed beyond this gate, e.g. "p99 +20%" or "kv_puts +0".
+    #[arg(long = "fail-if", value_name = "GATE")]
+    fail_if: Vec<String>,
+    /// Also write the comparison as a self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Do not print the Markdown comparison to stdout.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -123,21 +164,73 @@ async fn dispatch(cli: Cli) -> Exit {
     match cli.command {
         Command::Run(args) => run(args).await,
         Command::Validate { scenarios } => validate(&scenarios),
-        Command::Report { dir } => match crate::report::rerender(&dir) {
-            Ok(files) => {
-                for f in files {
-                    println!("wrote {}", f.display());
-                }
-                Exit::Pass
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                Exit::Usage
-            }
-        },
+        Command::Report { dir } => report(&dir),
+        Command::Compare(args) => compare(&args),
         Command::BuiltinServer { listen } => builtin_server(listen).await,
         Command::MockKv(args) => mock_kv(args).await,
     }
+}
+
+fn report(dir: &Path) -> Exit {
+    use crate::report::ReportError;
+    match crate::report::rerender(dir) {
+        Ok(r) => {
+            for n in &r.notes {
+                eprintln!("warning: {n}");
+            }
+            for f in &r.files {
+                println!("wrote {}", f.display());
+            }
+            println!("{}", crate::report::text::terminal_summary(&r.summary));
+            Exit::Pass
+        }
+        Err(e @ ReportError::Write { .. }) => {
+            eprintln!("error: {e}");
+            Exit::Environment
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Usage
+        }
+    }
+}
+
+fn compare(args: &CompareArgs) -> Exit {
+    use crate::report::compare;
+    let result = (|| {
+        let gates = args
+            .fail_if
+            .iter()
+            .map(|g| compare::parse_gate(g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let before = compare::Side::load(&args.before)?;
+        let after = compare::Side::load(&args.after)?;
+        compare::compare(before, after, &gates)
+    })();
+    let c = match result {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Usage;
+        }
+    };
+    if !args.quiet {
+        print!("{}", compare::render_markdown(&c));
+    }
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, compare::render_html(&c)) {
+            eprintln!(
+                "error: {}: cannot write the HTML comparison: {e}",
+                path.display()
+            );
+            return Exit::Environment;
+        }
+        eprintln!("wrote {}", path.display());
+    }
+    for g in c.gates.iter().filter(|g| !g.passed) {
+        eprintln!("gate failed: {}: {}", g.gate, g.detail.join("; "));
+    }
+    if c.passed() { Exit::Pass } else { Exit::Fail }
 }
 
 fn validate(files: &[PathBuf]) -> Exit {

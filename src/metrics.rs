@@ -1,7 +1,8 @@
 //! The recorder: owns every latency histogram. Engine threads record into per-thread shards;
 //! once a second [`Recorder::tick`] folds the shards into the run totals, writes one time-series
-//! row per request and publishes a [`Live`] snapshot. Memory stays flat however long the run:
-//! a fixed number of histograms, reset and reused every interval.
+//! row per request, hands each closed interval's histograms to an optional [`IntervalSink`]
+//! (the `latency.hlog` writer) and publishes a [`Live`] snapshot. Memory stays flat however
+//! long the run: a fixed number of histograms, reset and reused every interval.
 //!
 //! Does not touch the terminal or decide pass/fail beyond evaluating thresholds on totals.
 
@@ -330,7 +331,18 @@ pub struct Recorder {
     scratch: Histogram<u64>,
     scratch_all: Histogram<u64>,
     csv: Option<Box<dyn Write + Send>>,
+    sink: Option<Box<dyn IntervalSink>>,
     live: Live,
+}
+
+/// Receives the corrected-latency histogram of every interval as [`Recorder::tick`] closes it
+/// (e.g. the `latency.hlog` writer), so interval data leaves memory once a second.
+pub trait IntervalSink: Send {
+    /// One closed interval: `request` is a request name, or `None` for all requests together;
+    /// the interval started `start_s` after the run started and lasted `len_s`.
+    fn interval(&mut self, request: Option<&str>, start_s: f64, len_s: f64, h: &Histogram<u64>);
+    /// Called once when the recorder finishes.
+    fn finish(&mut self) {}
 }
 
 /// Header of `timeseries.csv`.
@@ -367,9 +379,15 @@ impl Recorder {
             scratch: new_histogram(),
             scratch_all: new_histogram(),
             csv,
+            sink: None,
             live: Live::default(),
             names,
         })
+    }
+
+    /// Sends every closed interval's histograms to `sink` from now on.
+    pub fn set_interval_sink(&mut self, sink: Box<dyn IntervalSink>) {
+        self.sink = Some(sink);
     }
 
     /// The shard for engine thread `i`.
@@ -418,6 +436,10 @@ impl Recorder {
                 }
             }
             let _ = self.scratch_all.add(&self.scratch);
+            if let Some(sink) = self.sink.as_mut() {
+                let start_s = (elapsed_s - interval_s).max(0.0);
+                sink.interval(Some(&self.names[r]), start_s, interval_s, &self.scratch);
+            }
             all.add(&row);
             self.write_row(
                 elapsed_s,
@@ -429,6 +451,10 @@ impl Recorder {
             );
         }
         std::mem::swap(&mut self.scratch, &mut self.scratch_all);
+        if let Some(sink) = self.sink.as_mut() {
+            let start_s = (elapsed_s - interval_s).max(0.0);
+            sink.interval(None, start_s, interval_s, &self.scratch);
+        }
         self.write_row(elapsed_s, interval_s, "all", &all, rss_kib, true);
         // Fold the interval into the totals and reuse its histograms.
         for (i, cell) in self.interval.cells.iter_mut().enumerate() {
@@ -519,6 +545,9 @@ impl Recorder {
     pub fn finish(mut self) -> (Vec<Totals>, Totals, Vec<ErrorSample>) {
         if let Some(w) = self.csv.as_mut() {
             let _ = w.flush();
+        }
+        if let Some(sink) = self.sink.as_mut() {
+            sink.finish();
         }
         let (per, all) = self.totals();
         let mut samples: Vec<ErrorSample> = self

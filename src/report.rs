@@ -1,16 +1,26 @@
 //! Reports: one data model ([`model::Summary`]) and one writer per format.
 //!
-//! A run ends with [`write_all`], which writes `summary.json` ([`json`]) and `report.md`
-//! ([`markdown`]) into the report folder; [`text`] gives the short end-of-run summary for the
-//! terminal. `summary.json` is the source of truth: [`rerender`] (behind `kvchaos report DIR`)
-//! reads it back and writes every other format again, so a report can be re-rendered by a newer
-//! kvchaos. This module does not measure anything (the recorder fills the `Summary`) and does
-//! not print (the CLI does); `timeseries.csv` is written by the recorder.
+//! A run ends with [`write_all`], which writes `summary.json` ([`json`]), `report.md`
+//! ([`markdown`]), `junit.xml` ([`junit`]) and `report.html` ([`html`]) into the report folder;
+//! [`text`] gives the short end-of-run summary for the terminal. `summary.json` is the source of
+//! truth: [`rerender`] (behind `kvchaos report DIR`) reads it back, with the folder's history
+//! and interval data ([`data`]), and writes every other format again, so a report can be
+//! re-rendered by a newer kvchaos. [`compare`] sets two runs side by side.
+//!
+//! This module does not measure anything (the recorder fills the `Summary`) and does not print
+//! (the CLI does). During the run the recorder writes `timeseries.csv` and, through
+//! [`hlog::HlogWriter`], `latency.hlog`; the run writes `history.jsonl` and `mockkv.json`.
 
+pub mod compare;
+pub mod data;
+pub mod hlog;
+pub mod html;
 mod human;
 pub mod json;
+pub mod junit;
 pub mod markdown;
 pub mod model;
+mod svg;
 pub mod text;
 
 use std::io;
@@ -128,24 +138,63 @@ pub enum ReportError {
     },
 }
 
-/// Writes `summary.json` and `report.md` into `dir` (created if needed); returns the files
-/// written, summary first.
+/// Writes `summary.json`, then `report.md`, `junit.xml` and `report.html` into `dir` (created
+/// if needed); returns the files written, summary first. The HTML report reads the history and
+/// interval data already in `dir`.
 pub fn write_all(dir: &Path, s: &Summary) -> Result<Vec<PathBuf>, ReportError> {
     let summary = json::write_summary(dir, s)?;
-    let report = write_markdown(dir, s)?;
-    Ok(vec![summary, report])
+    let mut files = vec![summary];
+    files.extend(render_formats(dir, s)?.files);
+    Ok(files)
+}
+
+/// What [`rerender`] wrote.
+#[derive(Debug)]
+pub struct Rendered {
+    /// The files written.
+    pub files: Vec<PathBuf>,
+    /// Data files that were missing or unreadable (their parts of the HTML report are empty).
+    pub notes: Vec<String>,
+    /// The summary the reports were rendered from.
+    pub summary: Summary,
 }
 
 /// Reads `summary.json` from `dir` (a report folder, or the summary file itself) and writes
-/// `report.md` next to it again; returns the files written. Backs `kvchaos report DIR`.
-pub fn rerender(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+/// `report.md`, `junit.xml` and `report.html` next to it again, from the summary and the
+/// folder's `history.jsonl`, `latency.hlog`, `timeseries.csv` and `mockkv.json`. Backs
+/// `kvchaos report DIR`.
+pub fn rerender(dir: &Path) -> Result<Rendered, ReportError> {
     let file = json::summary_path(dir)?;
     let s = json::read_summary(&file)?;
     let out_dir = match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    Ok(vec![write_markdown(out_dir, &s)?])
+    let r = render_formats(out_dir, &s)?;
+    Ok(Rendered {
+        files: r.files,
+        notes: r.notes,
+        summary: s,
+    })
+}
+
+struct Formats {
+    files: Vec<PathBuf>,
+    notes: Vec<String>,
+}
+
+/// Every format derived from the summary and the folder's data files.
+fn render_formats(dir: &Path, s: &Summary) -> Result<Formats, ReportError> {
+    let markdown = write_markdown(dir, s)?;
+    let junit = dir.join(junit::JUNIT_FILE);
+    json::write_atomic(&junit, junit::render(s).as_bytes())?;
+    let data = data::RunData::load(dir, s.clone());
+    let html = dir.join(html::HTML_FILE);
+    json::write_atomic(&html, html::render(&data).as_bytes())?;
+    Ok(Formats {
+        files: vec![markdown, junit, html],
+        notes: data.notes,
+    })
 }
 
 fn write_markdown(dir: &Path, s: &Summary) -> Result<PathBuf, ReportError> {
@@ -165,7 +214,7 @@ mod tests {
     use crate::report::model::fixture;
 
     #[test]
-    fn write_all_writes_summary_and_markdown() {
+    fn write_all_writes_summary_and_every_format() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = fixture();
         let files = write_all(dir.path(), &s).expect("written");
@@ -173,7 +222,9 @@ mod tests {
             files,
             [
                 dir.path().join(json::SUMMARY_FILE),
-                dir.path().join(MARKDOWN_FILE)
+                dir.path().join(MARKDOWN_FILE),
+                dir.path().join(junit::JUNIT_FILE),
+                dir.path().join(html::HTML_FILE),
             ]
         );
         let md = std::fs::read_to_string(&files[1]).expect("report.md");
@@ -188,10 +239,10 @@ mod tests {
         let md_path = dir.path().join(MARKDOWN_FILE);
         std::fs::write(&md_path, "stale").expect("stale report");
 
-        assert_eq!(
-            rerender(dir.path()).expect("rerendered"),
-            vec![md_path.clone()]
-        );
+        let r = rerender(dir.path()).expect("rerendered");
+        assert_eq!(r.files[0], md_path);
+        assert_eq!(r.files.len(), 3);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
         assert_eq!(
             std::fs::read_to_string(&md_path).expect("report.md"),
             markdown::render(&s)
@@ -200,10 +251,7 @@ mod tests {
         // The summary file itself is accepted too; the report goes next to it.
         std::fs::remove_file(&md_path).expect("removed");
         let summary = dir.path().join(json::SUMMARY_FILE);
-        assert_eq!(
-            rerender(&summary).expect("rerendered"),
-            vec![md_path.clone()]
-        );
+        assert_eq!(rerender(&summary).expect("rerendered").files[0], md_path);
         assert!(md_path.exists());
     }
 

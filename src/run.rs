@@ -322,6 +322,9 @@ pub async fn run(
     })?;
     let mut recorder = Recorder::new(names, threads, Some(Box::new(std::io::BufWriter::new(csv))))
         .map_err(|e| RunError::Environment(format!("cannot write timeseries.csv: {e}")))?;
+    let hlog_path = report_dir.join(crate::report::hlog::HLOG_FILE);
+    let hlog = std::fs::File::create(&hlog_path)
+        .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", hlog_path.display())))?;
     let mut history = History::create(&report_dir.join("history.jsonl"))
         .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
 
@@ -330,6 +333,13 @@ pub async fn run(
         .map_err(|e| RunError::Environment(e.to_string()))?;
     let start = engine.start_instant();
     let started_ms = wall_ms();
+    // The interval log's headers carry the engine's start (a few ms ahead) as wall-clock time.
+    let start_wall = SystemTime::now() + start.saturating_duration_since(Instant::now());
+    if let Ok(hlog) =
+        crate::report::hlog::HlogWriter::new(std::io::BufWriter::new(hlog), start_wall)
+    {
+        recorder.set_interval_sink(Box::new(hlog));
+    }
     let planned_end = engine.planned_end();
     let total_s = planned_end.as_secs_f64();
     history.record(

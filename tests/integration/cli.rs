@@ -232,14 +232,146 @@ fn summary_of_a_real_run_matches_the_schema_and_report_rerenders() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(summary["scenario"]["name"], "quickstart");
     assert!(summary["overall"]["completed"].as_u64().unwrap_or(0) > 100);
-    std::fs::remove_file(dir.join("report.md")).expect("remove report.md");
+    // latency.hlog decodes (with hdrhistogram's reader) to the summary's own percentiles.
+    let intervals =
+        kvchaos::report::hlog::read(&dir.join("latency.hlog")).expect("latency.hlog decodes");
+    let mut all = kvchaos::metrics::new_histogram();
+    for i in intervals.iter().filter(|i| i.tag.is_none()) {
+        all.add(&i.hist).expect("same bounds");
+    }
+    let from_log = kvchaos::metrics::percentiles(&all);
+    assert_eq!(summary["overall"]["corrected"]["count"], from_log.count);
+    assert_eq!(summary["overall"]["corrected"]["p99_us"], from_log.p99_us);
+    assert_eq!(summary["overall"]["corrected"]["max_us"], from_log.max_us);
+    assert!(
+        intervals
+            .iter()
+            .any(|i| i.tag.as_deref() == Some("get-item"))
+    );
+    // Every format is rendered by the run and again, the same, from the folder alone.
+    let formats = ["report.md", "junit.xml", "report.html"];
+    let first: Vec<String> = formats
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).expect("written by the run"))
+        .collect();
+    for f in formats {
+        std::fs::remove_file(dir.join(f)).expect("removed");
+    }
     let o = kvchaos(&["report", dir.to_str().expect("utf-8")], &[]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let md = std::fs::read_to_string(dir.join("report.md")).expect("re-rendered report.md");
     assert!(md.contains("quickstart") && md.contains("p99.9"), "{md}");
+    for (f, before) in formats.iter().zip(&first) {
+        let again = std::fs::read_to_string(dir.join(f)).expect("re-rendered");
+        assert_eq!(&again, before, "{f} differs when re-rendered");
+    }
+    assert!(
+        first[2].contains("id=\"latency-over-time-1\""),
+        "no latency chart"
+    );
+    compare_two_runs(&dir, tmp.path());
     let bad = kvchaos(&["report", tmp.path().to_str().expect("utf-8")], &[]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("summary.json"));
+}
+
+/// `kvchaos compare` on a real run and a copy whose p99 doubled and whose Worker writes KV
+/// more: the deltas, the gates' exit codes, and bad input.
+fn compare_two_runs(before: &Path, tmp: &Path) {
+    let after = tmp.join("after");
+    std::fs::create_dir_all(&after).expect("after dir");
+    let mut summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(before.join("summary.json")).expect("summary"),
+    )
+    .expect("json");
+    let p99 = summary["overall"]["corrected"]["p99_us"]
+        .as_u64()
+        .expect("p99");
+    summary["overall"]["corrected"]["p99_us"] = (p99 * 2).into();
+    std::fs::write(after.join("summary.json"), summary.to_string()).expect("after summary");
+    let done = summary["overall"]["completed"].as_u64().expect("completed");
+    let kv = |puts: u64| {
+        serde_json::json!({
+            "now_ms": 0, "writes": [], "quota": [], "faults": [], "journal": [],
+            "counts": [{"namespace": "KV", "op": "put", "prefix": "queue:", "outcome": "ok", "count": puts}]
+        })
+        .to_string()
+    };
+    std::fs::write(before.join("mockkv.json"), kv(done)).expect("before kv");
+    std::fs::write(after.join("mockkv.json"), kv(done * 2)).expect("after kv");
+    let (b, a) = (
+        before.to_str().expect("utf-8"),
+        after.to_str().expect("utf-8"),
+    );
+
+    let same = kvchaos(
+        &[
+            "compare",
+            b,
+            b,
+            "--fail-if",
+            "p99 +0%",
+            "--fail-if",
+            "kv_puts +0",
+        ],
+        &[],
+    );
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same.stderr));
+    let md = text(&same.stdout);
+    assert!(
+        md.starts_with("# kvchaos compare: quickstart → quickstart"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| put | `queue:` | 1000.0 | 1000.0 | ±0 |"),
+        "{md}"
+    );
+
+    let html = tmp.join("compare.html");
+    let worse = kvchaos(
+        &[
+            "compare",
+            b,
+            a,
+            "--fail-if",
+            "p99 +50%",
+            "--html",
+            html.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(worse.status.code(), Some(1), "{}", text(&worse.stderr));
+    assert!(
+        text(&worse.stdout).contains("(+100.0%)"),
+        "{}",
+        text(&worse.stdout)
+    );
+    assert!(
+        text(&worse.stderr).contains("gate failed: p99 +50%"),
+        "{}",
+        text(&worse.stderr)
+    );
+    assert!(
+        std::fs::read_to_string(&html)
+            .expect("html")
+            .contains("id=\"p99-chart\"")
+    );
+    let puts = kvchaos(&["compare", b, a, "--fail-if", "kv_puts[queue:] +10%"], &[]);
+    assert_eq!(puts.status.code(), Some(1), "{}", text(&puts.stdout));
+
+    let bad_gate = kvchaos(&["compare", b, a, "--fail-if", "p99 20%"], &[]);
+    assert_eq!(bad_gate.status.code(), Some(2));
+    assert!(
+        text(&bad_gate.stderr).contains("--fail-if \"p99 20%\": the change \"20%\" needs a sign"),
+        "{}",
+        text(&bad_gate.stderr)
+    );
+    let missing = kvchaos(
+        &["compare", b, tmp.join("nope").to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(text(&missing.stderr).contains("no such file or directory"));
 }
 
 #[test]
