@@ -168,6 +168,7 @@ fn interrupts() -> Interrupts {
             }
             n += 1;
             if n == 1 {
+                // Under the dashboard this lands on the alternate screen until the next frame.
                 eprintln!(
                     "interrupted: stopping, waiting for requests in flight (again to abandon them)"
                 );
@@ -207,7 +208,6 @@ async fn run(args: RunArgs) -> Exit {
         threads: args.threads,
         strict: args.strict,
     };
-    let _ = args.no_tui;
     let prepared = match &args.scenario {
         Some(_) => crate::run::prepare(&opts),
         None => {
@@ -227,7 +227,25 @@ async fn run(args: RunArgs) -> Exit {
         humantime::format_duration(plan.duration()),
         plan.seed
     );
-    match crate::run::run(plan, &opts, interrupts(), &mut LinePrinter).await {
+    let interrupts = interrupts();
+    let mut tui = None;
+    if crate::tui::wanted(args.no_tui) {
+        match crate::tui::Tui::start(interrupts.clone()) {
+            Ok(t) => tui = Some(t),
+            Err(e) => eprintln!("warning: cannot start the dashboard ({e}); printing status lines"),
+        }
+    }
+    let result = match tui.as_mut() {
+        Some(t) => crate::run::run(plan, &opts, interrupts, t).await,
+        None => crate::run::run(plan, &opts, interrupts, &mut LinePrinter).await,
+    };
+    // The terminal is back to normal before anything is printed.
+    if let Some(t) = tui
+        && let Err(e) = t.finish().await
+    {
+        eprintln!("warning: {e}");
+    }
+    match result {
         Ok(outcome) => {
             println!(
                 "{}",

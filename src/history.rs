@@ -35,9 +35,16 @@ pub enum Event {
     InFlightAbandoned,
     /// Everything stopped.
     RunEnded,
-    /// A scheduled mock KV fault was set.
+    /// Sending was paused from the dashboard.
+    Paused,
+    /// Sending resumed after a pause.
+    Resumed {
+        /// Open-loop arrivals intended during the pause: skipped, never sent.
+        skipped: u64,
+    },
+    /// A mock KV fault was set (scheduled, or by hand from the dashboard).
     FaultSet {
-        /// Index in the scenario's `[[faults]]`, from 0.
+        /// Index in the scenario's `[[faults]]`, from 0; faults set by hand come after them.
         index: usize,
         /// What it does, e.g. `daily-limit put queue:*`.
         label: String,

@@ -9,4 +9,5 @@ mod servers;
 mod support;
 mod teardown;
 mod tls;
+mod tui;
 mod worker_target;
