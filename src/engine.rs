@@ -129,8 +129,8 @@ pub struct Progress {
 /// A running engine.
 pub struct Engine {
     shared: Arc<Shared>,
-    /// When the current pause began (from the start), if paused.
-    paused_at: Mutex<Option<Duration>>,
+    /// When the current pause began (from the start) and the skipped count then, if paused.
+    paused_at: Mutex<Option<(Duration, u64)>>,
     done: Vec<tokio::sync::oneshot::Receiver<()>>,
     threads: usize,
 }
@@ -280,33 +280,41 @@ impl Engine {
         if at.is_some() {
             return false;
         }
-        *at = Some(now.saturating_duration_since(self.shared.start));
+        *at = Some((
+            now.saturating_duration_since(self.shared.start),
+            self.skipped_total(),
+        ));
         self.shared.paused.store(true, Ordering::SeqCst);
         true
     }
 
+    fn skipped_total(&self) -> u64 {
+        self.shared
+            .skipped
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .sum()
+    }
+
     /// Ends a pause at `now`: the open-loop arrivals intended during it are counted as skipped
-    /// (returned), arrivals already overdue when it began as dropped (added to `recorder`), and
-    /// sending goes on with the schedule as it stands. `None` when not paused.
+    /// (their number is returned), arrivals already overdue when it began as dropped (added to
+    /// `recorder`), and sending goes on with the schedule as it stands. `None` when not paused.
     pub fn resume(&self, now: Instant, recorder: &mut Recorder) -> Option<u64> {
         let mut at = self.paused_at.lock().unwrap_or_else(|p| p.into_inner());
-        let from = at.take()?;
-        let skipped = self.skip_paused(
-            from,
-            now.saturating_duration_since(self.shared.start),
-            recorder,
-        );
+        let (from, skipped_before) = at.take()?;
+        let to = now.saturating_duration_since(self.shared.start);
+        self.skip_paused(from, to, recorder);
         // The schedule is moved past the pause before any worker may claim again.
         self.shared.paused.store(false, Ordering::SeqCst);
         self.shared.resumed.notify_waiters();
-        Some(skipped)
+        // Also the arrivals workers had claimed before the pause and skipped during it.
+        Some(self.skipped_total().saturating_sub(skipped_before))
     }
 
     /// Moves every open-loop phase's claim counter past the arrivals intended in `from..to`,
     /// counting them as skipped; arrivals due before `from` and never claimed are dropped.
-    fn skip_paused(&self, from: Duration, to: Duration, recorder: &mut Recorder) -> u64 {
+    fn skip_paused(&self, from: Duration, to: Duration, recorder: &mut Recorder) {
         let sh = &self.shared;
-        let mut total = 0;
         for (p, ph) in sh.phases.iter().enumerate() {
             if ph.total == 0 || to <= ph.offset || from >= ph.end() {
                 continue;
@@ -321,11 +329,8 @@ impl Engine {
                 recorder.add_dropped(sh.drop_choice(p, k), 1);
                 sh.late_dropped[p].fetch_add(1, Ordering::Relaxed);
             }
-            let skipped = due_to - prev.max(due_from);
-            sh.skipped[p].fetch_add(skipped, Ordering::Relaxed);
-            total += skipped;
+            sh.skipped[p].fetch_add(due_to - prev.max(due_from), Ordering::SeqCst);
         }
-        total
     }
 
     /// A future that resolves when every worker has ended: the schedule is over and requests
@@ -351,7 +356,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(from) = paused_at.filter(|from| *from < stopped_at) {
+        if let Some((from, _)) = paused_at.filter(|(from, _)| *from < stopped_at) {
             self.skip_paused(from, stopped_at, recorder);
         }
         let counts = sh

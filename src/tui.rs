@@ -45,8 +45,9 @@ impl Tui {
     /// Takes over the terminal and starts drawing; `q` and Ctrl-C act on `interrupts`.
     pub fn start(interrupts: Interrupts) -> std::io::Result<Tui> {
         let guard = term::TerminalGuard::enter()?;
+        // No `Terminal::clear` here: it asks the terminal for the cursor position, which some
+        // pseudo-terminals never answer; the guard cleared the alternate screen already.
         let mut terminal = term::stdout_terminal()?;
-        terminal.clear()?;
         let (snap_tx, snapshots) = unbounded_channel();
         let (ev_tx, events) = unbounded_channel();
         let (controls, control_rx) = unbounded_channel();

@@ -40,6 +40,7 @@ impl TerminalGuard {
         execute!(
             std::io::stdout(),
             terminal::EnterAlternateScreen,
+            terminal::Clear(terminal::ClearType::All),
             cursor::Hide
         )?;
         Ok(guard)

@@ -40,23 +40,21 @@ pub fn draw(frame: &mut Frame, app: &App) {
     let h = area.height;
     let bottom_h = match h {
         0..22 => 0,
-        22..40 => 7,
+        22..30 => 7,
+        30..40 => 9,
         40..60 => 12,
         _ => 16,
     };
-    // Small terminals: the table and histogram take what the other panels leave. Large ones:
-    // they get what they can fill, and the charts take the rest.
-    let (main_c, charts_c) = if h >= 40 {
-        let need = (snap.requests.len() as u16 + 2).max(12).min(h / 3);
-        (Constraint::Length(need), Constraint::Min(8))
-    } else {
-        let charts = if h < 17 { 0 } else { 5 };
-        (Constraint::Min(3), Constraint::Length(charts))
-    };
+    // The table and histogram get the rows they can fill (all requests, a few buckets), as
+    // far as the charts keep their minimum; the charts take whatever is left.
+    let charts_min = if h < 17 { 0 } else { 5 };
+    let rest = h.saturating_sub(4 + bottom_h);
+    let need = (snap.requests.len() as u16 + 2).max(if h >= 40 { 12 } else { 9 });
+    let main_h = need.min(rest.saturating_sub(charts_min)).max(3);
     let [header, main, charts, bottom, footer] = Layout::vertical([
         Constraint::Length(3),
-        main_c,
-        charts_c,
+        Constraint::Length(main_h),
+        Constraint::Min(charts_min),
         Constraint::Length(bottom_h),
         Constraint::Length(1),
     ])
@@ -261,7 +259,7 @@ fn draw_requests(frame: &mut Frame, area: Rect, s: &Snapshot, selected: usize) {
         .map(|r| r.name.chars().count())
         .max()
         .unwrap_or(7);
-    let name_w = (longest as u16 + 1).clamp(8, if wide { 24 } else { 11 });
+    let name_w = (longest as u16 + 1).clamp(8, area.width.saturating_sub(30).clamp(8, 24));
     let mut widths = vec![
         Constraint::Length(name_w),
         Constraint::Length(4),
@@ -974,5 +972,67 @@ mod tests {
         let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
         assert!(text[0].trim_start().starts_with("≤1.0ms"), "{text:?}");
         assert!(text[2].trim_start().starts_with(">2.0ms"), "{text:?}");
+    }
+}
+
+#[cfg(test)]
+mod cost {
+    //! How long a frame takes, through the real crossterm backend into memory. Run with
+    //! `cargo test --release --lib -- --ignored frame_cost --nocapture`.
+
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use ratatui::backend::CrosstermBackend;
+    use ratatui::{Terminal, TerminalOptions, Viewport};
+
+    use super::draw;
+    use super::tests::fixture;
+
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn frame_cost() {
+        let a = fixture();
+        let mut b = fixture();
+        if let Some(s) = b.snap.as_mut() {
+            let s = Arc::make_mut(s);
+            s.live.elapsed_s += 1.0;
+            s.live.rps += 7.0;
+            s.requests[0].p50_us += 100;
+        }
+        // A fixed viewport: the backend writes into memory, not to a terminal it could ask.
+        let area = ratatui::layout::Rect::new(0, 0, 160, 48);
+        let mut terminal = Terminal::with_options(
+            CrosstermBackend::new(Sink(0)),
+            TerminalOptions {
+                viewport: Viewport::Fixed(area),
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for (name, alternate) in [("unchanged", false), ("changed", true)] {
+            let n = 2000;
+            let start = Instant::now();
+            for i in 0..n {
+                let app = if alternate && i % 2 == 1 { &b } else { &a };
+                terminal
+                    .draw(|f| draw(f, app))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            println!("160x48 {name} frame: {us:.1} µs");
+        }
+    }
+
+    /// Counts what would go to the terminal.
+    struct Sink(u64);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }
