@@ -157,7 +157,9 @@ fn validate(files: &[PathBuf]) -> Exit {
     exit
 }
 
-fn interrupts() -> Interrupts {
+/// Stop on the first SIGINT or SIGTERM, abandon in-flight requests on the second. `announce`
+/// says so on stderr (not under the dashboard, whose screen it would scribble over).
+fn interrupts(announce: bool) -> Interrupts {
     let ints = Interrupts::default();
     let i = ints.clone();
     tokio::spawn(async move {
@@ -168,10 +170,11 @@ fn interrupts() -> Interrupts {
             }
             n += 1;
             if n == 1 {
-                // Under the dashboard this lands on the alternate screen until the next frame.
-                eprintln!(
-                    "interrupted: stopping, waiting for requests in flight (again to abandon them)"
-                );
+                if announce {
+                    eprintln!(
+                        "interrupted: stopping, waiting for requests in flight (again to abandon them)"
+                    );
+                }
                 i.stop.cancel();
             } else {
                 i.abort.cancel();
@@ -227,9 +230,10 @@ async fn run(args: RunArgs) -> Exit {
         humantime::format_duration(plan.duration()),
         plan.seed
     );
-    let interrupts = interrupts();
+    let dashboard = crate::tui::wanted(args.no_tui);
+    let interrupts = interrupts(!dashboard);
     let mut tui = None;
-    if crate::tui::wanted(args.no_tui) {
+    if dashboard {
         match crate::tui::Tui::start(interrupts.clone()) {
             Ok(t) => tui = Some(t),
             Err(e) => eprintln!("warning: cannot start the dashboard ({e}); printing status lines"),
