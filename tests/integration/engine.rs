@@ -471,3 +471,53 @@ async fn a_pause_skips_the_arrivals_it_covers_and_every_arrival_is_accounted_for
     assert_eq!(s.overall.completed, sent);
     assert_eq!(outcome.exit, Exit::Pass);
 }
+
+#[tokio::test]
+async fn a_pause_holds_closed_loop_users_and_skips_nothing() {
+    let addr = servers::http(Duration::ZERO).await;
+    let vus = Phase {
+        name: None,
+        duration: Duration::from_secs(4),
+        load: Load::Vus(2),
+    };
+    let p = plan(
+        addr,
+        vec![vus],
+        vec![request("r", "/", 1, Duration::from_secs(2))],
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let opts = RunOptions {
+        out: tmp.path().to_owned(),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut monitor = PauseTwoSeconds {
+        tx,
+        rx: Some(rx),
+        ticks: 0,
+        paused_seen: false,
+    };
+    let outcome = run(p, &opts, Interrupts::default(), &mut monitor)
+        .await
+        .expect("run produces a report");
+    let history =
+        std::fs::read_to_string(outcome.report_dir.join("history.jsonl")).expect("history.jsonl");
+    assert!(
+        history.contains(r#""type":"resumed","skipped":0"#),
+        "{history}"
+    );
+    // The interval that ends at the third tick lies wholly inside the pause: nothing completed.
+    let csv = std::fs::read_to_string(outcome.report_dir.join("timeseries.csv")).expect("csv");
+    let all: Vec<Vec<&str>> = csv
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r.get(1) == Some(&"all"))
+        .collect();
+    assert_eq!(all[2][2], "0", "{csv}");
+    assert!(
+        all[0][2] != "0" && all[3][2] != "0",
+        "sent before and after: {csv}"
+    );
+    assert_eq!(outcome.exit, Exit::Pass);
+}
