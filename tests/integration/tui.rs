@@ -14,6 +14,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 struct Tmux {
     socket: String,
+    /// The server's socket file, which tmux leaves behind after `kill-server`.
+    socket_path: Option<String>,
 }
 
 impl Tmux {
@@ -65,6 +67,9 @@ impl Drop for Tmux {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .output();
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -96,8 +101,9 @@ fn dashboard_shows_the_run_pauses_stops_on_ctrl_c_and_restores_the_terminal() {
         scenario.display(),
         out.display()
     );
-    let tmux = Tmux {
+    let mut tmux = Tmux {
         socket: format!("kvchaos-test-{}", std::process::id()),
+        socket_path: None,
     };
     let started = Command::new("tmux")
         .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d"])
@@ -107,6 +113,8 @@ fn dashboard_shows_the_run_pauses_stops_on_ctrl_c_and_restores_the_terminal() {
         .status()
         .expect("tmux starts");
     assert!(started.success());
+    let path = tmux.flag("socket_path");
+    tmux.socket_path = Some(path).filter(|p| p.contains(&tmux.socket));
 
     let screen = tmux.wait_for("dashboard with a latency figure", |s| {
         s.contains("quickstart") && s.contains("get-item") && has_latency(s)
