@@ -9,15 +9,24 @@ kvchaos and, where installed, wrk and oha with the same settings:
   paced    open loop at --paced-rate req/s (CPU per request)    (kvchaos rate, oha -q --latency-correction)
   mockkv   the mock Workers KV (kvchaos mock-kv) under kvchaos: binding-protocol ops/s on one core
            (closed loop, 80% get / 20% put) and p99 at --mockkv-rate ops/s
+  tui      the dashboard's cost: kvchaos closed loop on a pseudo-terminal of --tui-size, with the
+           dashboard (10 frames/s) and with --no-tui, alternately --tui-reps times each; reports
+           the median req/s and CPU per request of each and their ratio (not part of the default)
 
 Each generator's user+system CPU time and peak RSS come from wait4() on that process alone.
 All traffic goes to 127.0.0.1; every run is bounded by its duration.
 """
 
 import argparse
+import fcntl
 import json
 import os
+import pty
 import re
+import statistics
+import struct
+import termios
+import threading
 import shutil
 import socket
 import subprocess
@@ -79,6 +88,82 @@ def run_tool(cmd, timeout):
         sys.exit(f"{' '.join(cmd)} failed (exit {rc}):\n{errtext[-2000:]}")
     user, system, rss = float(fields[0]), float(fields[1]), int(fields[2])
     return text, user + system, rss
+
+
+def run_pty(cmd, timeout, cols, rows):
+    """Runs cmd with stdin, stdout and stderr on a new pseudo-terminal of cols x rows, draining
+    what it draws; returns (bytes drawn, cpu_s, peak_rss_kib), measured like run_tool."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    drawn = [0]
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO once every writer has closed the terminal
+                return
+            if not data:
+                return
+            drawn[0] += len(data)
+
+    with tempfile.TemporaryDirectory() as d:
+        res = os.path.join(d, "rusage")
+        full = [TIME, "-q", "-o", res, "-f", "%U %S %M"] + cmd
+        p = subprocess.Popen(full, stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            sys.exit(f"{' '.join(cmd)} did not finish within {timeout}s")
+        reader.join(timeout=10)
+        os.close(master)
+        with open(res) as f:
+            fields = f.read().split()[-3:]
+    if rc not in (0, 1):
+        sys.exit(f"{' '.join(cmd)} failed under a pseudo-terminal (exit {rc})")
+    return drawn[0], float(fields[0]) + float(fields[1]), int(fields[2])
+
+
+def tui_bench(binary, url, args, tmp):
+    """kvchaos closed loop with and without the dashboard, both on a pseudo-terminal."""
+    cols, rows = (int(x) for x in args.tui_size.split("x"))
+    scen = os.path.join(tmp, "bench-tui.toml")
+    with open(scen, "w") as f:
+        f.write(
+            f'name = "bench-tui"\nseed = 1\ngrace = "2s"\n[target]\nurl = "{url}"\n'
+            f'[[phases]]\nduration = "{args.duration}s"\nvus = {args.connections}\n'
+            f'[[requests]]\nname = "get"\npath = "/"\ntimeout = "5s"\n'
+        )
+    out_dir = os.path.join(tmp, "reports-tui")
+    results = {"no-tui": [], "tui": []}
+    for _ in range(args.tui_reps):
+        for variant in ("no-tui", "tui"):
+            before = set(os.listdir(out_dir)) if os.path.isdir(out_dir) else set()
+            cmd = pin(0) + [binary, "run", scen, "--threads", "1", "--out", out_dir]
+            if variant == "no-tui":
+                cmd.append("--no-tui")
+            drawn, cpu, _ = run_pty(cmd, args.duration + 60, cols, rows)
+            new = sorted(set(os.listdir(out_dir)) - before)
+            with open(os.path.join(out_dir, new[-1], "summary.json")) as f:
+                o = json.load(f)["overall"]
+            results[variant].append({"rps": o["rps"], "cpu_us": cpu * 1e6 / max(o["completed"], 1),
+                                     "drawn": drawn / args.duration})
+    print(f"\ndashboard cost (kvchaos closed loop, {args.connections} connections, generator on CPU 0, "
+          f"{cols}x{rows} pseudo-terminal, {args.duration}s x {args.tui_reps} runs each, medians)")
+    med = {}
+    for variant, runs in results.items():
+        med[variant] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        m = med[variant]
+        each = " ".join(f"{r['rps']:.0f}" for r in runs)
+        print(f"  {variant:7} {m['rps']:>9.0f} req/s  CPU {m['cpu_us']:.2f} µs/req  "
+              f"terminal output {m['drawn'] / 1024:.1f} KiB/s   (runs: {each})")
+    ratio = med["tui"]["rps"] / med["no-tui"]["rps"]
+    print(f"  req/s with the dashboard / without: {ratio:.3f} ({100 * (1 - ratio):+.1f}% cost)  "
+          f"CPU/req {med['tui']['cpu_us'] / med['no-tui']['cpu_us']:.3f}x")
 
 
 def us(s):
@@ -240,7 +325,9 @@ def main():
     ap.add_argument("--kvchaos", default=os.path.join(ROOT, "target", "release", "kvchaos"))
     ap.add_argument("--mockkv-rate", type=int, default=10000)
     ap.add_argument("--modes", default="closed,open,paced,mockkv",
-                    help="comma-separated: closed, open, paced, mockkv")
+                    help="comma-separated: closed, open, paced, mockkv, tui")
+    ap.add_argument("--tui-size", default="160x48", help="tui mode: terminal COLSxROWS")
+    ap.add_argument("--tui-reps", type=int, default=3, help="tui mode: runs of each variant")
     args = ap.parse_args()
     if not os.path.exists(args.kvchaos):
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
@@ -250,6 +337,9 @@ def main():
     try:
         modes = args.modes.split(",")
         for mode in modes:
+            if mode == "tui":
+                tui_bench(args.kvchaos, url, args, tmp)
+                continue
             if mode == "mockkv":
                 continue
             rows.append((mode, "kvchaos", kvchaos(args.kvchaos, url, mode, args, tmp)))
@@ -267,13 +357,15 @@ def main():
             server.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
     pinned = "generator on CPU 0, server on CPU 1" if pin(0) else "no pinning (taskset missing or 1 CPU)"
+    if not rows:
+        return
     print(f"\nserver: {server_name}; {pinned}; {args.connections} connections; {args.duration}s per run")
     print(f"{'mode':7} {'tool':8} {'req/s':>10} {'p50':>9} {'p99':>9} {'dropped':>8} {'errors':>7} {'CPU µs/req':>11} {'peak RSS':>9}")
     for mode, tool, r in rows:
         print(f"{mode:7} {tool:8} {r['rps']:>10.0f} {fmt_us(r['p50']):>9} {fmt_us(r['p99']):>9} "
               f"{r['dropped']:>8} {r['errors']:>7} {r['cpu_us']:>11.2f} {r['rss'] / 1024:>7.1f}Mi")
     print("\nratios kvchaos/peer (req/s: higher is better; CPU and RSS: lower is better)")
-    for mode in [m for m in args.modes.split(",") if m != "mockkv"]:
+    for mode in [m for m in args.modes.split(",") if m not in ("mockkv", "tui")]:
         k = next((r for m, t, r in rows if m == mode and t == "kvchaos"), None)
         for m, tool, r in rows:
             if m == mode and tool != "kvchaos" and k:

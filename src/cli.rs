@@ -253,7 +253,9 @@ fn validate(files: &[PathBuf]) -> Exit {
     exit
 }
 
-fn interrupts() -> Interrupts {
+/// Stop on the first SIGINT or SIGTERM, abandon in-flight requests on the second. `announce`
+/// says so on stderr (not under the dashboard, whose screen it would scribble over).
+fn interrupts(announce: bool) -> Interrupts {
     let ints = Interrupts::default();
     let i = ints.clone();
     tokio::spawn(async move {
@@ -264,9 +266,11 @@ fn interrupts() -> Interrupts {
             }
             n += 1;
             if n == 1 {
-                eprintln!(
-                    "interrupted: stopping, waiting for requests in flight (again to abandon them)"
-                );
+                if announce {
+                    eprintln!(
+                        "interrupted: stopping, waiting for requests in flight (again to abandon them)"
+                    );
+                }
                 i.stop.cancel();
             } else {
                 i.abort.cancel();
@@ -304,7 +308,6 @@ async fn run(args: RunArgs) -> Exit {
         strict: args.strict,
         no_faults: args.no_faults,
     };
-    let _ = args.no_tui;
     let prepared = match &args.scenario {
         Some(_) => crate::run::prepare(&opts),
         None => {
@@ -324,7 +327,26 @@ async fn run(args: RunArgs) -> Exit {
         humantime::format_duration(plan.duration()),
         plan.seed
     );
-    match crate::run::run(plan, &opts, interrupts(), &mut LinePrinter).await {
+    let dashboard = crate::tui::wanted(args.no_tui);
+    let interrupts = interrupts(!dashboard);
+    let mut tui = None;
+    if dashboard {
+        match crate::tui::Tui::start(interrupts.clone()) {
+            Ok(t) => tui = Some(t),
+            Err(e) => eprintln!("warning: cannot start the dashboard ({e}); printing status lines"),
+        }
+    }
+    let result = match tui.as_mut() {
+        Some(t) => crate::run::run(plan, &opts, interrupts, t).await,
+        None => crate::run::run(plan, &opts, interrupts, &mut LinePrinter).await,
+    };
+    // The terminal is back to normal before anything is printed.
+    if let Some(t) = tui
+        && let Err(e) = t.finish().await
+    {
+        eprintln!("warning: {e}");
+    }
+    match result {
         Ok(outcome) => {
             println!(
                 "{}",

@@ -8,6 +8,11 @@
 //! free when it was due: the arrival is counted as dropped, never sent late. In a closed-loop
 //! phase the first `vus` workers send back to back.
 //!
+//! Pausing (the dashboard's `p`): while paused no request starts. The schedule does not stop:
+//! open-loop arrivals intended during the pause are skipped and counted as such (neither sent
+//! late nor counted as dropped), closed-loop workers wait, and the run still ends at its planned
+//! time. An arrival claimed before the pause whose intended time falls inside it is skipped too.
+//!
 //! Owns scheduling and sending; recording goes to the recorder's shards, and the engine never
 //! prints or decides pass/fail.
 
@@ -18,7 +23,8 @@ pub mod tls;
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -72,6 +78,12 @@ struct Shared {
     claimed: Vec<AtomicU64>,
     sent: Vec<AtomicU64>,
     late_dropped: Vec<AtomicU64>,
+    /// Open-loop arrivals intended while the engine was paused, per phase.
+    skipped: Vec<AtomicU64>,
+    /// No request starts while set.
+    paused: AtomicBool,
+    /// Wakes workers waiting for the end of a pause.
+    resumed: tokio::sync::Notify,
     seq: AtomicU64,
     in_flight: AtomicU64,
     unfinished: AtomicU64,
@@ -95,6 +107,8 @@ pub struct PhaseCounts {
     pub sent: u64,
     /// Arrivals that could not start on time (claimed late, or never claimed before the end).
     pub dropped: u64,
+    /// Open-loop arrivals intended while the engine was paused (not sent, not dropped).
+    pub skipped: u64,
 }
 
 /// What the engine is doing now, for the live display.
@@ -106,11 +120,17 @@ pub struct Progress {
     pub target_rate: f64,
     /// Requests in flight.
     pub in_flight: u64,
+    /// Sending is paused.
+    pub paused: bool,
+    /// Open-loop arrivals skipped by pauses so far.
+    pub skipped: u64,
 }
 
 /// A running engine.
 pub struct Engine {
     shared: Arc<Shared>,
+    /// When the current pause began (from the start) and the skipped count then, if paused.
+    paused_at: Mutex<Option<(Duration, u64)>>,
     done: Vec<tokio::sync::oneshot::Receiver<()>>,
     threads: usize,
 }
@@ -164,6 +184,9 @@ impl Engine {
             claimed: counters(),
             sent: counters(),
             late_dropped: counters(),
+            skipped: counters(),
+            paused: AtomicBool::new(false),
+            resumed: tokio::sync::Notify::new(),
             phases,
             seq: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -204,6 +227,7 @@ impl Engine {
         }
         Ok(Engine {
             shared,
+            paused_at: Mutex::new(None),
             done,
             threads,
         })
@@ -244,6 +268,68 @@ impl Engine {
             phase,
             target_rate: phase.map_or(0.0, |p| sh.phases[p].rate_at(elapsed - sh.phases[p].offset)),
             in_flight: sh.in_flight.load(Ordering::Relaxed),
+            paused: sh.paused.load(Ordering::Relaxed),
+            skipped: sh.skipped.iter().map(|n| n.load(Ordering::Relaxed)).sum(),
+        }
+    }
+
+    /// Pauses sending at `now`: no request starts until [`Engine::resume`]. False when already
+    /// paused.
+    pub fn pause(&self, now: Instant) -> bool {
+        let mut at = self.paused_at.lock().unwrap_or_else(|p| p.into_inner());
+        if at.is_some() {
+            return false;
+        }
+        *at = Some((
+            now.saturating_duration_since(self.shared.start),
+            self.skipped_total(),
+        ));
+        self.shared.paused.store(true, Ordering::SeqCst);
+        true
+    }
+
+    fn skipped_total(&self) -> u64 {
+        self.shared
+            .skipped
+            .iter()
+            .map(|n| n.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Ends a pause at `now`: the open-loop arrivals intended during it are counted as skipped
+    /// (their number is returned), arrivals already overdue when it began as dropped (added to
+    /// `recorder`), and sending goes on with the schedule as it stands. `None` when not paused.
+    pub fn resume(&self, now: Instant, recorder: &mut Recorder) -> Option<u64> {
+        let mut at = self.paused_at.lock().unwrap_or_else(|p| p.into_inner());
+        let (from, skipped_before) = at.take()?;
+        let to = now.saturating_duration_since(self.shared.start);
+        self.skip_paused(from, to, recorder);
+        // The schedule is moved past the pause before any worker may claim again.
+        self.shared.paused.store(false, Ordering::SeqCst);
+        self.shared.resumed.notify_waiters();
+        // Also the arrivals workers had claimed before the pause and skipped during it.
+        Some(self.skipped_total().saturating_sub(skipped_before))
+    }
+
+    /// Moves every open-loop phase's claim counter past the arrivals intended in `from..to`,
+    /// counting them as skipped; arrivals due before `from` and never claimed are dropped.
+    fn skip_paused(&self, from: Duration, to: Duration, recorder: &mut Recorder) {
+        let sh = &self.shared;
+        for (p, ph) in sh.phases.iter().enumerate() {
+            if ph.total == 0 || to <= ph.offset || from >= ph.end() {
+                continue;
+            }
+            let due_from = ph.due_by(from.saturating_sub(ph.offset));
+            let due_to = ph.due_by(to - ph.offset);
+            let prev = sh.claimed[p].fetch_max(due_to, Ordering::SeqCst);
+            if prev >= due_to {
+                continue;
+            }
+            for k in prev..due_from.min(due_to) {
+                recorder.add_dropped(sh.drop_choice(p, k), 1);
+                sh.late_dropped[p].fetch_add(1, Ordering::Relaxed);
+            }
+            sh.skipped[p].fetch_add(due_to - prev.max(due_from), Ordering::SeqCst);
         }
     }
 
@@ -264,6 +350,15 @@ impl Engine {
     /// have been; those drops are added to `recorder`. Returns the counts and unfinished requests.
     pub fn settle(&self, stopped_at: Duration, recorder: &mut Recorder) -> (Vec<PhaseCounts>, u64) {
         let sh = &self.shared;
+        // Stopped while paused: what the pause covered is skipped, not dropped.
+        let paused_at = self
+            .paused_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((from, _)) = paused_at.filter(|(from, _)| *from < stopped_at) {
+            self.skip_paused(from, stopped_at, recorder);
+        }
         let counts = sh
             .phases
             .iter()
@@ -281,6 +376,7 @@ impl Engine {
                 PhaseCounts {
                     sent: sh.sent[p].load(Ordering::Relaxed),
                     dropped,
+                    skipped: sh.skipped[p].load(Ordering::Relaxed),
                 }
             })
             .collect();
@@ -480,6 +576,12 @@ async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
         if elapsed >= sh.end {
             return;
         }
+        if sh.paused.load(Ordering::SeqCst) {
+            if !wait_resumed(&sh, &mut waits).await {
+                return;
+            }
+            continue;
+        }
         let Some(p) = phase_at(&sh.phases, elapsed) else {
             return;
         };
@@ -501,8 +603,35 @@ async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
         if intended > now && !waits.sleep_until(intended).await {
             return;
         }
+        if sh.paused.load(Ordering::SeqCst) {
+            // Claimed before the pause, intended during it: skipped, never sent late.
+            if matches!(ph.load, Load::Rate { .. }) {
+                sh.skipped[p].fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
         if !send(&sh, p, intended, &mut conn, &mut buf, &shard, &mut waits).await {
             return;
+        }
+    }
+}
+
+/// Waits for the end of a pause; false when sending stopped or the schedule ended first.
+async fn wait_resumed(sh: &Shared, waits: &mut Waits) -> bool {
+    waits.start.as_mut().reset((sh.start + sh.end).into());
+    loop {
+        let resumed = sh.resumed.notified();
+        tokio::pin!(resumed);
+        // Registered before the flag is read, so a resume in between is not missed.
+        resumed.as_mut().enable();
+        if !sh.paused.load(Ordering::SeqCst) {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            _ = waits.stop.as_mut() => return false,
+            _ = waits.start.as_mut() => return false,
+            _ = resumed => {}
         }
     }
 }

@@ -37,9 +37,16 @@ pub enum Event {
     RunEnded,
     /// The heal phase began: every fault cleared, producers stopped, the drain started.
     HealStarted,
-    /// A scheduled mock KV fault was set.
+    /// Sending was paused from the dashboard.
+    Paused,
+    /// Sending resumed after a pause.
+    Resumed {
+        /// Open-loop arrivals intended during the pause: skipped, never sent.
+        skipped: u64,
+    },
+    /// A mock KV fault was set (scheduled, or by hand from the dashboard).
     FaultSet {
-        /// Index in the scenario's `[[faults]]`, from 0.
+        /// Index in the scenario's `[[faults]]`, from 0; faults set by hand come after them.
         index: usize,
         /// What it does, e.g. `daily-limit put queue:*`.
         label: String,

@@ -15,7 +15,8 @@
 //! - [`local`]: a Worker run under miniflare, KV routed to the mock; crons; teardown.
 //! - [`mockkv`]: the fault-injecting mock of Cloudflare Workers KV.
 //! - [`report`]: the run summary model and its writers.
-//! - [`live`]: the plain once-a-second status line.
+//! - [`live`]: the snapshot live displays get once a second, their controls, the plain line.
+//! - [`tui`]: the live dashboard (state, pure render, terminal loop).
 //! - [`redact`]: keeps secrets out of everything written.
 //! - [`resources`], [`exit`]: process readings and exit codes.
 
@@ -37,3 +38,4 @@ pub mod run;
 pub mod scenario;
 pub mod target;
 pub mod timeline;
+pub mod tui;

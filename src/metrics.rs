@@ -333,6 +333,64 @@ pub struct Recorder {
     csv: Option<Box<dyn Write + Send>>,
     sink: Option<Box<dyn IntervalSink>>,
     live: Live,
+    /// The last interval of each request, for [`Recorder::requests_live`].
+    last: Vec<LastInterval>,
+}
+
+/// One request's last interval, kept for the dashboard.
+#[derive(Debug, Clone, Copy, Default)]
+struct LastInterval {
+    rps: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+/// Upper bounds (µs) of the latency buckets shown live: 1-2-5 steps from 10 µs to 50 s, then
+/// the histogram's 60 s ceiling.
+pub const LIVE_BUCKETS_US: [u64; 20] = [
+    10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000,
+    500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 60_000_000,
+];
+
+/// One request's live figures: the last interval, and the run so far as compact summaries (the
+/// dashboard gets these copies, never a histogram).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestLive {
+    /// Request name.
+    pub name: String,
+    /// Completed per second in the last interval.
+    pub rps: f64,
+    /// Median corrected latency of the last interval, µs.
+    pub p50_us: u64,
+    /// 99th percentile corrected latency of the last interval, µs.
+    pub p99_us: u64,
+    /// Completed since the start, per outcome class (index as [`CLASSES`]).
+    pub by_class: [u64; CLASSES.len()],
+    /// Dropped since the start.
+    pub dropped: u64,
+    /// Corrected latency since the start.
+    pub corrected: Percentiles,
+    /// Service time since the start.
+    pub service: Percentiles,
+    /// Corrected latency since the start, counted into [`LIVE_BUCKETS_US`] (same index).
+    pub buckets: Vec<u64>,
+}
+
+impl RequestLive {
+    /// Completed since the start.
+    pub fn completed(&self) -> u64 {
+        self.by_class.iter().sum()
+    }
+
+    /// Errors since the start.
+    pub fn errors(&self) -> u64 {
+        self.by_class
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| class_is_error(*c))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// Receives the corrected-latency histogram of every interval as [`Recorder::tick`] closes it
@@ -381,6 +439,7 @@ impl Recorder {
             csv,
             sink: None,
             live: Live::default(),
+            last: vec![LastInterval::default(); n],
             names,
         })
     }
@@ -440,6 +499,15 @@ impl Recorder {
                 let start_s = (elapsed_s - interval_s).max(0.0);
                 sink.interval(Some(&self.names[r]), start_s, interval_s, &self.scratch);
             }
+            self.last[r] = LastInterval {
+                rps: if interval_s > 0.0 {
+                    row.completed as f64 / interval_s
+                } else {
+                    0.0
+                },
+                p50_us: quantile(&self.scratch, 0.5),
+                p99_us: quantile(&self.scratch, 0.99),
+            };
             all.add(&row);
             self.write_row(
                 elapsed_s,
@@ -516,6 +584,46 @@ impl Recorder {
             quantile(h, 0.5),
             quantile(h, 0.99),
         );
+    }
+
+    /// Live figures of every request (scenario order): the last tick's interval and everything
+    /// folded in so far. Costs one pass over each request's histograms; meant for once a tick.
+    pub fn requests_live(&mut self) -> Vec<RequestLive> {
+        let classes = CLASSES.len();
+        let mut out = Vec::with_capacity(self.names.len());
+        for (r, name) in self.names.iter().enumerate() {
+            // The scratch histograms are free between ticks.
+            self.scratch.reset();
+            self.scratch_all.reset();
+            let mut by_class = [0; CLASSES.len()];
+            for (c, n) in by_class.iter_mut().enumerate() {
+                if let Some(cell) = self.totals.cells[r * classes + c].as_ref() {
+                    let _ = self.scratch.add(&cell.corrected);
+                    let _ = self.scratch_all.add(&cell.service);
+                    *n = cell.count();
+                }
+            }
+            let mut buckets = vec![0; LIVE_BUCKETS_US.len()];
+            for v in self.scratch.iter_recorded() {
+                let i = LIVE_BUCKETS_US
+                    .partition_point(|b| *b < v.value_iterated_to())
+                    .min(LIVE_BUCKETS_US.len() - 1);
+                buckets[i] += v.count_at_value();
+            }
+            let last = self.last[r];
+            out.push(RequestLive {
+                name: name.clone(),
+                rps: last.rps,
+                p50_us: last.p50_us,
+                p99_us: last.p99_us,
+                by_class,
+                dropped: self.dropped[r],
+                corrected: percentiles(&self.scratch),
+                service: percentiles(&self.scratch_all),
+                buckets,
+            });
+        }
+        out
     }
 
     /// Per-request totals (scenario order) and overall, for everything folded in so far.
@@ -678,6 +786,38 @@ mod tests {
                 .any(|l| l.starts_with("1.000,all,102,100,2,1,"))
         );
         assert!(lines.iter().any(|l| l.starts_with("3.000,a,0,0,0,5,")));
+    }
+
+    #[test]
+    fn live_requests_summarise_totals_and_the_last_interval() {
+        let mut rec = Recorder::new(vec!["a".into(), "b".into()], 1, None).expect("recorder");
+        {
+            let h = rec.shard(0);
+            let mut s = h.lock();
+            for _ in 0..90 {
+                s.record(0, Outcome::Status(200), 1_500, 1_000, 0, None);
+            }
+            for _ in 0..10 {
+                s.record(0, Outcome::Status(503), 30_000, 29_000, 0, None);
+            }
+        }
+        rec.tick(1.0, 1.0, 0);
+        let live = rec.requests_live();
+        assert_eq!(live.len(), 2);
+        let a = &live[0];
+        assert_eq!((a.completed(), a.errors()), (100, 10));
+        assert_eq!(a.rps, 100.0);
+        assert!((1_400..=1_600).contains(&a.p50_us), "{}", a.p50_us);
+        assert_eq!(a.buckets.iter().sum::<u64>(), 100);
+        // 1.5 ms falls in (1 ms, 2 ms], 30 ms in (20 ms, 50 ms].
+        assert_eq!(a.buckets[7], 90);
+        assert_eq!(a.buckets[11], 10);
+        assert!(a.service.p50_us < a.corrected.p50_us);
+        assert_eq!(live[1].completed(), 0);
+        // The next interval is empty, the totals stay.
+        rec.tick(2.0, 1.0, 0);
+        let a = &rec.requests_live()[0];
+        assert_eq!((a.rps, a.completed()), (0.0, 100));
     }
 
     #[test]

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::client::Endpoint;
-use crate::engine::{Engine, PhaseCounts, Progress};
+use crate::engine::{Engine, PhaseCounts};
 use crate::exit::Exit;
 use crate::history::{Event, History};
-use crate::metrics::{Live, Recorder, thresholds};
+use crate::live::{Control, Snapshot};
+use crate::metrics::{Recorder, thresholds};
 use crate::report::model::{
     FaultWindow, PhaseInfo, Resources, ScenarioInfo, StopInfo, StopReason, Summary, TargetInfo,
 };
@@ -49,25 +50,37 @@ pub struct RunOptions {
     pub no_faults: bool,
 }
 
-/// Receives the live state once a second (the line printer, later the TUI).
+/// Receives the live state once a second (the line printer, the dashboard).
 pub trait Monitor: Send {
     /// Called after each recorder tick.
-    fn tick(&mut self, live: &Live, progress: &Progress, total_s: f64, phases: usize);
+    fn tick(&mut self, snapshot: &Snapshot);
+    /// Whether snapshots should carry the detail only the dashboard shows (per-request
+    /// histograms, provisional checks, the mock KV's accounting); costs a little per tick.
+    fn detailed(&self) -> bool {
+        false
+    }
+    /// Commands coming back from the display (pause, faults by hand); taken once at the start.
+    fn controls(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Control>> {
+        None
+    }
 }
 
 /// A monitor that shows nothing.
 pub struct Silent;
 
 impl Monitor for Silent {
-    fn tick(&mut self, _: &Live, _: &Progress, _: f64, _: usize) {}
+    fn tick(&mut self, _: &Snapshot) {}
 }
 
 /// Prints [`crate::live::line`] to stdout once a second.
 pub struct LinePrinter;
 
 impl Monitor for LinePrinter {
-    fn tick(&mut self, live: &Live, progress: &Progress, total_s: f64, phases: usize) {
-        println!("{}", crate::live::line(live, progress, total_s, phases));
+    fn tick(&mut self, s: &Snapshot) {
+        println!(
+            "{}",
+            crate::live::line(&s.live, &s.progress, s.total_s, s.phases.len())
+        );
     }
 }
 
@@ -406,6 +419,7 @@ pub async fn run(
         Duration::ZERO
     };
     let heal_at = planned_end.saturating_sub(heal);
+    let live_prefix = drivers.queue_prefix();
     let mut heal_started = heal.is_zero();
     let mut abort_detail: Option<String> = None;
     let finished = engine.finished();
@@ -415,6 +429,8 @@ pub async fn run(
     // What the checkers judge: driver operations and fault changes, as written to the history.
     let mut judged: Vec<(Duration, Event)> = Vec::new();
     let mut healed = false;
+    let mut controls = monitor.controls();
+    let detailed = monitor.detailed();
 
     loop {
         if stopped_at.is_some() && !healed {
@@ -446,6 +462,36 @@ pub async fn run(
                 }
             }
             _ = &mut finished => break,
+            Some(control) = async { match controls.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                let now = Instant::now();
+                let at = now - start;
+                match control {
+                    Control::Pause if stopped_at.is_none() => {
+                        if engine.pause(now) {
+                            history.record(at, &Event::Paused);
+                        }
+                    }
+                    Control::Resume => {
+                        if let Some(skipped) = engine.resume(now, &mut recorder) {
+                            history.record(at, &Event::Resumed { skipped });
+                        }
+                    }
+                    Control::SetFault { spec, label } if stopped_at.is_none() => {
+                        if let Some(kv) = target.mock_kv() {
+                            let events = timeline.set_manual(at, spec, label, kv);
+                            note_faults(&mut history, &mut windows, &mut judged, events);
+                        }
+                    }
+                    Control::ClearFault { index } => {
+                        if let Some(kv) = target.mock_kv() {
+                            let events = timeline.clear_one(index, at, kv);
+                            note_faults(&mut history, &mut windows, &mut judged, events);
+                        }
+                    }
+                    // Sending stopped: the heal phase starts from a healthy KV and no new load.
+                    Control::Pause | Control::SetFault { .. } => {}
+                }
+            }
             Some((t, event)) = history_rx.recv() => {
                 history.record(t, &event);
                 judged.push((t, event));
@@ -465,7 +511,30 @@ pub async fn run(
                     crate::resources::rss_kib(),
                 );
                 last_tick = now;
-                monitor.tick(&live, &progress, total_s, plan.phases.len());
+                let mut snap = Snapshot {
+                    scenario: plan.name.clone(),
+                    target: format!("{} {target_url}", target.kind),
+                    phases: plan.phases.iter().map(crate::live::phase_label).collect(),
+                    total_s,
+                    live,
+                    progress,
+                    stopped: stopped_at.map(|(_, r)| stop_word(r).to_owned()),
+                    faults: windows.clone(),
+                    active: timeline.active(now - start),
+                    ..Snapshot::default()
+                };
+                if detailed {
+                    snap.requests = recorder.requests_live();
+                    snap.checks = judge(&plan, &judged, worker_clock(&target, started_ms), live_prefix.as_deref());
+                    snap.last_cron_ok_s = judged.iter().rev().find_map(|(t, e)| match e {
+                        Event::Op { process, op: crate::history::OpKind::Ok, .. } if process == "cron" => Some(t.as_secs_f64()),
+                        _ => None,
+                    });
+                    snap.kv = target.mock_kv().map(|kv| {
+                        crate::live::KvSummary::from_stats(&kv.stats(), &kv.config().account_id, kv.config().limits)
+                    });
+                }
+                monitor.tick(&snap);
                 if stopped_at.is_none() && has_abort {
                     let (per, all) = recorder.totals();
                     let sending = (now - start).min(planned_end);
@@ -709,6 +778,16 @@ fn wall_ms() -> u64 {
 
 /// Most cron ticks one run fires (a day of every-minute ticks is 1,440).
 const MAX_CRON_TICKS: usize = 100_000;
+
+/// The word for a stop reason in the live view.
+fn stop_word(r: StopReason) -> &'static str {
+    match r {
+        StopReason::Completed => "completed",
+        StopReason::Interrupted => "interrupted",
+        StopReason::Aborted => "aborted",
+        StopReason::TargetUnreachable => "target unreachable",
+    }
+}
 
 /// Records fault changes in the history, keeps the windows for the summary and the events for
 /// the checkers.

@@ -1,6 +1,7 @@
 //! The fault timeline: the scenario's `[[faults]]` turned into set and clear actions on the
-//! mock KV at their run times. Every change is a history event; when sending stops, every
-//! fault still active is cleared (the heal phase starts from a healthy KV).
+//! mock KV at their run times, plus faults set and cleared by hand from the dashboard (indexed
+//! after the scenario's, labelled `manual: ...`). Every change is a history event; when sending
+//! stops, every fault still active is cleared (the heal phase starts from a healthy KV).
 
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub struct Timeline {
     actions: Vec<Action>,
     next: usize,
     active: Vec<Option<FaultId>>,
+    /// Run time each active fault was set.
+    set_at: Vec<Option<Duration>>,
+    /// How many of `faults` came from the scenario (the rest were set by hand).
+    scheduled: usize,
 }
 
 impl Timeline {
@@ -50,6 +55,81 @@ impl Timeline {
             actions,
             next: 0,
             active: vec![None; faults.len()],
+            set_at: vec![None; faults.len()],
+            scheduled: faults.len(),
+        }
+    }
+
+    /// Sets a fault by hand at `elapsed`: it gets the next index after every fault so far, and
+    /// stays until cleared by hand or until sending stops.
+    pub fn set_manual(
+        &mut self,
+        elapsed: Duration,
+        spec: crate::mockkv::FaultSpec,
+        label: String,
+        kv: &MockKv,
+    ) -> Vec<(Duration, Event)> {
+        let index = self.faults.len();
+        self.faults.push(FaultPlan {
+            at: elapsed,
+            until: None,
+            spec,
+            label,
+        });
+        self.active.push(None);
+        self.set_at.push(None);
+        vec![(elapsed, self.set(index, elapsed, kv))]
+    }
+
+    /// Clears active fault `index` (scheduled or manual) at `elapsed`; nothing if not active.
+    pub fn clear_one(
+        &mut self,
+        index: usize,
+        elapsed: Duration,
+        kv: &MockKv,
+    ) -> Vec<(Duration, Event)> {
+        let Some(id) = self.active.get_mut(index).and_then(Option::take) else {
+            return Vec::new();
+        };
+        kv.clear_fault(id);
+        self.set_at[index] = None;
+        vec![(elapsed, fault_event(index, &self.faults[index], false))]
+    }
+
+    /// The faults active at `elapsed`, with the time left until their scheduled clear.
+    pub fn active(&self, elapsed: Duration) -> Vec<crate::live::ActiveFault> {
+        self.active
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| id.is_some())
+            .map(|(index, _)| {
+                let f = &self.faults[index];
+                crate::live::ActiveFault {
+                    index,
+                    label: f.label.clone(),
+                    manual: index >= self.scheduled,
+                    set_at_s: self.set_at[index].unwrap_or(f.at).as_secs_f64(),
+                    left_s: f.until.map(|u| u.saturating_sub(elapsed).as_secs_f64()),
+                }
+            })
+            .collect()
+    }
+
+    fn set(&mut self, index: usize, elapsed: Duration, kv: &MockKv) -> Event {
+        let f = &self.faults[index];
+        match kv.add_fault(f.spec.clone()) {
+            Ok(id) => {
+                self.active[index] = Some(id);
+                self.set_at[index] = Some(elapsed);
+                fault_event(index, f, true)
+            }
+            // Scheduled rules were validated with the plan, manual ones are presets: a
+            // refusal is a bug, kept visible.
+            Err(e) => Event::FaultFailed {
+                index,
+                label: f.label.clone(),
+                error: e.to_string(),
+            },
         }
     }
 
@@ -68,26 +148,11 @@ impl Timeline {
             .filter(|a| a.at <= elapsed)
         {
             self.next += 1;
-            let f = &self.faults[a.index];
             if a.set {
-                match kv.add_fault(f.spec.clone()) {
-                    Ok(id) => {
-                        self.active[a.index] = Some(id);
-                        events.push((elapsed, fault_event(a.index, f, true)));
-                    }
-                    // Validated with the plan; a refusal here is a bug, kept visible.
-                    Err(e) => events.push((
-                        elapsed,
-                        Event::FaultFailed {
-                            index: a.index,
-                            label: f.label.clone(),
-                            error: e.to_string(),
-                        },
-                    )),
-                }
-            } else if let Some(id) = self.active[a.index].take() {
-                kv.clear_fault(id);
-                events.push((elapsed, fault_event(a.index, f, false)));
+                let e = self.set(a.index, elapsed, kv);
+                events.push((elapsed, e));
+            } else {
+                events.extend(self.clear_one(a.index, elapsed, kv));
             }
         }
         events
@@ -97,11 +162,8 @@ impl Timeline {
     pub fn clear_all(&mut self, elapsed: Duration, kv: &MockKv) -> Vec<(Duration, Event)> {
         self.next = self.actions.len();
         let mut events = Vec::new();
-        for (index, slot) in self.active.iter_mut().enumerate() {
-            if let Some(id) = slot.take() {
-                kv.clear_fault(id);
-                events.push((elapsed, fault_event(index, &self.faults[index], false)));
-            }
+        for index in 0..self.active.len() {
+            events.extend(self.clear_one(index, elapsed, kv));
         }
         events
     }
@@ -155,6 +217,37 @@ mod tests {
         assert_eq!(t.next_at(), None);
         let e = t.clear_all(Duration::from_secs(20), &kv);
         assert!(matches!(e[..], [(_, Event::FaultCleared { index: 1, .. })]));
+        assert!(kv.faults().is_empty());
+    }
+
+    #[test]
+    fn manual_faults_come_after_the_scheduled_ones_and_are_cleared_with_them() {
+        let kv = MockKv::new(MockKvConfig::default(), VirtualClock::frozen(0));
+        let mut t = Timeline::new(&[fault(5, Some(10), "kind=daily-limit,ops=put")]);
+        let spec: crate::mockkv::FaultSpec = "kind=error,status=503"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = t.set_manual(
+            Duration::from_secs(2),
+            spec.clone(),
+            "manual: error 503".into(),
+            &kv,
+        );
+        assert!(
+            matches!(&e[..], [(_, Event::FaultSet { index: 1, label })] if label == "manual: error 503")
+        );
+        t.apply_due(Duration::from_secs(6), &kv);
+        let active = t.active(Duration::from_secs(7));
+        assert_eq!(active.len(), 2);
+        assert!(active[1].manual && !active[0].manual);
+        assert_eq!(active[0].left_s, Some(3.0));
+        assert_eq!(active[1].left_s, None);
+        // Clearing by hand, twice: the second is a no-op.
+        assert_eq!(t.clear_one(1, Duration::from_secs(8), &kv).len(), 1);
+        assert!(t.clear_one(1, Duration::from_secs(8), &kv).is_empty());
+        t.set_manual(Duration::from_secs(8), spec, "manual: again".into(), &kv);
+        let e = t.clear_all(Duration::from_secs(9), &kv);
+        assert_eq!(e.len(), 2);
         assert!(kv.faults().is_empty());
     }
 }

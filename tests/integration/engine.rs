@@ -403,3 +403,125 @@ async fn a_failing_abort_threshold_stops_the_run_early() {
     assert!(d.wall < Duration::from_secs(4), "took {:?}", d.wall);
     assert!(!s.thresholds[0].passed);
 }
+
+/// Pauses sending at the first tick and resumes at the third.
+struct PauseTwoSeconds {
+    tx: tokio::sync::mpsc::UnboundedSender<kvchaos::live::Control>,
+    rx: Option<tokio::sync::mpsc::UnboundedReceiver<kvchaos::live::Control>>,
+    ticks: u32,
+    paused_seen: bool,
+}
+
+impl kvchaos::run::Monitor for PauseTwoSeconds {
+    fn tick(&mut self, s: &kvchaos::live::Snapshot) {
+        self.ticks += 1;
+        self.paused_seen |= s.progress.paused;
+        let c = match self.ticks {
+            1 => kvchaos::live::Control::Pause,
+            3 => kvchaos::live::Control::Resume,
+            _ => return,
+        };
+        let _ = self.tx.send(c);
+    }
+
+    fn controls(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<kvchaos::live::Control>> {
+        self.rx.take()
+    }
+}
+
+#[tokio::test]
+async fn a_pause_skips_the_arrivals_it_covers_and_every_arrival_is_accounted_for() {
+    let addr = servers::http(Duration::ZERO).await;
+    let p = plan(
+        addr,
+        vec![rate(4.0, 200.0, 16)],
+        vec![request("r", "/", 1, Duration::from_secs(2))],
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let opts = RunOptions {
+        out: tmp.path().to_owned(),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut monitor = PauseTwoSeconds {
+        tx,
+        rx: Some(rx),
+        ticks: 0,
+        paused_seen: false,
+    };
+    let outcome = run(p, &opts, Interrupts::default(), &mut monitor)
+        .await
+        .expect("run produces a report");
+    assert!(monitor.paused_seen, "a snapshot showed the pause");
+    let history =
+        std::fs::read_to_string(outcome.report_dir.join("history.jsonl")).expect("history.jsonl");
+    let resumed: serde_json::Value = history
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["type"] == "resumed")
+        .expect("a resumed event");
+    let skipped = resumed["skipped"].as_u64().expect("skipped count");
+    let s = &outcome.summary;
+    let sent: u64 = s.phases.iter().map(|p| p.sent).sum();
+    let dropped: u64 = s.phases.iter().map(|p| p.dropped).sum();
+    // Two of four seconds at 200/s were paused (ticks are about a second apart).
+    assert!((300..=500).contains(&skipped), "skipped {skipped}");
+    assert_eq!(
+        sent + dropped + skipped,
+        800,
+        "sent {sent} dropped {dropped}"
+    );
+    assert_eq!(s.overall.completed, sent);
+    assert_eq!(outcome.exit, Exit::Pass);
+}
+
+#[tokio::test]
+async fn a_pause_holds_closed_loop_users_and_skips_nothing() {
+    let addr = servers::http(Duration::ZERO).await;
+    let vus = Phase {
+        name: None,
+        duration: Duration::from_secs(4),
+        load: Load::Vus(2),
+    };
+    let p = plan(
+        addr,
+        vec![vus],
+        vec![request("r", "/", 1, Duration::from_secs(2))],
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let opts = RunOptions {
+        out: tmp.path().to_owned(),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut monitor = PauseTwoSeconds {
+        tx,
+        rx: Some(rx),
+        ticks: 0,
+        paused_seen: false,
+    };
+    let outcome = run(p, &opts, Interrupts::default(), &mut monitor)
+        .await
+        .expect("run produces a report");
+    let history =
+        std::fs::read_to_string(outcome.report_dir.join("history.jsonl")).expect("history.jsonl");
+    assert!(
+        history.contains(r#""type":"resumed","skipped":0"#),
+        "{history}"
+    );
+    // The interval that ends at the third tick lies wholly inside the pause: nothing completed.
+    let csv = std::fs::read_to_string(outcome.report_dir.join("timeseries.csv")).expect("csv");
+    let all: Vec<Vec<&str>> = csv
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|r| r.get(1) == Some(&"all"))
+        .collect();
+    assert_eq!(all[2][2], "0", "{csv}");
+    assert!(
+        all[0][2] != "0" && all[3][2] != "0",
+        "sent before and after: {csv}"
+    );
+    assert_eq!(outcome.exit, Exit::Pass);
+}

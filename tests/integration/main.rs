@@ -11,4 +11,5 @@ mod servers;
 mod support;
 mod teardown;
 mod tls;
+mod tui;
 mod worker_target;
