@@ -412,14 +412,12 @@ pub async fn run(
         } else {
             &[]
         };
-        let period = crate::cron::shortest_period(fired)
-            .map(|p| Duration::from_secs_f64(p.as_secs_f64() / plan.speedup));
-        plan.heal_duration(period)
+        plan.heal_duration(fired)
     } else {
         Duration::ZERO
     };
     let heal_at = planned_end.saturating_sub(heal);
-    let live_prefix = drivers.queue_prefix();
+    let queue_prefix = drivers.queue_prefix();
     let mut heal_started = heal.is_zero();
     let mut abort_detail: Option<String> = None;
     let finished = engine.finished();
@@ -525,7 +523,7 @@ pub async fn run(
                 };
                 if detailed {
                     snap.requests = recorder.requests_live();
-                    snap.checks = judge(&plan, &judged, worker_clock(&target, started_ms), live_prefix.as_deref());
+                    snap.checks = judge(&plan, &judged, worker_clock(&target, started_ms), queue_prefix.as_deref());
                     snap.last_cron_ok_s = judged.iter().rev().find_map(|(t, e)| match e {
                         Event::Op { process, op: crate::history::OpKind::Ok, .. } if process == "cron" => Some(t.as_secs_f64()),
                         _ => None,
@@ -595,18 +593,16 @@ pub async fn run(
     if let Some(task) = cron_task {
         let _ = task.await;
     }
-    let (_, how) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
-    let queue_prefix = drivers.queue_prefix();
+    let (stop_at, reason) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
     // An interrupted run ends at once; others read the final state of locks and tasks.
     drivers
-        .finish(plan.grace, how != StopReason::Interrupted)
+        .finish(plan.grace, reason != StopReason::Interrupted)
         .await;
     while let Ok((t, event)) = history_rx.try_recv() {
         history.record(t, &event);
         judged.push((t, event));
     }
     let ended = Instant::now();
-    let (stop_at, reason) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
     let (counts, unfinished) = engine.settle(stop_at, &mut recorder);
     recorder.tick(
         (ended - start).as_secs_f64(),

@@ -60,16 +60,6 @@ impl Book {
             .cloned()
             .collect()
     }
-
-    /// How many tasks may have been created.
-    pub fn len(&self) -> usize {
-        self.lock().created.len()
-    }
-
-    /// Whether no task may have been created.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A unique id prefix for this run's tasks, so runs against one deployed Worker never collide.

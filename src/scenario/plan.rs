@@ -174,6 +174,16 @@ pub struct QueuePlan {
     pub done: Vec<String>,
 }
 
+/// The default heal phase of a run lasting `total`: a fifth of it, and at least one period
+/// (in real time at the run clock's `speedup`) of the shortest of `crons`, never more than
+/// half of it.
+pub fn default_heal(total: Duration, crons: &[String], speedup: f64) -> Duration {
+    let period = crate::cron::shortest_period(crons)
+        .map(|p| Duration::from_secs_f64(p.as_secs_f64() / speedup));
+    let fifth = total / 5;
+    period.map_or(fifth, |p| p.max(fifth)).min(total / 2)
+}
+
 /// A mock KV fault set at `at` and cleared at `until` (or when sending stops).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultPlan {
@@ -217,17 +227,14 @@ impl Plan {
         self.phases.iter().map(|p| p.duration).sum()
     }
 
-    /// The fault-free end of the run: `[heal] duration`, or by default a fifth of the run
-    /// and at least `cron_period` (real time; the scenario's or the Worker's shortest cron
-    /// period at the run clock's speed), never more than half the run.
-    pub fn heal_duration(&self, cron_period: Option<Duration>) -> Duration {
+    /// The fault-free end of the run: `[heal] duration`, or [`default_heal`] with the
+    /// shortest period of `crons` (the crons kvchaos fires) on the run clock.
+    pub fn heal_duration(&self, crons: &[String]) -> Duration {
         let total = self.duration();
-        if let Some(h) = self.heal {
-            return h.min(total);
+        match self.heal {
+            Some(h) => h.min(total),
+            None => default_heal(total, crons, self.speedup),
         }
-        let fifth = total / 5;
-        let wanted = cron_period.map_or(fifth, |p| p.max(fifth));
-        wanted.min(total / 2)
     }
 
     /// Whether the run has anything to heal from or to check after healing: faults, or a

@@ -106,7 +106,9 @@ pub(super) fn validate(
     if let (Some(heal), Some(total), Some(faults), Some(cron), Some(speedup)) =
         (&heal, total, &faults, &cron, speedup)
     {
-        let h = heal.unwrap_or_else(|| default_heal(total, cron, speedup));
+        // The Worker's own crons are not known yet: only the scenario's schedules count.
+        let schedules = cron.schedules.as_deref().unwrap_or_default();
+        let h = heal.unwrap_or_else(|| super::plan::default_heal(total, schedules, speedup));
         v.faults_before_heal(
             raw.faults.as_deref().unwrap_or_default(),
             faults,
@@ -185,18 +187,6 @@ pub(super) fn validate(
                 .collect())
         }
     }
-}
-
-/// The default heal phase at validation time: the Worker's own crons are not known yet, so
-/// only the scenario's `[cron] schedules` count.
-fn default_heal(total: Duration, cron: &CronPlan, speedup: f64) -> Duration {
-    let period = cron
-        .schedules
-        .as_deref()
-        .and_then(crate::cron::shortest_period)
-        .map(|p| Duration::from_secs_f64(p.as_secs_f64() / speedup));
-    let fifth = total / 5;
-    period.map_or(fifth, |p| p.max(fifth)).min(total / 2)
 }
 
 /// Offset of the first line that is not blank or a comment: where "missing ..." errors about
