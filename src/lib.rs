@@ -18,6 +18,8 @@
 //! - [`live`]: the snapshot live displays get once a second, their controls, the plain line.
 //! - [`tui`]: the live dashboard (state, pure render, terminal loop).
 //! - [`redact`]: keeps secrets out of everything written.
+//! - [`rest`]: the one-request-at-a-time HTTP(S) client of REST APIs, webhooks and probes.
+//! - [`wrangler`]: a Worker's wrangler config (bindings by kind, crons, environments).
 //! - [`resources`], [`exit`]: process readings and exit codes.
 
 pub mod check;
@@ -34,8 +36,10 @@ pub mod mockkv;
 pub mod redact;
 pub mod report;
 pub mod resources;
+pub mod rest;
 pub mod run;
 pub mod scenario;
 pub mod target;
 pub mod timeline;
 pub mod tui;
+pub mod wrangler;

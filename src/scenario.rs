@@ -121,10 +121,7 @@ pub fn parse_str(
 
 /// The wrangler configuration file of a Worker directory, if it has one.
 pub fn worker_config(dir: &Path) -> Option<PathBuf> {
-    ["wrangler.toml", "wrangler.jsonc", "wrangler.json"]
-        .iter()
-        .map(|f| dir.join(f))
-        .find(|p| p.is_file())
+    crate::wrangler::find(dir)
 }
 
 /// Checks that `url` may receive load: loopback (127.0.0.0/8, `::1`, `localhost`) always may;
