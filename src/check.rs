@@ -378,6 +378,11 @@ impl Findings {
         *self.counts.entry(name.to_owned()).or_default() += n;
     }
 
+    /// Count `name` so far (0 when never set).
+    pub(crate) fn count(&self, name: &str) -> u64 {
+        self.counts.get(name).copied().unwrap_or(0)
+    }
+
     /// Sets count `name`.
     pub(crate) fn set(&mut self, name: &str, n: u64) {
         self.counts.insert(name.to_owned(), n);
