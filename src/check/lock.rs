@@ -320,7 +320,9 @@ fn releases_not_held<'a>(
             .find(|g| Some(g.lock) == lock && Some(g.holder) == holder && g.token == token);
         match grant {
             Some(g) => {
-                let Some(now) = worker_at_least(r.t).filter(|now| *now >= g.expires_at + cfg.tolerance_ms) else {
+                let Some(now) =
+                    worker_at_least(r.t).filter(|now| *now >= g.expires_at + cfg.tolerance_ms)
+                else {
                     continue;
                 };
                 // An expired lease released is harmless while nobody else holds the lock; it
@@ -331,7 +333,8 @@ fn releases_not_held<'a>(
                     n.lock == g.lock
                         && n.holder != g.holder
                         && n.ok_t < r.t
-                        && n.granted_ms.is_none_or(|ms| ms + cfg.tolerance_ms >= g.expires_at)
+                        && n.granted_ms
+                            .is_none_or(|ms| ms + cfg.tolerance_ms >= g.expires_at)
                         && n.release_t.is_none_or(|rt| rt >= r_done)
                 });
                 if let Some(n) = next {
@@ -676,7 +679,11 @@ mod tests {
         let r = check(&h.view(), &cfg());
         assert_eq!(r.counts.get("release-not-held"), Some(&1), "{r:?}");
         assert_eq!(r.counts.get("double-grant"), Some(&1), "{r:?}");
-        let dg = r.evidence.iter().find(|e| e.starts_with("double-grant")).expect("line");
+        let dg = r
+            .evidence
+            .iter()
+            .find(|e| e.starts_with("double-grant"))
+            .expect("line");
         assert!(dg.contains("stale token"), "{dg}");
         // A correct Worker refuses the stale release (fail): no anomaly at all.
         let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 100);
@@ -742,7 +749,11 @@ mod tests {
         let h = acquire(h, 1_000, 1, OpKind::Ok, 2, 100);
         let r = check(&h.view(), &cfg());
         assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
-        assert!(r.reason.contains("while a fault was active"), "{}", r.reason);
+        assert!(
+            r.reason.contains("while a fault was active"),
+            "{}",
+            r.reason
+        );
         // Tried during the fault, but never granted after it.
         let h = acquire(H::default().fault(100, 0), 0, 1, OpKind::Ok, 1, 100);
         let h = release(h, 50, 1, OpKind::Ok, 1);

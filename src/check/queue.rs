@@ -21,9 +21,13 @@
 //!   exactly-once-effect mode;
 //! - `unexpected`: an id claimed, completed or found by the drain that no enqueue may have
 //!   created (none was invoked, or every one failed);
-//! - `lease-overlap`: consumer B granted a lease (Worker time `lease_until - lease_ms`) on an id
-//!   before consumer A's lease on it expired, B's claim invoked after A's completed and before
-//!   A invoked a complete that may have worked;
+//! - `lease-overlap`: deliveries are counted from acknowledged claims; two claims of one id by
+//!   different consumers whose leases (Worker time `[lease_until - lease_ms, lease_until)`)
+//!   intersect, unless the first consumer invoked a complete that may have worked before the
+//!   second claim completed — also when the two claims were concurrent: both cannot hold at
+//!   once, whatever order they took effect in;
+//! - `redelivered` (counted): a claim granted after an earlier lease on the id expired with no
+//!   completion; in exactly-once-effect mode it is `duplicated`;
 //! - `slow-drain`: the drain time is above [`QueueConfig::max_drain`];
 //! - `stalled`: the queue made no progress (no enqueue acknowledged, no task claimed or
 //!   completed) for longer than [`QueueConfig::max_stall`] while its operations were failing —
@@ -34,8 +38,9 @@
 //! drain time (from the start of the heal phase — producers stopped, faults cleared — or the
 //! last fault cleared, to the moment every enqueued task had been seen done).
 //!
-//! UNKNOWN, without an anomaly, when nothing was enqueued, when there was no drain, or when
-//! some acknowledged tasks were neither completed nor read by the drain.
+//! UNKNOWN, without an anomaly, unless the history holds the evidence a PASS rests on: at
+//! least one acknowledged enqueue, a final drain, and every acknowledged task completed or
+//! read by the drain.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -269,7 +274,7 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
                 }
             }
         }
-        lease_overlaps(id, t, cfg, &mut f);
+        deliveries(id, t, cfg, &mut f);
     }
     f.set("tasks", tasks.len() as u64);
     if !foreign.is_empty() {
@@ -303,8 +308,14 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
             }
         }
     }
+    let acked = f.count("enqueues_ok");
     let unknown = if enqueues.is_empty() {
         Some("nothing was enqueued".to_owned())
+    } else if acked == 0 {
+        Some(format!(
+            "no enqueue was acknowledged ({} attempts): nothing shows the queue accepts work",
+            enqueues.len()
+        ))
     } else if drain_unknown.is_some() {
         drain_unknown
     } else if undrained > 0 {
@@ -318,7 +329,7 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
         "queue",
         unknown,
         format!(
-            "{} tasks accounted for, none lost or unexpected, leases exclusive",
+            "{acked} acknowledged enqueues, every one judged by the drain; {} tasks accounted for, none lost or unexpected, leases exclusive",
             tasks.len()
         ),
     )
@@ -388,37 +399,64 @@ fn stalls(h: &HistoryView, cfg: &QueueConfig, f: &mut Findings) {
     }
 }
 
-fn lease_overlaps(id: &str, t: &Task, cfg: &QueueConfig, f: &mut Findings) {
-    for b in &t.claims {
-        let (Some(b_until), Some(b_lease)) = (
-            b.u64_field("lease_until"),
-            b.value.get("lease_ms").and_then(|v| v.as_u64()),
-        ) else {
-            continue;
-        };
-        let b_granted = b_until.saturating_sub(b_lease);
-        for a in &t.claims {
-            let (Some(a_done), Some(a_until)) = (a.done_t(), a.u64_field("lease_until")) else {
-                continue;
-            };
-            if std::ptr::eq(*a, *b) || consumer(a) == consumer(b) || a_done >= b.t {
+/// A claim's lease on the Worker's clock: `[granted, until)`.
+fn lease(c: &Operation) -> Option<(u64, u64)> {
+    let until = c.u64_field("lease_until")?;
+    let ms = c.value.get("lease_ms").and_then(|v| v.as_u64())?;
+    Some((until.saturating_sub(ms), until))
+}
+
+/// Deliveries are counted from acknowledged claims. Two claims of a task by different
+/// consumers whose leases intersect are a `lease-overlap` (also when the claims were
+/// concurrent: both cannot hold at once), unless the first consumer invoked a complete that
+/// may have worked before the second claim completed. A claim granted after an earlier lease
+/// expired is a redelivery: counted, and `duplicated` in exactly-once-effect mode.
+fn deliveries(id: &str, t: &Task, cfg: &QueueConfig, f: &mut Findings) {
+    let mut claims: Vec<(u64, u64, &Operation)> = t
+        .claims
+        .iter()
+        .filter_map(|c| lease(c).map(|(g, u)| (g, u, *c)))
+        .collect();
+    claims.sort_by_key(|(g, _, c)| (*g, c.done_t()));
+    for (i, &(b_granted, _, b)) in claims.iter().enumerate() {
+        for &(_, a_until, a) in &claims[..i] {
+            if consumer(a) == consumer(b) {
                 continue;
             }
+            let b_done = b.done_t().unwrap_or(b.t);
             let completed_before = t
                 .completes_maybe
                 .iter()
-                .any(|c| consumer(c) == consumer(a) && c.t > a_done && c.t < b.t);
-            if !completed_before && b_granted + cfg.tolerance_ms < a_until {
+                .any(|c| consumer(c) == consumer(a) && c.t > a.t && c.t < b_done);
+            if completed_before {
+                continue;
+            }
+            if b_granted + cfg.tolerance_ms < a_until {
                 f.anomaly(
                     "lease-overlap",
                     format!(
-                        "{id:?} leased to {} until worker ms {a_until} (claimed at {}), then to {} at worker ms {b_granted}: {}",
+                        "{id:?} leased to {} until worker ms {a_until} (claimed at {}), and to {} at worker ms {b_granted}{}: {}",
                         consumer(a),
                         secs(a.t),
                         consumer(b),
+                        if b.t < a.done_t().unwrap_or(a.t) { " by a concurrent claim" } else { "" },
                         b.describe()
                     ),
                 );
+                break;
+            }
+            if a_until <= b_granted + cfg.tolerance_ms && t.completes_ok.iter().all(|c| c.t > b.t) {
+                f.add("redelivered", 1);
+                let line = format!(
+                    "{id:?} redelivered to {} at {} after {}'s lease expired at worker ms {a_until}",
+                    consumer(b),
+                    secs(b.t),
+                    consumer(a)
+                );
+                match cfg.mode {
+                    QueueMode::ExactlyOnceEffect => f.anomaly("duplicated", line),
+                    QueueMode::AtLeastOnce => f.note(format!("redelivered (allowed): {line}")),
+                }
                 break;
             }
         }
@@ -568,9 +606,14 @@ mod tests {
         let h = enqueue(h, 100, "b", OpKind::Info);
         let h = complete(claim(h, 200, 1, "a"), 300, 1, "a", OpKind::Ok);
         let h = drain(drain(h, 1_000, "a", "done"), 1_100, "b", "missing");
+        let r = check(&h.clone().view(), &cfg(QueueMode::ExactlyOnceEffect));
+        assert_eq!(r.counts.get("lost"), None, "{r:?}");
+        assert_eq!(r.counts["recovered"], 1);
+        // No enqueue was acknowledged: not enough for a PASS.
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        let h = drain(enqueue(h, 1_200, "c", OpKind::Ok), 1_300, "c", "done");
         let r = check(&h.view(), &cfg(QueueMode::ExactlyOnceEffect));
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
-        assert_eq!(r.counts["recovered"], 1);
         assert!(r.evidence[0].starts_with("recovered"), "{:?}", r.evidence);
     }
 
@@ -581,14 +624,63 @@ mod tests {
         let h = drain(h, 3_000, "a", "done");
         let r = check(&h.view(), &cfg(QueueMode::AtLeastOnce));
         assert_eq!(r.counts.get("lease-overlap"), Some(&1), "{r:?}");
-        // After the first lease expired (1000 ms), a redelivery is allowed.
+        // After the first lease expired (1000 ms), a redelivery is allowed, and counted; in
+        // exactly-once-effect mode it is a duplicate.
         let h = enqueue(H::default(), 0, "a", OpKind::Ok);
         let h = claim(claim(h, 100, 1, "a"), 1_500, 2, "a");
         let h = drain(h, 3_000, "a", "done");
-        assert_eq!(
-            check(&h.view(), &cfg(QueueMode::AtLeastOnce)).verdict,
-            Verdict::Pass
+        let r = check(&h.clone().view(), &cfg(QueueMode::AtLeastOnce));
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.counts.get("redelivered"), Some(&1), "{r:?}");
+        let r = check(&h.view(), &cfg(QueueMode::ExactlyOnceEffect));
+        assert_eq!(r.counts.get("duplicated"), Some(&1), "{r:?}");
+    }
+
+    /// Claims by consumers 1 and 2 invoked at `ms` and `ms + 1`, both answered after both were
+    /// invoked, with the given kinds.
+    fn concurrent_claims(h: H, ms: u64, id: &str, kinds: [OpKind; 2]) -> H {
+        let lease = json!({"id": id, "lease_until": W0 + ms + 1005});
+        let inv = |c: u32| json!({"consumer": format!("consumer-{c}"), "lease_ms": 1000});
+        h.op(ms, "consumer-1", OpKind::Invoke, "claim", inv(1))
+            .op(ms + 1, "consumer-2", OpKind::Invoke, "claim", inv(2))
+            .op(ms + 8, "consumer-1", kinds[0], "claim", lease.clone())
+            .op(ms + 9, "consumer-2", kinds[1], "claim", lease)
+    }
+
+    #[test]
+    fn concurrent_claims_handing_one_task_to_two_consumers_are_an_overlap() {
+        let h = concurrent_claims(
+            enqueue(H::default(), 0, "a", OpKind::Ok),
+            100,
+            "a",
+            [OpKind::Ok; 2],
         );
+        // The losing consumer's complete is refused: the overlap shows from the claims alone.
+        let h = complete(h, 200, 1, "a", OpKind::Ok);
+        let h = complete(h, 210, 2, "a", OpKind::Fail);
+        let h = drain(h, 3_000, "a", "done");
+        let r = check(&h.view(), &cfg(QueueMode::AtLeastOnce));
+        assert_eq!(r.verdict, Verdict::Fail, "{r:?}");
+        assert_eq!(r.counts.get("lease-overlap"), Some(&1), "{r:?}");
+        assert!(
+            r.evidence[0].contains("concurrent claim"),
+            "{:?}",
+            r.evidence
+        );
+    }
+
+    #[test]
+    fn an_indeterminate_concurrent_claim_is_no_overlap() {
+        let h = concurrent_claims(
+            enqueue(H::default(), 0, "a", OpKind::Ok),
+            100,
+            "a",
+            [OpKind::Ok, OpKind::Info],
+        );
+        let h = complete(h, 200, 1, "a", OpKind::Ok);
+        let h = drain(h, 3_000, "a", "done");
+        let r = check(&h.view(), &cfg(QueueMode::ExactlyOnceEffect));
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
     }
 
     #[test]
