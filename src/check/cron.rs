@@ -21,9 +21,10 @@
 //! judged: `max-gap` between consecutive distinct `last_run` values read, and the run must see
 //! `last_run` advance after the last fault was cleared.
 //!
-//! UNKNOWN, without an anomaly, when no tick was fired in the healed window (the run never
-//! healed, or no tick fell after the last fault was cleared) — or, judging probes alone, when
-//! no probe saw `last_run` advance in the healed window.
+//! UNKNOWN, without an anomaly, unless the history holds the evidence a PASS rests on: at
+//! least one tick answered `ok` after the last fault was cleared (an unanswered tick never
+//! counts as a run) and, with status probes, a `last_run` that advanced after the heal —
+//! or, judging probes alone, a probe that saw `last_run` advance in the healed window.
 
 use std::collections::BTreeMap;
 
@@ -74,9 +75,11 @@ pub fn check(h: &HistoryView, cfg: &CronConfig) -> CheckResult {
     gaps(h, cfg, &ticks, &mut f);
     let advanced_healed = probes(h, cfg, &ticks, &mut f);
 
-    let healed_ticks = ticks.iter().filter(|t| h.healed(t.t)).count() as u64;
-    f.set("ticks_healed", healed_ticks);
-    let probed = f.counts.get("probes_ok").copied().unwrap_or(0);
+    // A tick nobody answered (`info`) may have run, so it never makes a gap; but it is no
+    // evidence of a run either: a PASS rests on ticks answered ok.
+    let healed_ok = ticks.iter().filter(|t| h.healed(t.t) && t.is_ok()).count() as u64;
+    f.set("ticks_healed", healed_ok);
+    let probed = f.count("probes_ok");
     if ticks.is_empty() && probed > 0 {
         let unknown = if h.healed_from.is_none() {
             Some("the run never healed: a fault was still active at the end".to_owned())
@@ -91,24 +94,36 @@ pub fn check(h: &HistoryView, cfg: &CronConfig) -> CheckResult {
             format!("{probed} status reads, last_run advancing, also after the heal"),
         );
     }
+    let (ok, info) = (
+        f.count("ticks_ok"),
+        ticks.len() as u64 - f.count("ticks_ok") - f.count("ticks_fail"),
+    );
     let unknown = if ticks.is_empty() {
         Some("no cron tick was fired and no status was read".to_owned())
     } else if h.healed_from.is_none() {
         Some("the run never healed: a fault was still active at the end".to_owned())
-    } else if healed_ticks == 0 {
-        Some("no cron tick was fired after the last fault was cleared".to_owned())
+    } else if healed_ok == 0 {
+        Some(format!(
+            "no tick answered ok after the last fault was cleared ({} ticks: {ok} ok, {info} unanswered)",
+            ticks.len()
+        ))
+    } else if probed > 0 && !advanced_healed {
+        Some(format!(
+            "{healed_ok} ticks answered ok after the heal, but no status probe saw last_run advance then"
+        ))
     } else {
         None
     };
-    f.finish(
-        "cron",
-        unknown,
-        format!(
-            "{} ticks, none missed; {} after the heal",
-            ticks.len(),
-            healed_ticks
-        ),
-    )
+    let probes = if probed > 0 {
+        format!("; last_run advanced after the heal ({probed} status reads)")
+    } else {
+        String::new()
+    };
+    let pass = format!(
+        "{} ticks ({ok} ok, {info} unanswered), none missed; {healed_ok} ok after the heal{probes}",
+        ticks.len()
+    );
+    f.finish("cron", unknown, pass)
 }
 
 /// Gaps between runs per cron expression, in scheduled ms.
@@ -368,6 +383,47 @@ mod tests {
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.counts["ticks_info"], 3);
         assert_eq!(r.counts["ticks_incomplete"], 1);
+    }
+
+    #[test]
+    fn unanswered_ticks_after_the_heal_are_no_evidence_of_a_run() {
+        let mut h = H::default().fault(500, 0).clear(2_500, 0);
+        for n in 0..6 {
+            h = tick(h, n, if n < 2 { OpKind::Ok } else { OpKind::Info });
+        }
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert!(
+            r.reason.contains("no tick answered ok after"),
+            "{}",
+            r.reason
+        );
+        assert!(r.reason.contains("4 unanswered"), "{}", r.reason);
+    }
+
+    #[test]
+    fn with_status_probes_a_pass_needs_last_run_to_advance_after_the_heal() {
+        let mut h = H::default().fault(500, 0).clear(1_500, 0);
+        for n in 0..4 {
+            h = tick(h, n, OpKind::Ok);
+        }
+        // The Worker answers ok but its durable last_run never moves.
+        let stuck = probe(probe(h.clone(), 1_000, Some(T0), 1), 3_900, Some(T0), 1);
+        let r = check(&stuck.view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:?}");
+        assert!(
+            r.reason.contains("no status probe saw last_run advance"),
+            "{}",
+            r.reason
+        );
+        let h = probe(probe(h, 1_000, Some(T0), 1), 3_900, Some(T0 + 180_000), 4);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert!(
+            r.reason.contains("last_run advanced after the heal"),
+            "{}",
+            r.reason
+        );
     }
 
     #[test]
