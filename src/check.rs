@@ -464,6 +464,7 @@ pub(crate) mod testing {
                 Event::FaultCleared {
                     index,
                     label: format!("fault {index}"),
+                    kv_ops: None,
                 },
             ));
             self

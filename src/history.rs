@@ -57,6 +57,9 @@ pub enum Event {
         index: usize,
         /// What it did.
         label: String,
+        /// How many KV operations it hit while it was set (the mock's count for the rule).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kv_ops: Option<u64>,
     },
     /// The mock KV refused a scheduled fault.
     FaultFailed {

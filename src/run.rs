@@ -657,14 +657,17 @@ pub async fn run(
             cpu_s: crate::resources::cpu_seconds(),
             engine_threads: engine.threads() as u64,
         },
-        faults: windows,
         checks: judge(
             &plan,
             &judged,
             worker_clock(&target, started_ms),
             queue_prefix.as_deref(),
         ),
+        warnings: Vec::new(),
+        faults: windows,
     };
+    let mut summary = summary;
+    summary.warnings = weigh_faults(&summary.faults, &mut summary.checks);
     drop(engine);
     if let Some(kv) = target.mock_kv() {
         write_json(&report_dir.join("mockkv.json"), &kv.stats())?;
@@ -680,7 +683,7 @@ pub async fn run(
         crate::check::Verdict::Pass => true,
         crate::check::Verdict::Fail => false,
         crate::check::Verdict::Unknown => !opts.strict,
-    });
+    }) && (summary.warnings.is_empty() || !opts.strict);
     let exit = match reason {
         StopReason::Interrupted => Exit::Interrupted,
         StopReason::TargetUnreachable => Exit::Environment,
@@ -800,14 +803,16 @@ fn note_faults(
                 label: label.clone(),
                 set_at_s: t.as_secs_f64(),
                 cleared_at_s: None,
+                kv_ops: None,
             }),
-            Event::FaultCleared { index, .. } => {
+            Event::FaultCleared { index, kv_ops, .. } => {
                 if let Some(w) = windows
                     .iter_mut()
                     .rev()
                     .find(|w| w.index == *index as u64 && w.cleared_at_s.is_none())
                 {
                     w.cleared_at_s = Some(t.as_secs_f64());
+                    w.kv_ops = *kv_ops;
                 }
             }
             _ => {}
@@ -815,6 +820,40 @@ fn note_faults(
         history.record(t, &e);
         judged.push((t, e));
     }
+}
+
+/// Faults that reached no KV operation tested nothing: each is a warning, and every verdict
+/// says so in its reason (the checks judge the whole run, so every window is theirs).
+fn weigh_faults(windows: &[FaultWindow], checks: &mut [crate::check::CheckResult]) -> Vec<String> {
+    let idle: Vec<String> = windows
+        .iter()
+        .filter(|w| w.kv_ops == Some(0))
+        .map(|w| {
+            format!(
+                "fault #{} ({}), set at {:.1}s",
+                w.index + 1,
+                w.label,
+                w.set_at_s
+            )
+        })
+        .collect();
+    if idle.is_empty() {
+        return Vec::new();
+    }
+    let list = idle.join("; ");
+    for c in checks.iter_mut() {
+        c.reason = format!(
+            "{} (but the fault reached no KV operation: {list})",
+            c.reason
+        );
+    }
+    idle.iter()
+        .map(|f| {
+            format!(
+                "{f} reached no KV operation: the run did not test what it meant to; check its ops, prefix and namespace against the Worker's KV calls"
+            )
+        })
+        .collect()
 }
 
 /// The checks that apply: cron when ticks were fired or its status probed, lock and queue when
@@ -964,6 +1003,7 @@ fn nothing_sent_report(
         },
         faults: Vec::new(),
         checks: Vec::new(),
+        warnings: Vec::new(),
     };
     crate::report::write_all(&report_dir, &summary)
         .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
@@ -1013,6 +1053,39 @@ fn create_report_dir(out: &Path, name: &str, at: SystemTime) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fault_that_reached_no_kv_operation_is_a_warning_on_every_verdict() {
+        let window = |index: u64, kv_ops: Option<u64>| FaultWindow {
+            index,
+            label: "daily-limit put".to_owned(),
+            set_at_s: 6.0,
+            cleared_at_s: Some(16.0),
+            kv_ops,
+        };
+        let result = |name: &str| crate::check::CheckResult {
+            name: name.to_owned(),
+            verdict: crate::check::Verdict::Pass,
+            reason: "fine".to_owned(),
+            evidence: Vec::new(),
+            counts: Default::default(),
+        };
+        let mut checks = vec![result("cron"), result("lock")];
+        assert!(weigh_faults(&[window(0, Some(12)), window(1, None)], &mut checks).is_empty());
+        assert_eq!(checks[0].reason, "fine");
+        let w = weigh_faults(&[window(0, Some(12)), window(1, Some(0))], &mut checks);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].starts_with("fault #2 (daily-limit put)"), "{w:?}");
+        for c in &checks {
+            assert!(
+                c.reason
+                    .contains("the fault reached no KV operation: fault #2"),
+                "{}",
+                c.reason
+            );
+            assert_eq!(c.verdict, crate::check::Verdict::Pass);
+        }
+    }
 
     fn phase(secs: u64, load: Load) -> Phase {
         Phase {

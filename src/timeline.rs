@@ -91,9 +91,19 @@ impl Timeline {
         let Some(id) = self.active.get_mut(index).and_then(Option::take) else {
             return Vec::new();
         };
+        // The mock counts the operations each rule hit; read it before the rule goes.
+        let kv_ops = kv.faults().iter().find(|v| v.id == id).map(|v| v.fired);
         kv.clear_fault(id);
         self.set_at[index] = None;
-        vec![(elapsed, fault_event(index, &self.faults[index], false))]
+        let label = self.faults[index].label.clone();
+        vec![(
+            elapsed,
+            Event::FaultCleared {
+                index,
+                label,
+                kv_ops,
+            },
+        )]
     }
 
     /// The faults active at `elapsed`, with the time left until their scheduled clear.
@@ -121,7 +131,10 @@ impl Timeline {
             Ok(id) => {
                 self.active[index] = Some(id);
                 self.set_at[index] = Some(elapsed);
-                fault_event(index, f, true)
+                Event::FaultSet {
+                    index,
+                    label: f.label.clone(),
+                }
             }
             // Scheduled rules were validated with the plan, manual ones are presets: a
             // refusal is a bug, kept visible.
@@ -169,15 +182,6 @@ impl Timeline {
     }
 }
 
-fn fault_event(index: usize, f: &FaultPlan, set: bool) -> Event {
-    let (index, label) = (index, f.label.clone());
-    if set {
-        Event::FaultSet { index, label }
-    } else {
-        Event::FaultCleared { index, label }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,7 +220,17 @@ mod tests {
         assert_eq!(kv.faults().len(), 1);
         assert_eq!(t.next_at(), None);
         let e = t.clear_all(Duration::from_secs(20), &kv);
-        assert!(matches!(e[..], [(_, Event::FaultCleared { index: 1, .. })]));
+        assert!(matches!(
+            e[..],
+            [(
+                _,
+                Event::FaultCleared {
+                    index: 1,
+                    kv_ops: Some(0),
+                    ..
+                }
+            )]
+        ));
         assert!(kv.faults().is_empty());
     }
 

@@ -221,6 +221,9 @@ fn badge(word: &str) -> String {
 
 fn verdicts(out: &mut String, s: &Summary) {
     out.push_str("<h2 id=\"verdicts\">Checks and thresholds</h2>\n");
+    for w in &s.warnings {
+        let _ = writeln!(out, "<p class=\"note warning\">warning: {}</p>", xml(w));
+    }
     if s.checks.is_empty() && s.thresholds.is_empty() {
         out.push_str("<p class=\"note\">No checks ran and no thresholds were defined.</p>\n");
         return;
@@ -1347,6 +1350,7 @@ pub(crate) mod tests {
                 Event::FaultCleared {
                     index: 0,
                     label: "daily-limit put queue:*".to_owned(),
+                    kv_ops: None,
                 },
             ),
         ];

@@ -16,6 +16,7 @@ const MAX_MESSAGE_CHARS: usize = 200;
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();
     title(&mut out, s);
+    warnings(&mut out, s);
     run_facts(&mut out, s);
     phases(&mut out, &s.phases);
     faults(&mut out, s);
@@ -151,6 +152,17 @@ fn checks(out: &mut String, s: &Summary) {
     }
 }
 
+fn warnings(out: &mut String, s: &Summary) {
+    if s.warnings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Warnings\n");
+    for w in &s.warnings {
+        let _ = writeln!(out, "- {}", text(w));
+    }
+    out.push('\n');
+}
+
 fn faults(out: &mut String, s: &Summary) {
     if s.faults.is_empty() {
         return;
@@ -160,12 +172,24 @@ fn faults(out: &mut String, s: &Summary) {
         "## Mock KV faults
 "
     );
-    let _ = writeln!(out, "| # | fault | from | to |");
-    let _ = writeln!(out, "|--:|---|--:|--:|");
+    // The count of KV operations hit is known for runs that recorded it.
+    let counted = s.faults.iter().any(|f| f.kv_ops.is_some());
+    let (head, rule) = if counted {
+        (" KV ops hit |", "--:|")
+    } else {
+        ("", "")
+    };
+    let _ = writeln!(out, "| # | fault | from | to |{head}");
+    let _ = writeln!(out, "|--:|---|--:|--:|{rule}");
     for f in &s.faults {
+        let hits = match (counted, f.kv_ops) {
+            (false, _) => String::new(),
+            (true, Some(n)) => format!(" {} |", human::count(n)),
+            (true, None) => " — |".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} |",
+            "| {} | {} | {} | {} |{hits}",
             f.index + 1,
             text(&f.label),
             human::run_secs(f.set_at_s),

@@ -58,6 +58,10 @@ pub struct Summary {
     /// drivers). A FAIL fails the run; an UNKNOWN does with `--strict`.
     #[serde(default)]
     pub checks: Vec<crate::check::CheckResult>,
+    /// What weakens the verdicts without failing them (a fault that reached no KV operation,
+    /// a Worker without KV bindings); `--strict` fails the run on any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// When a scheduled mock KV fault was active.
@@ -72,6 +76,10 @@ pub struct FaultWindow {
     pub set_at_s: f64,
     /// Run time at which it was cleared (absent if the run ended first).
     pub cleared_at_s: Option<f64>,
+    /// How many KV operations it hit (absent when unknown). Zero means the fault tested
+    /// nothing: every verdict over its window says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_ops: Option<u64>,
 }
 
 /// Identity of the scenario.
@@ -501,6 +509,7 @@ pub(crate) fn fixture() -> Summary {
             label: "daily-limit put queue:*".to_owned(),
             set_at_s: 20.0,
             cleared_at_s: Some(50.5),
+            kv_ops: None,
         }],
         checks: vec![crate::check::CheckResult {
             name: "cron".to_owned(),
@@ -511,5 +520,6 @@ pub(crate) fn fixture() -> Summary {
                 .into_iter()
                 .collect(),
         }],
+        warnings: Vec::new(),
     }
 }

@@ -50,6 +50,9 @@ pub fn terminal_summary(s: &Summary) -> String {
 
     request_table(&mut lines, s);
     lines.push(String::new());
+    for w in &s.warnings {
+        lines.push(format!("warning: {}", one_line(w)));
+    }
     for c in &s.checks {
         lines.push(format!(
             "check {}: {}  {}",

@@ -845,18 +845,21 @@ mod tests {
                     label: "daily-limit put".into(),
                     set_at_s: 6.0,
                     cleared_at_s: Some(14.0),
+                    kv_ops: None,
                 },
                 FaultWindow {
                     index: 1,
                     label: "daily-limit put".into(),
                     set_at_s: 24.0,
                     cleared_at_s: None,
+                    kv_ops: None,
                 },
                 FaultWindow {
                     index: 2,
                     label: "manual: error 503 on get".into(),
                     set_at_s: 30.0,
                     cleared_at_s: None,
+                    kv_ops: None,
                 },
             ],
             active: vec![
