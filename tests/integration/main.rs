@@ -13,3 +13,4 @@ mod teardown;
 mod tls;
 mod tui;
 mod worker_target;
+mod zoo;

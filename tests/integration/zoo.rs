@@ -1,0 +1,167 @@
+//! The bug zoo (`tests/fixtures/workers/zoo-*`): six Workers with APIs of their own, each
+//! with one classic control-plane bug, next to a twin that differs only by the fix. Each test
+//! runs the pair's scenario end to end against the buggy Worker and asserts the anomaly by
+//! name, then against the twin and asserts that every check passes — with the fault where
+//! the bug needs one, and without it where the buggy Worker must pass too.
+
+use std::path::{Path, PathBuf};
+
+use kvchaos::check::{CheckResult, Verdict};
+use kvchaos::exit::Exit;
+use kvchaos::run::{Interrupts, RunOptions, RunOutcome, Silent, prepare, run};
+
+use crate::local::{ONE_AT_A_TIME, node_ready};
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// How a scenario is run.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// As written, faults included.
+    AsWritten,
+    /// `--no-faults`: the baseline.
+    NoFaults,
+    /// `--strict`, faults included: a warning or an UNKNOWN fails the run.
+    Strict,
+}
+
+/// Runs the scenario of pair `scenario_of` (the buggy Worker's directory) against the zoo
+/// Worker `worker`.
+async fn go(scenario_of: &str, worker: &str, mode: Mode) -> (RunOutcome, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let zoo = repo("tests/fixtures/workers");
+    let opts = RunOptions {
+        scenario: zoo.join(scenario_of).join("scenario.toml"),
+        worker: Some(zoo.join(worker)),
+        out: tmp.path().join("reports"),
+        no_faults: matches!(mode, Mode::NoFaults),
+        strict: matches!(mode, Mode::Strict),
+        ..RunOptions::default()
+    };
+    let plan = prepare(&opts).expect("the scenario is valid");
+    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
+        .await
+        .expect("the run writes a report");
+    (outcome, tmp)
+}
+
+fn check<'a>(o: &'a RunOutcome, name: &str) -> &'a CheckResult {
+    o.summary
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} check in {:#?}", o.summary.checks))
+}
+
+fn count(c: &CheckResult, name: &str) -> u64 {
+    c.counts.get(name).copied().unwrap_or(0)
+}
+
+/// `check` FAILED naming each of `anomalies`, with evidence lines for them.
+fn fails_with(o: &RunOutcome, check_name: &str, anomalies: &[&str]) {
+    let c = check(o, check_name);
+    assert_eq!(c.verdict, Verdict::Fail, "{c:#?}");
+    for a in anomalies {
+        assert!(count(c, a) > 0, "no {a} in {c:#?}");
+        assert!(
+            c.evidence.iter().any(|e| e.starts_with(&format!("{a}: "))),
+            "no evidence line for {a} in {c:#?}"
+        );
+    }
+    assert_eq!(o.exit, Exit::Fail, "{:#?}", o.summary.checks);
+}
+
+/// Every check PASSED (there is at least one) and so did the run.
+fn all_pass(o: &RunOutcome) {
+    assert!(!o.summary.checks.is_empty());
+    for c in &o.summary.checks {
+        assert_eq!(c.verdict, Verdict::Pass, "{c:#?}");
+    }
+    assert_eq!(o.exit, Exit::Pass, "{:#?}", o.summary.checks);
+}
+
+/// Each scheduled fault met at least one KV operation of the Worker.
+fn faults_reached_kv(o: &RunOutcome) {
+    assert!(!o.summary.faults.is_empty());
+    for w in &o.summary.faults {
+        assert!(w.kv_ops.is_some_and(|n| n > 0), "{w:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_cron_writing_kv_first_misses_ticks_only_under_the_fault() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (bug, _t1) = go("zoo-cron-kv-first", "zoo-cron-kv-first", Mode::AsWritten).await;
+    fails_with(&bug, "cron", &["missed-tick", "max-gap"]);
+    let cron = check(&bug, "cron");
+    assert!(
+        cron.evidence
+            .iter()
+            .filter(|e| e.starts_with("missed-tick"))
+            .all(|e| e.contains("(fault active)")),
+        "{cron:#?}"
+    );
+
+    let (calm, _t2) = go("zoo-cron-kv-first", "zoo-cron-kv-first", Mode::NoFaults).await;
+    all_pass(&calm);
+
+    let (fix, _t3) = go(
+        "zoo-cron-kv-first",
+        "zoo-cron-durable-first",
+        Mode::AsWritten,
+    )
+    .await;
+    all_pass(&fix);
+    faults_reached_kv(&fix);
+    assert_eq!(count(check(&fix, "cron"), "ticks_fail"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_cooldown_paced_kv_writes_never_pass_in_silence() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (bug, _t1) = go("zoo-cooldown-kv", "zoo-cooldown-kv", Mode::Strict).await;
+    // The Worker wrote KV once, before the fault: the fault met nothing, and the run says so.
+    assert_eq!(bug.summary.faults.len(), 1);
+    assert_eq!(
+        bug.summary.faults[0].kv_ops,
+        Some(0),
+        "{:#?}",
+        bug.summary.faults
+    );
+    assert!(
+        bug.summary
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("fault #1 (") && w.contains("reached no KV operation")),
+        "{:#?}",
+        bug.summary.warnings
+    );
+    for c in &bug.summary.checks {
+        assert!(
+            c.reason.contains("the fault reached no KV operation"),
+            "{c:#?}"
+        );
+    }
+    assert_ne!(
+        bug.exit,
+        Exit::Pass,
+        "--strict fails a run whose fault tested nothing"
+    );
+
+    let (fix, _t2) = go("zoo-cooldown-kv", "zoo-cooldown-d1", Mode::Strict).await;
+    all_pass(&fix);
+    faults_reached_kv(&fix);
+    assert!(
+        fix.summary.warnings.is_empty(),
+        "{:#?}",
+        fix.summary.warnings
+    );
+}
