@@ -421,6 +421,25 @@ impl LocalWorker {
         self.group.pgid
     }
 
+    /// Why the Worker can no longer answer, when it cannot: the launcher or its `workerd` is
+    /// no longer running (zombies count as gone). Reads `/proc`; `None` where there is none.
+    pub fn gone(&self) -> Option<String> {
+        if !Path::new("/proc/self").exists() {
+            return None;
+        }
+        let members = group::group_members(self.group.pgid);
+        if !members.iter().any(|(pid, _)| *pid == self.group.pgid) {
+            return Some(format!(
+                "the miniflare launcher (pid {}) exited during the run",
+                self.group.pgid
+            ));
+        }
+        if !members.iter().any(|(_, name)| name == "workerd") {
+            return Some("workerd exited during the run".to_owned());
+        }
+        None
+    }
+
     /// Where the Worker's console output goes.
     pub fn log_path(&self) -> &Path {
         &self.log_path

@@ -287,6 +287,15 @@ pub async fn run(
             );
         }
     };
+    let start_warnings = match kv_binding_check(&plan, &target, &opts.scenario) {
+        Ok(w) => w,
+        Err(e) => {
+            if let Some(note) = target.shutdown().await {
+                eprintln!("warning: {note}");
+            }
+            return Err(RunError::Usage(e));
+        }
+    };
     let target_url = plan.redactor.redact(target.url.as_str()).into_owned();
     let threads = opts
         .threads
@@ -533,6 +542,16 @@ pub async fn run(
                     });
                 }
                 monitor.tick(&snap);
+                if stopped_at.is_none() && let Some(why) = target.died() {
+                    // A dead Worker answers nothing: stop, judge nothing as PASS, exit 3.
+                    let at = (now - start).min(planned_end);
+                    engine.stop_sending();
+                    drivers_stop.cancel();
+                    stopped_at = Some((at, StopReason::TargetFailed));
+                    abort_detail = Some(format!("{why} at {:.1}s; see worker.log", at.as_secs_f64()));
+                    drain_deadline = Some(now);
+                    history.record(at, &Event::SendingStopped { reason: "target failed".to_owned() });
+                }
                 if stopped_at.is_none() && has_abort {
                     let (per, all) = recorder.totals();
                     let sending = (now - start).min(planned_end);
@@ -596,7 +615,10 @@ pub async fn run(
     let (stop_at, reason) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
     // An interrupted run ends at once; others read the final state of locks and tasks.
     drivers
-        .finish(plan.grace, reason != StopReason::Interrupted)
+        .finish(
+            plan.grace,
+            !matches!(reason, StopReason::Interrupted | StopReason::TargetFailed),
+        )
         .await;
     while let Ok((t, event)) = history_rx.try_recv() {
         history.record(t, &event);
@@ -642,7 +664,7 @@ pub async fn run(
                 StopReason::Interrupted => {
                     Some(format!("interrupted after {:.1}s", stop_at.as_secs_f64()))
                 }
-                StopReason::Aborted => abort_detail,
+                StopReason::Aborted | StopReason::TargetFailed => abort_detail,
                 StopReason::Completed | StopReason::TargetUnreachable => None,
             },
             unfinished,
@@ -667,7 +689,21 @@ pub async fn run(
         faults: windows,
     };
     let mut summary = summary;
-    summary.warnings = weigh_faults(&summary.faults, &mut summary.checks);
+    summary.warnings = start_warnings;
+    summary
+        .warnings
+        .extend(weigh_faults(&summary.faults, &mut summary.checks));
+    if reason == StopReason::TargetFailed {
+        let why = summary.stop.detail.clone().unwrap_or_default();
+        for c in summary
+            .checks
+            .iter_mut()
+            .filter(|c| c.verdict == crate::check::Verdict::Pass)
+        {
+            c.verdict = crate::check::Verdict::Unknown;
+            c.reason = format!("the target died ({why}); before that: {}", c.reason);
+        }
+    }
     drop(engine);
     if let Some(kv) = target.mock_kv() {
         write_json(&report_dir.join("mockkv.json"), &kv.stats())?;
@@ -686,7 +722,7 @@ pub async fn run(
     }) && (summary.warnings.is_empty() || !opts.strict);
     let exit = match reason {
         StopReason::Interrupted => Exit::Interrupted,
-        StopReason::TargetUnreachable => Exit::Environment,
+        StopReason::TargetUnreachable | StopReason::TargetFailed => Exit::Environment,
         StopReason::Aborted => Exit::Fail,
         StopReason::Completed if checks_hold && summary.thresholds.iter().all(|t| t.passed) => {
             Exit::Pass
@@ -785,6 +821,7 @@ fn stop_word(r: StopReason) -> &'static str {
         StopReason::Interrupted => "interrupted",
         StopReason::Aborted => "aborted",
         StopReason::TargetUnreachable => "target unreachable",
+        StopReason::TargetFailed => "target failed",
     }
 }
 
@@ -820,6 +857,47 @@ fn note_faults(
         history.record(t, &e);
         judged.push((t, e));
     }
+}
+
+/// Checks the scenario's faults against the KV bindings the started Worker has: a fault on a
+/// namespace that is no binding, or faults on a Worker without KV, are scenario errors (they
+/// could never hit anything); a Worker target without KV bindings is a warning.
+fn kv_binding_check(
+    plan: &Plan,
+    target: &crate::target::Running,
+    scenario: &Path,
+) -> Result<Vec<String>, String> {
+    let Some(worker) = target.worker() else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<&str> = worker
+        .ready()
+        .kv_bindings
+        .iter()
+        .map(|b| b.namespace.as_str())
+        .collect();
+    if names.is_empty() {
+        if !plan.faults.is_empty() {
+            return Err(format!(
+                "{}: the Worker declares no KV binding ([[kv_namespaces]] in its wrangler config), so its [[faults]] could never hit anything: remove them or add the binding",
+                scenario.display()
+            ));
+        }
+        return Ok(vec![
+            "the Worker declares no KV binding: nothing in this run touched the mock KV".to_owned(),
+        ]);
+    }
+    for (i, f) in plan.faults.iter().enumerate() {
+        if let Some(ns) = f.spec.namespace.as_deref().filter(|ns| !names.contains(ns)) {
+            return Err(format!(
+                "{}: fault #{} namespace {ns:?} is no KV binding of the Worker; its KV bindings: {}",
+                scenario.display(),
+                i + 1,
+                names.join(", ")
+            ));
+        }
+    }
+    Ok(Vec::new())
 }
 
 /// Faults that reached no KV operation tested nothing: each is a warning, and every verdict

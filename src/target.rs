@@ -40,6 +40,11 @@ impl Running {
         self.mock_kv.as_ref()
     }
 
+    /// Why the target died, when it is a local Worker whose processes are gone.
+    pub fn died(&self) -> Option<String> {
+        self.worker.as_ref().and_then(|w| w.gone())
+    }
+
     /// The local Worker (Worker targets only), shared with the drivers that fire its crons.
     pub fn worker(&self) -> Option<Arc<LocalWorker>> {
         self.worker.clone()

@@ -148,6 +148,7 @@ pub(crate) fn stop_words(reason: StopReason) -> &'static str {
         StopReason::Interrupted => "interrupted",
         StopReason::Aborted => "aborted by a threshold",
         StopReason::TargetUnreachable => "target unreachable",
+        StopReason::TargetFailed => "target failed",
     }
 }
 

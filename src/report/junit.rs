@@ -218,9 +218,10 @@ fn run_case(s: &Summary) -> Case {
     let error = match s.stop.reason {
         StopReason::Completed => None,
         // An abort threshold's own test case fails; the run case says why the run is short.
-        StopReason::Aborted | StopReason::Interrupted | StopReason::TargetUnreachable => {
-            Some((text, facts.clone()))
-        }
+        StopReason::Aborted
+        | StopReason::Interrupted
+        | StopReason::TargetUnreachable
+        | StopReason::TargetFailed => Some((text, facts.clone())),
     };
     Case {
         name: "run completed".to_owned(),

@@ -118,6 +118,8 @@ pub enum StopReason {
     Aborted,
     /// The target could not be reached when the run started.
     TargetUnreachable,
+    /// The target died during the run (a local Worker's launcher or `workerd` exited).
+    TargetFailed,
 }
 
 /// Why and how the run ended.

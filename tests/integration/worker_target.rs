@@ -129,12 +129,92 @@ async fn a_fault_window_makes_the_workers_kv_puts_fail_only_inside_it() {
     let refused = kv_count(&outcome.report_dir, "put", "seq:", "daily-limit");
     assert_eq!(ok + refused, 60);
     assert!((12..=28).contains(&refused), "refused {refused} of 60");
+    // The window records what it hit: exactly the puts the mock refused.
+    assert_eq!(w.kv_ops, Some(refused), "{w:?}");
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     let history =
         std::fs::read_to_string(outcome.report_dir.join("history.jsonl")).expect("history");
     assert!(
         history.contains("\"type\":\"fault-set\"")
             && history.contains("\"type\":\"fault-cleared\""),
         "{history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_that_reaches_no_kv_operation_is_a_warning_and_fails_with_strict() {
+    if !node_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The Worker only puts `seq:` keys: a fault on `other:` never meets an operation.
+    let text = put_scenario(
+        10,
+        2,
+        "[cron]\nfire = false\n[[faults]]\nat = \"500ms\"\nuntil = \"1500ms\"\nkind = \"daily-limit\"\nprefix = \"other:\"",
+    );
+    let path = write_scenario(tmp.path(), "idle.toml", &text);
+    let outcome = run_file(path.clone(), tmp.path()).await;
+    let s = &outcome.summary;
+    assert_eq!(s.faults[0].kv_ops, Some(0), "{:?}", s.faults);
+    assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+    assert!(
+        s.warnings[0].contains("reached no KV operation"),
+        "{:?}",
+        s.warnings
+    );
+    let md = std::fs::read_to_string(outcome.report_dir.join("report.md")).expect("report.md");
+    assert!(
+        md.contains("## Warnings") && md.contains("reached no KV operation"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(outcome.report_dir.join("report.html")).expect("html");
+    assert!(html.contains("reached no KV operation"));
+    assert_eq!(
+        outcome.exit,
+        Exit::Pass,
+        "a warning alone does not fail the run"
+    );
+    let opts = kvchaos::run::RunOptions {
+        scenario: path,
+        out: tmp.path().join("strict"),
+        threads: Some(1),
+        strict: true,
+        ..Default::default()
+    };
+    let plan = kvchaos::run::prepare(&opts).expect("valid");
+    let strict = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::run::Silent)
+        .await
+        .expect("report");
+    assert_eq!(strict.exit, Exit::Fail, "--strict fails on the warning");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_on_a_namespace_the_worker_does_not_bind_is_a_scenario_error_naming_its_bindings() {
+    if !node_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = put_scenario(
+        10,
+        1,
+        "[[faults]]\nat = \"200ms\"\nkind = \"daily-limit\"\nnamespace = \"KVV\"",
+    );
+    let opts = kvchaos::run::RunOptions {
+        scenario: write_scenario(tmp.path(), "ns.toml", &text),
+        out: tmp.path().join("reports"),
+        threads: Some(1),
+        ..Default::default()
+    };
+    let plan = kvchaos::run::prepare(&opts).expect("valid on its own");
+    let err = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::run::Silent)
+        .await
+        .expect_err("refused at start");
+    assert_eq!(err.exit(), Exit::Usage);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("\"KVV\"") && msg.contains("its KV bindings: KV"),
+        "{msg}"
     );
 }
 
@@ -210,12 +290,21 @@ ops = ["put"]
         &view,
         &kvchaos::check::cron::CronConfig { max_gap_ms: None },
     );
+    // The run judged what it wrote; its reason may add that a fault reached no KV operation.
     assert_eq!(
-        outcome.summary.checks,
-        vec![offline.clone()],
+        outcome.summary.checks.len(),
+        1,
+        "{:?}",
+        outcome.summary.checks
+    );
+    let judged = &outcome.summary.checks[0];
+    assert_eq!(
+        (judged.verdict, &judged.evidence, &judged.counts),
+        (offline.verdict, &offline.evidence, &offline.counts),
         "the run judged what it wrote"
     );
-    (outcome.exit, offline)
+    assert!(judged.reason.starts_with(&offline.reason), "{judged:?}");
+    (outcome.exit, judged.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
