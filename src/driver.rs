@@ -84,6 +84,8 @@ pub struct Answer {
     pub empty: bool,
     /// Values read (each configured field; `null` when absent from the answer).
     pub reads: Map<String, Value>,
+    /// Named values extracted for later requests (`extract`); kept out of the history.
+    pub extracted: Map<String, Value>,
     /// For anything but a plain `ok`: what happened, with the start of the body.
     pub error: Option<String>,
 }
@@ -147,11 +149,8 @@ impl Client {
             Ok(r) => r,
             Err(why) => {
                 return Answer {
-                    kind: OpKind::Fail,
-                    status: None,
-                    empty: false,
-                    reads: Map::new(),
                     error: Some(self.ctx.redactor.redact(&why).into_owned()),
+                    ..transport(OpKind::Fail, String::new())
                 };
             }
         };
@@ -200,6 +199,7 @@ fn transport(kind: OpKind, error: String) -> Answer {
         status: None,
         empty: false,
         reads: Map::new(),
+        extracted: Map::new(),
         error: Some(error),
     }
 }
@@ -252,11 +252,9 @@ fn build(
 fn classify(req: &DriverRequest, parts: &http::response::Parts, body: &Bytes) -> Answer {
     let status = parts.status.as_u16();
     let mut answer = Answer {
-        kind: OpKind::Info,
         status: Some(status),
-        empty: false,
-        reads: Map::new(),
         error: None,
+        ..transport(OpKind::Info, String::new())
     };
     if req.empty.contains(&status) {
         answer.kind = OpKind::Ok;
@@ -267,14 +265,14 @@ fn classify(req: &DriverRequest, parts: &http::response::Parts, body: &Bytes) ->
         answer.kind = OpKind::Ok;
         let json: Option<Value> = serde_json::from_slice(body).ok();
         for (name, from) in &req.reads {
-            let v = match from {
-                Extract::Pointer(p) => json.as_ref().and_then(|j| j.pointer(p)).cloned(),
-                Extract::Header(h) => parts.headers.get(h).and_then(|v| v.to_str().ok()).map(|s| {
-                    serde_json::from_str::<Value>(s.trim())
-                        .unwrap_or_else(|_| Value::from(s.trim()))
-                }),
-            };
+            let v = read(from, json.as_ref(), &parts.headers);
             answer.reads.insert(name.clone(), v.unwrap_or(Value::Null));
+        }
+        for (name, from) in &req.extract {
+            let v = read(from, json.as_ref(), &parts.headers);
+            answer
+                .extracted
+                .insert(name.clone(), v.unwrap_or(Value::Null));
         }
         return answer;
     }
@@ -285,6 +283,23 @@ fn classify(req: &DriverRequest, parts: &http::response::Parts, body: &Bytes) ->
     };
     answer.error = Some(format!("{status}: {}", excerpt(body)));
     answer
+}
+
+/// The value at `from` in an answer: a JSON pointer into the body, a header (parsed as JSON
+/// when it is JSON), or whether such a value equals a given one.
+fn read(from: &Extract, json: Option<&Value>, headers: &http::HeaderMap) -> Option<Value> {
+    match from {
+        Extract::Pointer(p) => json.and_then(|j| j.pointer(p)).cloned(),
+        Extract::Header(h) => headers.get(h).and_then(|v| v.to_str().ok()).map(|s| {
+            serde_json::from_str::<Value>(s.trim()).unwrap_or_else(|_| Value::from(s.trim()))
+        }),
+        Extract::Equals(inner, want) => {
+            let got = read(inner, json, headers)?;
+            // A header holds text: "1" matches equals = 1 and equals = "1" alike.
+            let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            Some(Value::Bool(got == *want || text(&got) == text(want)))
+        }
+    }
 }
 
 /// The start of a body as text, on one line.
@@ -329,7 +344,7 @@ pub fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
 pub struct Drivers {
     tasks: tokio::task::JoinSet<()>,
     ctx: Ctx,
-    lock: Option<Arc<LockPlan>>,
+    lock: Option<(Arc<LockPlan>, Arc<lock::LastGrants>)>,
     queue: Option<(Arc<QueuePlan>, Arc<queue::Book>)>,
     /// The id prefix of this run's tasks.
     prefix: Option<Arc<str>>,
@@ -347,10 +362,19 @@ impl Drivers {
         let stop = CancellationToken::new();
         let produce = stop.child_token();
         let mut tasks = tokio::task::JoinSet::new();
-        let lock = plan.lock.clone().map(Arc::new);
-        if let Some(l) = &lock {
+        let lock = plan
+            .lock
+            .clone()
+            .map(|l| (Arc::new(l), Arc::new(lock::LastGrants::default())));
+        if let Some((l, last)) = &lock {
             for i in 0..l.clients {
-                tasks.spawn(lock::client(i, l.clone(), ctx.clone(), stop.clone()));
+                tasks.spawn(lock::client(
+                    i,
+                    l.clone(),
+                    ctx.clone(),
+                    last.clone(),
+                    stop.clone(),
+                ));
             }
         }
         let queue = plan
@@ -424,8 +448,8 @@ impl Drivers {
         }
         let ctx = &self.ctx;
         let locks = async {
-            if let Some(l) = &self.lock {
-                lock::final_reads(l, ctx).await;
+            if let Some((l, last)) = &self.lock {
+                lock::final_reads(l, ctx, last).await;
             }
         };
         let tasks = async {
@@ -461,6 +485,10 @@ mod tests {
             fail: (400..=499).filter(|s| *s != 404).collect(),
             empty: vec![404],
             reads,
+            extract: vec![(
+                "receipt".into(),
+                Extract::Header(http::HeaderName::from_static("x-receipt")),
+            )],
         }
     }
 
@@ -493,6 +521,17 @@ mod tests {
         assert_eq!(a.read("token"), &Value::from(17));
         assert_eq!(a.read("expires_at"), &Value::from(1234));
         assert_eq!(a.read("holder"), &Value::Null);
+        assert_eq!(a.extracted["receipt"], Value::Null, "absent: null");
+        let a = classify(
+            &r,
+            &parts(200, &[("x-receipt", "r-9")]),
+            &Bytes::from_static(b"{}"),
+        );
+        assert_eq!(a.extracted["receipt"], Value::from("r-9"));
+        assert!(
+            !a.completion(Map::new()).to_string().contains("r-9"),
+            "kept out of the history"
+        );
 
         let a = classify(&r, &parts(404, &[]), &Bytes::new());
         assert!(a.empty && a.kind == OpKind::Ok && a.reads.is_empty());
@@ -508,6 +547,42 @@ mod tests {
         let v = a.completion(obj([("lock", Value::from("a"))]));
         assert_eq!(v["http"], 503);
         assert_eq!(v["error"], "503: KV PUT failed");
+    }
+
+    #[test]
+    fn matched_booleans_compare_the_value_read_with_the_one_given() {
+        let created = Extract::Pointer("/created".into());
+        let dup = Extract::Equals(Box::new(created), Value::Bool(false));
+        let h = http::HeaderMap::new();
+        let body = serde_json::json!({"created": false});
+        assert_eq!(read(&dup, Some(&body), &h), Some(Value::Bool(true)));
+        let body = serde_json::json!({"created": true});
+        assert_eq!(read(&dup, Some(&body), &h), Some(Value::Bool(false)));
+        assert_eq!(
+            read(&dup, Some(&serde_json::json!({})), &h),
+            None,
+            "absent stays absent"
+        );
+        let mut h = http::HeaderMap::new();
+        h.insert("x-dup", http::HeaderValue::from_static("1"));
+        let by_header = |want: Value| {
+            Extract::Equals(
+                Box::new(Extract::Header(http::HeaderName::from_static("x-dup"))),
+                want,
+            )
+        };
+        assert_eq!(
+            read(&by_header(Value::from("1")), None, &h),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(
+            read(&by_header(Value::from(1)), None, &h),
+            Some(Value::Bool(true))
+        );
+        assert_eq!(
+            read(&by_header(Value::from("0")), None, &h),
+            Some(Value::Bool(false))
+        );
     }
 
     #[test]

@@ -5,19 +5,50 @@
 //! `{lock, holder, token, expires_at}`; release invoke and ok `{lock, holder, token}`; read
 //! invoke `{lock}`, ok `{lock, holder, expires_at}` (`holder` null when the lock is free).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::Rng;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::{Client, Ctx, between, obj, pause};
 use crate::history::OpKind;
 use crate::scenario::plan::LockPlan;
 
+/// The values the last grant of each lock extracted (`[lock.acquire] extract`), for the final
+/// read of that lock.
+#[derive(Debug, Default)]
+pub struct LastGrants {
+    // std Mutex: one insert or clone at a time, never held across `.await`.
+    inner: Mutex<HashMap<String, Map<String, Value>>>,
+}
+
+impl LastGrants {
+    fn set(&self, lock: &str, values: &Map<String, Value>) {
+        if !values.is_empty() {
+            let mut m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            m.insert(lock.to_owned(), values.clone());
+        }
+    }
+
+    fn get(&self, lock: &str) -> Map<String, Value> {
+        let m = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        m.get(lock).cloned().unwrap_or_default()
+    }
+}
+
 /// Runs client `i` until `stop`. A client holding a lock when `stop` fires releases it
-/// before returning, so that a stopped run leaves no lock behind.
-pub async fn client(i: usize, plan: Arc<LockPlan>, ctx: Ctx, stop: CancellationToken) {
+/// before returning, so that a stopped run leaves no lock behind. With `overrun`, a share of
+/// holds last past the lease (like a process paused for GC) and then release with the old
+/// token, which a correct Worker refuses.
+pub async fn client(
+    i: usize,
+    plan: Arc<LockPlan>,
+    ctx: Ctx,
+    last: Arc<LastGrants>,
+    stop: CancellationToken,
+) {
     let process = format!("lock-{i}");
     let holder = format!("kvchaos-{process}");
     let mut c = Client::new(&ctx, &process);
@@ -49,7 +80,11 @@ pub async fn client(i: usize, plan: Arc<LockPlan>, ctx: Ctx, stop: CancellationT
             ctx.record(&process, a.kind, "acquire", a.completion(done));
         }
         if a.kind == OpKind::Ok && !a.empty {
-            let hold = between(c.rng(), plan.hold);
+            last.set(&plan.names[k], &a.extracted);
+            let hold = match plan.overrun {
+                Some((share, range)) if c.rng().random_bool(share) => between(c.rng(), range),
+                _ => between(c.rng(), plan.hold),
+            };
             pause(hold, &stop).await;
             let token = a.read("token").clone();
             let args = obj([
@@ -63,7 +98,10 @@ pub async fn client(i: usize, plan: Arc<LockPlan>, ctx: Ctx, stop: CancellationT
                 "release",
                 Value::Object(args.clone()),
             );
-            let r = c.call(&plan.release, &args).await;
+            // The lease's extracted values (a lease id, an etag) go with its release only.
+            let mut vars = a.extracted.clone();
+            vars.extend(args.clone());
+            let r = c.call(&plan.release, &vars).await;
             ctx.record(&process, r.kind, "release", r.completion(args));
         }
         let wait = between(c.rng(), plan.pause);
@@ -72,14 +110,16 @@ pub async fn client(i: usize, plan: Arc<LockPlan>, ctx: Ctx, stop: CancellationT
 }
 
 /// Reads every lock name once (process `lock-final`): what the locks look like at the end.
-pub async fn final_reads(plan: &LockPlan, ctx: &Ctx) {
+pub async fn final_reads(plan: &LockPlan, ctx: &Ctx, last: &LastGrants) {
     let Some(read) = &plan.read else { return };
     let process = "lock-final";
     let mut c = Client::new(ctx, process);
     for name in &plan.names {
         let args = obj([("lock", Value::from(name.clone()))]);
         ctx.record(process, OpKind::Invoke, "read", Value::Object(args.clone()));
-        let a = c.call(read, &args).await;
+        let mut vars = last.get(name);
+        vars.extend(args.clone());
+        let a = c.call(read, &vars).await;
         let mut done = args.clone();
         if a.kind == OpKind::Ok {
             done.insert("holder".to_owned(), a.read("holder").clone());

@@ -163,7 +163,10 @@ pub async fn consumer(i: usize, plan: Arc<QueuePlan>, ctx: Ctx, stop: Cancellati
             "complete",
             Value::Object(args.clone()),
         );
-        let a = c.call(complete, &args).await;
+        // The claim's extracted values (a receipt, an etag) go with this task's complete.
+        let mut vars = a.extracted.clone();
+        vars.extend(args.clone());
+        let a = c.call(complete, &vars).await;
         ctx.record(&process, a.kind, "complete", a.completion(args));
     }
 }

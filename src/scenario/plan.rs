@@ -95,6 +95,8 @@ pub struct DriverRequest {
     pub empty: Vec<u16>,
     /// Field name → where its value is read.
     pub reads: Vec<(String, Extract)>,
+    /// Named values read for later requests (`extract = { receipt = "/receipt" }`).
+    pub extract: Vec<(String, Extract)>,
 }
 
 /// Where a value is read from an answer.
@@ -104,6 +106,8 @@ pub enum Extract {
     Pointer(String),
     /// A response header; its text is parsed as JSON when it is JSON (a number stays a number).
     Header(HeaderName),
+    /// A boolean: whether the value read at the inner location equals this JSON value.
+    Equals(Box<Extract>, serde_json::Value),
 }
 
 /// Probes of the Worker's own record of its cron runs.
@@ -128,6 +132,9 @@ pub struct LockPlan {
     pub hold: (Duration, Duration),
     /// Pause range after a release or a refused acquire.
     pub pause: (Duration, Duration),
+    /// Holds past the lease on purpose (a client paused like a process in GC): this share of
+    /// holds, 0..=1, last a time in the range (above `ttl`), then release with the old token.
+    pub overrun: Option<(f64, (Duration, Duration))>,
     /// FAIL when no acquisition succeeds for longer than this while clients wait.
     pub max_starve: Option<Duration>,
     /// Slack when comparing Worker times.

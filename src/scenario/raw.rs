@@ -107,28 +107,32 @@ pub struct RawDriverRequest {
     pub done: Option<Spanned<Vec<Spanned<String>>>>,
     /// Time between probes (`[cron.status]` only).
     pub every: Option<RawValue>,
-    // Where each value is read: a JSON pointer into the body, or `header:Name`. Which apply
-    // depends on the operation; validation says which.
+    // Where each value is read: a JSON pointer into the body, or `header:Name`, or a match
+    // `{ pointer = "/created", equals = false }` for a boolean. Which apply depends on the
+    // operation; validation says which.
     /// Fencing token of a grant.
-    pub token: Option<Spanned<String>>,
+    pub token: Option<RawValue>,
     /// Lease expiry of a grant or read, ms since the Unix epoch.
-    pub expires_at: Option<Spanned<String>>,
+    pub expires_at: Option<RawValue>,
     /// Current holder of a lock.
-    pub holder: Option<Spanned<String>>,
+    pub holder: Option<RawValue>,
     /// Last cron run, ms since the Unix epoch.
-    pub last_run: Option<Spanned<String>>,
+    pub last_run: Option<RawValue>,
     /// Cron run count.
-    pub runs: Option<Spanned<String>>,
+    pub runs: Option<RawValue>,
     /// Whether an enqueue found the id already there.
-    pub duplicate: Option<Spanned<String>>,
+    pub duplicate: Option<RawValue>,
     /// Task id of a claim.
-    pub id: Option<Spanned<String>>,
+    pub id: Option<RawValue>,
     /// Lease expiry of a claim, ms since the Unix epoch.
-    pub lease_until: Option<Spanned<String>>,
+    pub lease_until: Option<RawValue>,
     /// Task status of a result read.
-    pub status: Option<Spanned<String>>,
+    pub status: Option<RawValue>,
     /// Task result of a result read.
-    pub result: Option<Spanned<String>>,
+    pub result: Option<RawValue>,
+    /// Named values read from the answer for later requests: name → `"/pointer"` or
+    /// `"header:Name"`.
+    pub extract: Option<Spanned<OrderedMap<Spanned<String>>>>,
 }
 
 /// `[lock]`.
@@ -149,6 +153,8 @@ pub struct RawLock {
     pub max_starve: Option<RawValue>,
     /// Clock slack.
     pub tolerance: Option<RawValue>,
+    /// Holds past the lease on purpose: `{ share = 0.3, hold = ["500ms", "900ms"] }`.
+    pub overrun: Option<RawValue>,
     /// Acquire request.
     pub acquire: Option<Spanned<RawDriverRequest>>,
     /// Release request.

@@ -55,7 +55,7 @@ pub(super) fn validate(
         errors: Vec::new(),
         redactor: Redactor::default(),
         top: first_content_offset(src),
-        vars: &[],
+        vars: Vec::new(),
     };
     let name = v.name(raw.name.as_ref());
     let seed = raw.seed.as_ref().map_or(Some(random_seed), |s| v.seed(s));
@@ -212,7 +212,7 @@ struct Validator<'a> {
     /// Where errors about something missing from the whole file point.
     top: usize,
     /// Driver variables allowed in the templates being compiled (none for load requests).
-    vars: &'static [&'static str],
+    vars: Vec<String>,
 }
 
 /// A value as shown in a message: always in double quotes.
@@ -279,7 +279,8 @@ impl Validator<'_> {
         ctx: TemplateContext,
         field: &str,
     ) -> Option<Template> {
-        match template::compile_with_vars(s.get_ref(), ctx, self.env, self.vars) {
+        let vars: Vec<&str> = self.vars.iter().map(String::as_str).collect();
+        match template::compile_with_vars(s.get_ref(), ctx, self.env, &vars) {
             Ok(c) => {
                 for secret in c.secrets {
                     self.redactor.add(secret);
@@ -1394,9 +1395,9 @@ impl Validator<'_> {
     }
 
     /// The driver variable `s` consists of, when it is exactly `{{name}}`.
-    fn whole_var(&self, s: &str) -> Option<&'static str> {
+    fn whole_var(&self, s: &str) -> Option<String> {
         let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
-        self.vars.iter().find(|v| **v == inner).copied()
+        self.vars.iter().find(|v| *v == inner).cloned()
     }
 
     /// Builds the JSON text of a `json` body as one template: JSON syntax and escaped literal
@@ -1427,7 +1428,7 @@ impl Validator<'_> {
         match v.get_ref() {
             RawJson::String(s) if self.whole_var(s).is_some() => {
                 // A string that is exactly one driver variable takes the value's JSON type.
-                let name = self.whole_var(s).unwrap_or_default().to_owned();
+                let name = self.whole_var(s).unwrap_or_default();
                 source.push_str(&serde_json::Value::String(s.clone()).to_string());
                 parts.push(Part::Var {
                     name,

@@ -12,7 +12,9 @@ use http::HeaderName;
 use toml::{Spanned, Value};
 
 use super::super::plan::{CronStatusPlan, DriverRequest, Extract, KvPlan, LockPlan, QueuePlan};
-use super::super::raw::{RawDriverRequest, RawHeal, RawKv, RawLock, RawQueue, RawValue};
+use super::super::raw::{
+    OrderedMap, RawDriverRequest, RawHeal, RawKv, RawLock, RawQueue, RawValue,
+};
 use super::{Validator, show};
 use crate::check::queue::QueueMode;
 use crate::mockkv::Limits;
@@ -117,8 +119,18 @@ const QUEUE_RESULT: OpSpec = OpSpec {
     empty: &[],
 };
 
+/// Variables the drivers set themselves: an `extract` name may not shadow one.
+const DRIVER_VARS: [&str; 7] = [
+    "lock", "holder", "ttl_ms", "token", "id", "consumer", "lease_ms",
+];
+/// Most named values one request may extract.
+const MAX_EXTRACT: usize = 16;
+
+/// Read fields that are booleans, which a match may compute.
+const BOOLEAN_READS: [&str; 1] = ["duplicate"];
+
 /// Every read field a driver request table may hold, with its value.
-fn read_fields(r: &RawDriverRequest) -> [(&'static str, Option<&Spanned<String>>); 10] {
+fn read_fields(r: &RawDriverRequest) -> [(&'static str, Option<&RawValue>); 10] {
     [
         ("token", r.token.as_ref()),
         ("expires_at", r.expires_at.as_ref()),
@@ -131,6 +143,12 @@ fn read_fields(r: &RawDriverRequest) -> [(&'static str, Option<&Spanned<String>>
         ("status", r.status.as_ref()),
         ("result", r.result.as_ref()),
     ]
+}
+
+/// The names `req` extracts, for the requests that may use them.
+fn extracted_names(req: Option<&DriverRequest>) -> Vec<String> {
+    req.map(|r| r.extract.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default()
 }
 
 impl Validator<'_> {
@@ -255,7 +273,7 @@ impl Validator<'_> {
         r: Option<&Spanned<RawDriverRequest>>,
     ) -> Option<Option<CronStatusPlan>> {
         let Some(r) = r else { return Some(None) };
-        let request = self.driver_request(r, &CRON_STATUS);
+        let request = self.driver_request(r, &CRON_STATUS, &[]);
         let every = match &r.get_ref().every {
             None => Some(Duration::from_secs(1)),
             Some(v) => self.wait(v, "cron.status.every", "every = \"1s\"", true),
@@ -311,15 +329,23 @@ impl Validator<'_> {
             l.acquire.as_ref(),
             at,
             &LOCK_ACQUIRE,
+            &[],
             "[lock.acquire] with method = \"POST\" and path = \"/locks/{{lock}}/acquire\"",
         );
+        // What the acquire extracts, its lease's release and the final read may use.
+        let extra = extracted_names(acquire.as_ref());
         let release = self.required(
             l.release.as_ref(),
             at,
             &LOCK_RELEASE,
+            &extra,
             "[lock.release] with method = \"POST\" and path = \"/locks/{{lock}}/release\"",
         );
-        let read = l.read.as_ref().map(|r| self.driver_request(r, &LOCK_READ));
+        let read = l
+            .read
+            .as_ref()
+            .map(|r| self.driver_request(r, &LOCK_READ, &extra));
+        let overrun = self.overrun(l.overrun.as_ref(), ttl);
         if let (Some(ttl), Some((_, hold_max)), Some(v)) = (ttl, hold, &l.hold)
             && hold_max >= ttl
         {
@@ -346,6 +372,7 @@ impl Validator<'_> {
             ttl: ttl?,
             hold: hold?,
             pause: pause?,
+            overrun: overrun?,
             max_starve: max_starve?,
             tolerance: tolerance?,
             acquire: acquire?,
@@ -416,21 +443,24 @@ impl Validator<'_> {
             "queue.max_stall",
             "max_stall = \"5s\"",
         );
-        let enqueue = self.required(q.enqueue.as_ref(), at, &QUEUE_ENQUEUE, "[queue.enqueue] with method = \"POST\", path = \"/queue/enqueue\" and json = { id = \"{{id}}\" }");
+        let enqueue = self.required(q.enqueue.as_ref(), at, &QUEUE_ENQUEUE, &[], "[queue.enqueue] with method = \"POST\", path = \"/queue/enqueue\" and json = { id = \"{{id}}\" }");
         let result = self.required(
             q.result.as_ref(),
             at,
             &QUEUE_RESULT,
+            &[],
             "[queue.result] with path = \"/queue/result/{{id}}\" and status = \"/status\"",
         );
         let claim = q
             .claim
             .as_ref()
-            .map(|r| self.driver_request(r, &QUEUE_CLAIM));
+            .map(|r| self.driver_request(r, &QUEUE_CLAIM, &[]));
+        // What the claim extracts, that task's complete may use.
+        let extra = extracted_names(claim.as_ref().and_then(Option::as_ref));
         let complete = q
             .complete
             .as_ref()
-            .map(|r| self.driver_request(r, &QUEUE_COMPLETE));
+            .map(|r| self.driver_request(r, &QUEUE_COMPLETE, &extra));
         match (consumers, &q.claim, &q.complete) {
             (0, None, None) => {}
             (0, Some(c), _) | (0, None, Some(c)) => self.err(
@@ -472,6 +502,67 @@ impl Validator<'_> {
             result: result?,
             done,
         }))
+    }
+
+    /// `overrun = { share = 0.3, hold = ["500ms", "900ms"] }`: holds past the lease.
+    fn overrun(
+        &mut self,
+        v: Option<&RawValue>,
+        ttl: Option<Duration>,
+    ) -> Option<Option<(f64, (Duration, Duration))>> {
+        let Some(v) = v else { return Some(None) };
+        let fix = "e.g. overrun = { share = 0.3, hold = [\"6s\", \"8s\"] } with ttl = \"5s\"";
+        let Value::Table(t) = v.get_ref() else {
+            self.err(
+                v.span().start,
+                "lock.overrun",
+                format!("expected a table: {fix}"),
+            );
+            return None;
+        };
+        if let Some(k) = t.keys().find(|k| !matches!(k.as_str(), "share" | "hold")) {
+            self.err(
+                v.span().start,
+                "lock.overrun",
+                format!("unknown key {k:?}: overrun takes share and hold, {fix}"),
+            );
+            return None;
+        }
+        let share = match t.get("share") {
+            Some(Value::Float(f)) if *f > 0.0 && *f <= 1.0 => *f,
+            Some(Value::Integer(1)) => 1.0,
+            other => {
+                let shown = other.map_or("nothing".to_owned(), show);
+                self.err(v.span().start, "lock.overrun.share", format!("invalid share {shown}: expected the share of holds that overrun, above 0 and at most 1, {fix}"));
+                return None;
+            }
+        };
+        let Some(hold) = t.get("hold") else {
+            self.err(
+                v.span().start,
+                "lock.overrun.hold",
+                format!("missing hold: {fix}"),
+            );
+            return None;
+        };
+        let hold = self.range(
+            Some(&Spanned::new(v.span(), hold.clone())),
+            "lock.overrun.hold",
+            (Duration::ZERO, Duration::ZERO),
+        )?;
+        if let Some(ttl) = ttl.filter(|ttl| hold.0 <= *ttl) {
+            self.err(
+                v.span().start,
+                "lock.overrun.hold",
+                format!(
+                    "an overrunning hold of {} does not outlive the lease (ttl {}): start the range above ttl, {fix}",
+                    humantime::format_duration(hold.0),
+                    humantime::format_duration(ttl)
+                ),
+            );
+            return None;
+        }
+        Some(Some((share, hold)))
     }
 
     // ---- shared pieces ----
@@ -575,10 +666,11 @@ impl Validator<'_> {
         r: Option<&Spanned<RawDriverRequest>>,
         table_at: usize,
         spec: &OpSpec,
+        extra: &[String],
         fix: &str,
     ) -> Option<DriverRequest> {
         match r {
-            Some(r) => self.driver_request(r, spec),
+            Some(r) => self.driver_request(r, spec, extra),
             None => {
                 self.err(
                     table_at,
@@ -591,21 +683,26 @@ impl Validator<'_> {
     }
 
     /// A driver's request table for `spec`.
+    /// `extra` are the names an earlier request extracted (a lease's acquire for its
+    /// release, a task's claim for its complete), usable as `{{name}}` here.
     pub(super) fn driver_request(
         &mut self,
         r: &Spanned<RawDriverRequest>,
         spec: &OpSpec,
+        extra: &[String],
     ) -> Option<DriverRequest> {
         let base = spec.name;
         let header = r.span().start;
         let raw = r.get_ref();
         let before = self.errors.len();
-        self.vars = spec.vars;
+        self.vars = spec.vars.iter().map(|v| (*v).to_owned()).collect();
+        self.vars.extend(extra.iter().cloned());
         let method = self.method(raw.method.as_ref(), base);
         let path = self.path(raw.path.as_ref(), header, base);
         let headers = self.headers(raw.headers.as_ref(), base);
         let body = self.body(raw.body.as_ref(), raw.json.as_ref(), base);
-        self.vars = &[];
+        self.vars.clear();
+        let extract = self.extracts(raw.extract.as_ref(), base);
         let timeout = self.timeout(raw.timeout.as_ref(), base);
         let empty = match &raw.empty {
             None => Some(spec.empty.to_vec()),
@@ -653,7 +750,7 @@ impl Validator<'_> {
                     );
                 }
                 (Some(v), Some(_)) => {
-                    if let Some(e) = self.extract(v, &format!("{base}.{name}")) {
+                    if let Some(e) = self.read_field(v, name, &format!("{base}.{name}")) {
                         reads.push((name.to_owned(), e));
                     }
                 }
@@ -675,7 +772,124 @@ impl Validator<'_> {
             fail: fail?,
             empty: empty?,
             reads,
+            extract: extract?,
         })
+    }
+
+    /// `extract = { name = "/pointer" | "header:Name", ... }`.
+    fn extracts(
+        &mut self,
+        t: Option<&Spanned<OrderedMap<Spanned<String>>>>,
+        base: &str,
+    ) -> Option<Vec<(String, Extract)>> {
+        let Some(t) = t else { return Some(Vec::new()) };
+        let field = format!("{base}.extract");
+        let mut out = Vec::new();
+        if t.get_ref().0.len() > MAX_EXTRACT {
+            self.err(
+                t.span().start,
+                &field,
+                format!(
+                    "{} names: extract at most {MAX_EXTRACT} values per request",
+                    t.get_ref().0.len()
+                ),
+            );
+            return None;
+        }
+        for (name, loc) in &t.get_ref().0 {
+            let name = name.get_ref();
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || DRIVER_VARS.contains(&name.as_str()) || name == "env" {
+                self.err(
+                    loc.span().start,
+                    format!("{field}.{name}"),
+                    format!(
+                        "invalid extract name {name:?}: use letters, digits and _ (not starting with a digit), and none of the driver's own variables ({}), e.g. extract = {{ receipt = \"/receipt\" }}",
+                        DRIVER_VARS.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if let Some(e) = self.extract(loc, &format!("{field}.{name}")) {
+                out.push((name.clone(), e));
+            }
+        }
+        Some(out)
+    }
+
+    /// A read field: `"/pointer"`, `"header:Name"`, or, for booleans, a match
+    /// `{ pointer = "/created", equals = false }` (or `header = "X-Dup"`).
+    fn read_field(&mut self, v: &RawValue, name: &str, field: &str) -> Option<Extract> {
+        match v.get_ref() {
+            Value::String(s) => self.extract(&Spanned::new(v.span(), s.clone()), field),
+            Value::Table(t) if BOOLEAN_READS.contains(&name) => self.matched(v, t, field),
+            Value::Table(_) => {
+                self.err(
+                    v.span().start,
+                    field,
+                    format!("{name} cannot be matched (only boolean reads can: {}): give where it is read, e.g. {name} = \"/{name}\"", BOOLEAN_READS.join(", ")),
+                );
+                None
+            }
+            other => {
+                self.err(
+                    v.span().start,
+                    field,
+                    format!("invalid location {}: expected a JSON pointer such as \"/{name}\" or a header as \"header:X-Name\"", show(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn matched(&mut self, v: &RawValue, t: &toml::Table, field: &str) -> Option<Extract> {
+        let fix = "e.g. { pointer = \"/created\", equals = false } or { header = \"X-Duplicate\", equals = \"1\" }";
+        let unknown: Vec<&String> = t
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "pointer" | "header" | "equals"))
+            .collect();
+        if let Some(k) = unknown.first() {
+            self.err(
+                v.span().start,
+                field,
+                format!("unknown key {k:?} in a match: use pointer or header, and equals: {fix}"),
+            );
+            return None;
+        }
+        let Some(want) = t.get("equals") else {
+            self.err(
+                v.span().start,
+                field,
+                format!("a match needs equals: {fix}"),
+            );
+            return None;
+        };
+        let loc = match (t.get("pointer"), t.get("header")) {
+            (Some(Value::String(p)), None) if p.is_empty() || p.starts_with('/') => {
+                Extract::Pointer(p.clone())
+            }
+            (None, Some(Value::String(h))) => match HeaderName::from_bytes(h.trim().as_bytes()) {
+                Ok(h) => Extract::Header(h),
+                Err(_) => {
+                    self.err(
+                        v.span().start,
+                        field,
+                        format!("invalid header name {h:?} in a match: {fix}"),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.err(v.span().start, field, format!("a match reads from one place, a pointer starting with \"/\" or a header: {fix}"));
+                return None;
+            }
+        };
+        let want = serde_json::to_value(want).unwrap_or(serde_json::Value::Null);
+        Some(Extract::Equals(Box::new(loc), want))
     }
 
     fn statuses(&mut self, list: &Spanned<Vec<RawValue>>, field: &str) -> Option<Vec<u16>> {
