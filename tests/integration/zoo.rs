@@ -90,6 +90,71 @@ fn faults_reached_kv(o: &RunOutcome) {
     }
 }
 
+fn history(o: &RunOutcome) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(o.report_dir.join("history.jsonl"))
+        .expect("history.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Completions (`ok`, `fail`, `info`) of operation `f` in the history.
+fn completions(o: &RunOutcome, f: &str, kind: &str) -> usize {
+    history(o)
+        .iter()
+        .filter(|e| e["type"] == "op" && e["f"] == f && e["op"] == kind)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_claim_race_is_a_lease_overlap_and_the_atomic_claim_passes() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (bug, _t1) = go("zoo-claim-race", "zoo-claim-race", Mode::AsWritten).await;
+    fails_with(&bug, "queue", &["lease-overlap"]);
+    // Only the claims show it: the loser's ack is refused (412), so no task is completed twice.
+    let q = check(&bug, "queue");
+    assert_eq!(count(q, "lost") + count(q, "not-drained"), 0, "{q:#?}");
+    assert!(completions(&bug, "complete", "fail") > 0);
+
+    let (fix, _t2) = go("zoo-claim-race", "zoo-claim-atomic", Mode::AsWritten).await;
+    all_pass(&fix);
+    let q = check(&fix, "queue");
+    assert!(count(q, "completes_ok") >= 100, "{q:#?}");
+    assert_eq!(count(q, "lease-overlap"), 0, "{q:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_unchecked_release_frees_another_holders_lock_and_the_checked_one_refuses() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (bug, _t1) = go(
+        "zoo-release-unchecked",
+        "zoo-release-unchecked",
+        Mode::AsWritten,
+    )
+    .await;
+    fails_with(&bug, "lock", &["release-not-held", "double-grant"]);
+
+    let (fix, _t2) = go(
+        "zoo-release-unchecked",
+        "zoo-release-checked",
+        Mode::AsWritten,
+    )
+    .await;
+    all_pass(&fix);
+    // The overrunning clients did release late; the fixed Worker refused them (409).
+    let refused = history(&fix)
+        .iter()
+        .filter(|e| e["f"] == "release" && e["op"] == "fail" && e["value"]["http"] == 409)
+        .count();
+    assert!(refused > 0, "no stale release was refused");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zoo_cron_writing_kv_first_misses_ticks_only_under_the_fault() {
     if !node_ready().await {
@@ -119,6 +184,45 @@ async fn zoo_cron_writing_kv_first_misses_ticks_only_under_the_fault() {
     all_pass(&fix);
     faults_reached_kv(&fix);
     assert_eq!(count(check(&fix, "cron"), "ticks_fail"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_swallowed_enqueue_failure_loses_tasks_and_the_honest_one_does_not() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (bug, _t1) = go(
+        "zoo-enqueue-swallow",
+        "zoo-enqueue-swallow",
+        Mode::AsWritten,
+    )
+    .await;
+    fails_with(&bug, "queue", &["lost"]);
+
+    let (calm, _t2) = go("zoo-enqueue-swallow", "zoo-enqueue-swallow", Mode::NoFaults).await;
+    all_pass(&calm);
+
+    let (fix, _t3) = go("zoo-enqueue-swallow", "zoo-enqueue-honest", Mode::AsWritten).await;
+    all_pass(&fix);
+    faults_reached_kv(&fix);
+    // The fault did meet the honest Worker: the enqueues it refused were answered 503.
+    assert!(completions(&fix, "enqueue", "info") > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_kv_lock_grants_twice_on_stale_reads_and_the_durable_object_lock_does_not() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (bug, _t1) = go("zoo-kv-lock", "zoo-kv-lock", Mode::AsWritten).await;
+    fails_with(&bug, "lock", &["double-grant"]);
+
+    let (fix, _t2) = go("zoo-kv-lock", "zoo-do-lock", Mode::AsWritten).await;
+    all_pass(&fix);
+    faults_reached_kv(&fix);
+    assert!(count(check(&fix, "lock"), "acquires_ok") >= 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
