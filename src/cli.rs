@@ -256,15 +256,23 @@ fn validate(files: &[PathBuf]) -> Exit {
 /// Stop on the first SIGINT or SIGTERM, abandon in-flight requests on the second. `announce`
 /// says so on stderr (not under the dashboard, whose screen it would scribble over).
 fn interrupts(announce: bool) -> Interrupts {
+    use tokio::signal::unix::{SignalKind, signal};
     let ints = Interrupts::default();
+    // Registered here, before returning, so that a signal sent once the caller says it is
+    // running is never met by the default disposition (which would kill the process).
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return ints;
+    };
     let i = ints.clone();
     tokio::spawn(async move {
-        let mut n = 0;
-        loop {
-            if wait_signal().await.is_err() {
-                return;
+        for n in 1.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            n += 1;
             if n == 1 {
                 if announce {
                     eprintln!(
@@ -321,14 +329,15 @@ async fn run(args: RunArgs) -> Exit {
             return e.exit();
         }
     };
+    let dashboard = crate::tui::wanted(args.no_tui);
+    // Signals are handled from here on: the line below tells a supervisor it may send them.
+    let interrupts = interrupts(!dashboard);
     println!(
         "kvchaos: running \"{}\" for {} (seed {})",
         plan.name,
         humantime::format_duration(plan.duration()),
         plan.seed
     );
-    let dashboard = crate::tui::wanted(args.no_tui);
-    let interrupts = interrupts(!dashboard);
     let mut tui = None;
     if dashboard {
         match crate::tui::Tui::start(interrupts.clone()) {
