@@ -1,7 +1,7 @@
 //! The local Worker target: the kv-probe fixture Worker under miniflare,
 //! its KV routed to the in-process mock KV (or kept in miniflare's own KV
-//! for comparison). Needs Node.js; skipped with a printed reason only when
-//! `node` is not on PATH. Runs one miniflare at a time: the machine is
+//! for comparison). Needs Node.js; fails without it unless KVCHAOS_SKIP_NODE=1
+//! (then skipped with a printed reason). Runs one miniflare at a time: the machine is
 //! small and shared.
 
 use std::net::SocketAddr;
@@ -32,8 +32,7 @@ pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::co
 /// launcher's packages otherwise.
 pub(crate) async fn node_ready() -> bool {
     if find_on_path("node").is_none() {
-        eprintln!("SKIPPED: 'node' is not on PATH; the local Worker tests need Node.js 20+");
-        return false;
+        return crate::support::node_available();
     }
     ensure_installed(&default_launcher_dir())
         .await

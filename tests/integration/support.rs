@@ -36,13 +36,21 @@ pub fn prepare_error(scenario: PathBuf) -> String {
     .unwrap_or_default()
 }
 
-/// Whether Node.js is available for Worker targets; says why a test is skipped if not.
+/// Whether Node.js is on PATH for Worker targets. Without it a test fails, unless
+/// `KVCHAOS_SKIP_NODE=1` says skipping is intended (then it says why and is skipped): a
+/// machine without Node.js must not pass the Worker tests silently.
 pub fn node_available() -> bool {
-    let found = kvchaos::local::find_on_path("node").is_some();
-    if !found {
-        eprintln!("skipped: node is not on PATH (Worker targets need Node.js 20 and npm)");
+    if kvchaos::local::find_on_path("node").is_some() {
+        return true;
     }
-    found
+    assert!(
+        std::env::var("KVCHAOS_SKIP_NODE").is_ok_and(|v| v == "1"),
+        "'node' is not on PATH: the Worker tests need Node.js 20+ and npm; install them, or set KVCHAOS_SKIP_NODE=1 to skip these tests"
+    );
+    eprintln!(
+        "SKIPPED (KVCHAOS_SKIP_NODE=1): node is not on PATH (Worker targets need Node.js 20 and npm)"
+    );
+    false
 }
 
 /// The kv-probe fixture Worker.
