@@ -253,3 +253,53 @@ fn crons_come_from_the_wrangler_config_of_the_named_environment() {
     .expect_err("no config");
     assert!(e.to_string().contains("relative to the watch file"), "{e}");
 }
+
+#[test]
+fn the_shipped_example_validates_and_the_manual_carries_the_workflow_verbatim() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("wrangler.toml"),
+        "name = \"cp\"\nmain = \"index.js\"\n[env.production.triggers]\ncrons = [\"*/5 * * * *\"]\n",
+    )
+    .expect("write");
+    let example = include_str!("../../../deploy/github/WATCH.toml");
+    let p = parse_str(example, &dir.path().join("WATCH.toml"), &|_| {
+        Some("https://hooks.example/services/x".to_owned())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.checks.len(), 3);
+    assert_eq!(p.notifiers.len(), 2);
+    let manual = include_str!("../../../docs/watch.md");
+    let workflow = include_str!("../../../deploy/github/watch.yml");
+    assert!(
+        manual.contains(&format!("```yaml\n{workflow}```")),
+        "docs/watch.md must carry deploy/github/watch.yml verbatim"
+    );
+    for field in [
+        "interval",
+        "timeout",
+        "failures",
+        "allow_hosts",
+        "headers",
+        "pointer",
+        "wrangler",
+        "env",
+        "crons",
+        "grace",
+        "alert_at",
+        "min_increase",
+        "window",
+        "max_error_rate",
+        "errors_pointer",
+        "total_pointer",
+        "min_samples",
+        "url_env",
+        "days",
+        "from",
+    ] {
+        assert!(
+            manual.contains(&format!("`{field}`")),
+            "docs/watch.md does not document {field}"
+        );
+    }
+}
