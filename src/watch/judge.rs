@@ -8,10 +8,9 @@
 
 use std::time::Duration;
 
-use croner::Cron;
 use serde_json::Value;
 
-use super::config::{Check, CheckKind, ErrorSource, Severity};
+use super::config::{Check, CheckKind, Severity};
 use super::iso;
 use super::probe::{Observation, Reading};
 use super::state::{CheckState, MAX_SAMPLES, Sample};
@@ -36,6 +35,15 @@ pub struct Judgement {
 }
 
 impl Judgement {
+    fn down(since_ms: u64, summary: String, evidence: Vec<String>) -> Judgement {
+        Judgement {
+            failing: Some(Severity::Down),
+            since_ms: Some(since_ms),
+            summary,
+            evidence,
+        }
+    }
+
     fn up(summary: String, evidence: Vec<String>) -> Judgement {
         Judgement {
             failing: None,
@@ -51,95 +59,40 @@ pub fn judge(check: &Check, cs: &mut CheckState, obs: &Observation, now_ms: u64)
     let reading = match &obs.result {
         Ok(r) => r,
         Err(e) => {
-            return Judgement {
-                failing: Some(Severity::Down),
-                since_ms: Some(obs.at_ms),
-                summary: format!("probe failed: {e}"),
-                evidence: vec![format!("probe at {}: {e}", iso(obs.at_ms))],
-            };
+            let evidence = vec![format!("probe at {}: {e}", iso(obs.at_ms))];
+            return Judgement::down(obs.at_ms, format!("probe failed: {e}"), evidence);
         }
     };
+    let first = |values: &[Value]| values.first().cloned().unwrap_or(Value::Null);
     match (&check.kind, reading) {
-        (
-            CheckKind::Cron {
-                pointer,
-                crons,
-                grace,
-                ..
-            },
-            Reading::Values { values, .. },
-        ) => {
-            let v = values.first().unwrap_or(&Value::Null);
-            cron(
-                crons,
-                *grace,
-                cs,
-                v,
-                &format!("{pointer} of {}", check.url),
-                now_ms,
-            )
+        (CheckKind::Cron { .. }, Reading::Values { values, .. }) => {
+            cron(check, cs, &first(values), now_ms)
         }
-        (
-            CheckKind::Counter {
-                pointer,
-                min_increase,
-                window,
-            },
-            Reading::Values { values, .. },
-        ) => {
-            let v = values.first().unwrap_or(&Value::Null);
-            counter(
-                cs,
-                v,
-                *min_increase,
-                *window,
-                &format!("{pointer} of {}", check.url),
-                now_ms,
-            )
+        (CheckKind::Counter { .. }, Reading::Values { values, .. }) => {
+            counter(check, cs, &first(values), now_ms)
         }
-        (
-            CheckKind::ErrorRate {
-                max_rate,
-                window,
-                min_samples,
-                source: ErrorSource::Probes,
-            },
-            Reading::Probe { ok, detail },
-        ) => {
+        (CheckKind::ErrorRate { .. }, Reading::Probe { ok, detail }) => {
+            let a = if *ok { 0.0 } else { 1.0 };
             push(
                 cs,
                 Sample {
                     at_ms: now_ms,
-                    a: if *ok { 0.0 } else { 1.0 },
+                    a,
                     b: 0.0,
                 },
             );
-            probe_rate(cs, *max_rate, *window, *min_samples, detail, now_ms)
+            probe_rate(check, cs, detail, now_ms)
         }
-        (
-            CheckKind::ErrorRate {
-                max_rate,
-                window,
-                min_samples,
-                source: ErrorSource::Stats { .. },
-            },
-            Reading::Values { values, .. },
-        ) => stats_rate(
-            cs,
-            values,
-            *max_rate,
-            *window,
-            *min_samples,
-            &check.url,
-            now_ms,
-        ),
-        _ => Judgement {
-            failing: Some(Severity::Down),
-            since_ms: Some(now_ms),
-            summary: "internal: the observation does not fit the check".to_owned(),
-            evidence: Vec::new(),
-        },
+        (CheckKind::ErrorRate { .. }, Reading::Values { values, .. }) => {
+            stats_rate(check, cs, values, now_ms)
+        }
+        _ => mismatch(now_ms),
     }
+}
+
+fn mismatch(now: u64) -> Judgement {
+    let summary = "internal: the observation does not fit the check".to_owned();
+    Judgement::down(now, summary, Vec::new())
 }
 
 /// A last-run value as ms since the Unix epoch: `Ok(None)` for null (never ran).
@@ -172,29 +125,32 @@ pub fn parse_last_run(v: &Value) -> Result<Option<u64>, String> {
     }
 }
 
-fn cron(
-    crons: &[(String, Cron)],
-    grace: Duration,
-    cs: &mut CheckState,
-    v: &Value,
-    source: &str,
-    now: u64,
-) -> Judgement {
+fn cron(check: &Check, cs: &mut CheckState, v: &Value, now: u64) -> Judgement {
+    let CheckKind::Cron {
+        pointer,
+        crons,
+        grace,
+        ..
+    } = &check.kind
+    else {
+        return mismatch(now);
+    };
+    let source = format!("{pointer} of {}", check.url);
     let last = match parse_last_run(v) {
         Ok(l) => l,
         Err(e) => {
-            return Judgement {
-                failing: Some(Severity::Down),
-                since_ms: Some(now),
-                summary: format!("unreadable last run: {e}"),
-                evidence: vec![format!("read {} at {}", source, iso(now))],
-            };
+            let evidence = vec![format!("read {source} at {}", iso(now))];
+            return Judgement::down(now, format!("unreadable last run: {e}"), evidence);
         }
     };
     if last.is_some() {
         cs.last_run_ms = last;
     }
-    let exprs: Vec<&str> = crons.iter().map(|(e, _)| e.as_str()).collect();
+    let exprs = crons
+        .iter()
+        .map(|(e, _)| e.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut evidence = vec![match last {
         Some(t) => format!(
             "last run {} ({v} at {source}), read at {}",
@@ -209,21 +165,18 @@ fn cron(
     }];
     let reference = last.unwrap_or(cs.first_seen_ms);
     let Some(next) = crate::cron::next_slot_after(crons, reference) else {
-        return Judgement::up(
-            format!("no slot of {} after {}", exprs.join(", "), iso(reference)),
-            evidence,
-        );
+        let summary = format!("no slot of {exprs} after {}", iso(reference));
+        return Judgement::up(summary, evidence);
     };
     let period = crate::cron::next_slot_after(crons, next).map_or(0, |a| a - next);
     let grace_ms = grace.as_millis() as u64;
     let late_at = next.saturating_add(grace_ms);
     let down_at = late_at.saturating_add(period);
     evidence.push(format!(
-        "next run expected at {} ({} UTC); late from {} (grace {}), down from {} (one period, {})",
+        "next run expected at {} ({exprs} UTC); late from {} (grace {}), down from {} (one period, {})",
         iso(next),
-        exprs.join(", "),
         iso(late_at),
-        humantime::format_duration(grace),
+        humantime::format_duration(*grace),
         iso(down_at),
         humantime::format_duration(Duration::from_millis(period)),
     ));
@@ -235,25 +188,21 @@ fn cron(
         return Judgement::up(format!("{ran}; next expected {}", iso(next)), evidence);
     }
     // Slots whose grace has passed without a run.
-    let missed = crate::cron::slots_between(
-        crons,
-        reference,
-        now.saturating_sub(grace_ms) + 1,
-        MAX_MISSED,
-    );
+    let until = now.saturating_sub(grace_ms).saturating_add(1);
+    let missed = crate::cron::slots_between(crons, reference, until, MAX_MISSED);
     let severity = if now < down_at {
         Severity::Late
     } else {
         Severity::Down
     };
+    let plural = if missed == 1 { "" } else { "s" };
     Judgement {
         failing: Some(severity),
         since_ms: Some(late_at),
         summary: format!(
-            "cron {}: {ran}, the run expected at {} did not happen ({missed} expected run{} missed)",
+            "cron {}: {ran}, the run expected at {} did not happen ({missed} expected run{plural} missed)",
             severity.as_str(),
             iso(next),
-            if missed == 1 { "" } else { "s" }
         ),
         evidence,
     }
@@ -309,7 +258,10 @@ fn growth(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 fn warming(cs: &CheckState, now: u64, w: Duration) -> Judgement {
-    let covered = cs.samples.first().map_or(0, |s| now - s.at_ms);
+    let covered = cs
+        .samples
+        .first()
+        .map_or(0, |s| now.saturating_sub(s.at_ms));
     Judgement::up(
         format!(
             "warming up: history covers {} of the {} window",
@@ -320,14 +272,17 @@ fn warming(cs: &CheckState, now: u64, w: Duration) -> Judgement {
     )
 }
 
-fn counter(
-    cs: &mut CheckState,
-    v: &Value,
-    min: f64,
-    w: Duration,
-    source: &str,
-    now: u64,
-) -> Judgement {
+fn counter(check: &Check, cs: &mut CheckState, v: &Value, now: u64) -> Judgement {
+    let CheckKind::Counter {
+        pointer,
+        min_increase,
+        window: w,
+    } = &check.kind
+    else {
+        return mismatch(now);
+    };
+    let (min, w) = (*min_increase, *w);
+    let source = format!("{pointer} of {}", check.url);
     let Some(value) = number(v) else {
         return Judgement {
             failing: Some(Severity::Down),
@@ -384,14 +339,17 @@ fn counter(
     }
 }
 
-fn probe_rate(
-    cs: &mut CheckState,
-    max: f64,
-    w: Duration,
-    min_samples: u32,
-    detail: &str,
-    now: u64,
-) -> Judgement {
+fn probe_rate(check: &Check, cs: &mut CheckState, detail: &str, now: u64) -> Judgement {
+    let CheckKind::ErrorRate {
+        max_rate,
+        window: w,
+        min_samples,
+        ..
+    } = &check.kind
+    else {
+        return mismatch(now);
+    };
+    let (max, w, min_samples) = (*max_rate, *w, *min_samples);
     window(cs, now, w, false);
     let n = cs.samples.len();
     if n < min_samples as usize {
@@ -427,15 +385,17 @@ fn probe_rate(
     }
 }
 
-fn stats_rate(
-    cs: &mut CheckState,
-    values: &[Value],
-    max: f64,
-    w: Duration,
-    min_samples: u32,
-    url: &str,
-    now: u64,
-) -> Judgement {
+fn stats_rate(check: &Check, cs: &mut CheckState, values: &[Value], now: u64) -> Judgement {
+    let CheckKind::ErrorRate {
+        max_rate,
+        window: w,
+        min_samples,
+        ..
+    } = &check.kind
+    else {
+        return mismatch(now);
+    };
+    let (max, w, min_samples, url) = (*max_rate, *w, *min_samples, &check.url);
     let (Some(errors), Some(total)) = (
         values.first().and_then(number),
         values.get(1).and_then(number),

@@ -391,3 +391,64 @@ async fn once_runs_share_the_state_file_and_do_not_repeat() {
         "{help}"
     );
 }
+
+/// The daemon evaluates at once, keeps going, and exits 0 on SIGTERM, having saved its state.
+#[tokio::test]
+async fn the_daemon_stops_cleanly_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let status = MockServer::start().await;
+    Mock::given(path("/count"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"count": 5})))
+        .mount(&status)
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watch = dir.path().join("WATCH.toml");
+    let state = dir.path().join("state.json");
+    std::fs::write(
+        &watch,
+        format!(
+            "interval = \"1s\"\n[[check]]\nname = \"input\"\nkind = \"counter\"\nurl = \"{}/count\"\npointer = \"/count\"\nwindow = \"1h\"\n",
+            status.uri()
+        ),
+    )
+    .expect("write watch file");
+    let mut child = tokio::process::Command::new(BIN)
+        .args([
+            "watch",
+            &watch.to_string_lossy(),
+            "--state",
+            &state.to_string_lossy(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn kvchaos watch");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    // Two evaluations (a second apart), read as they are printed.
+    let mut evaluations = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while evaluations < 2 {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("an evaluation within 30 s")
+            .expect("read stdout")
+            .expect("kvchaos watch is still running");
+        if line.contains(" input up: warming up") {
+            evaluations += 1;
+        }
+    }
+    // SAFETY: kill has no memory preconditions; the pid is our own child's.
+    unsafe { libc::kill(child.id().map_or(0, |p| p as i32), libc::SIGTERM) };
+    let code = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits within 10 s of SIGTERM")
+        .expect("wait");
+    assert_eq!(code.code(), Some(0));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).expect("state saved"))
+        .expect("state is JSON");
+    assert_eq!(
+        saved["checks"]["input"]["samples"].as_array().map(Vec::len),
+        Some(2)
+    );
+}
