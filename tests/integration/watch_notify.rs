@@ -447,8 +447,8 @@ async fn the_daemon_stops_cleanly_on_sigterm() {
     assert_eq!(code.code(), Some(0));
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).expect("state saved"))
         .expect("state is JSON");
-    assert_eq!(
-        saved["checks"]["input"]["samples"].as_array().map(Vec::len),
-        Some(2)
-    );
+    let samples = saved["checks"]["input"]["samples"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert!(samples >= 2, "{saved}");
 }
