@@ -94,6 +94,26 @@ fn every_minute_cron_is_late_exactly_at_slot_plus_grace_and_down_one_period_late
         "{}",
         s.checks["c"].summary
     );
+    // Just after the late time, from a fresh state: late, since the late time itself.
+    let mut s = State::new();
+    let n = at(&p, &mut s, Some(T), T + 90 * S + 1);
+    assert_eq!(n.len(), 1);
+    assert_eq!(n[0].since_ms, T + 90 * S);
+    assert_eq!(
+        n[0].kind,
+        NoticeKind::Fired {
+            severity: Severity::Late
+        }
+    );
+    // Just after the down time: down at once.
+    let mut s = State::new();
+    let n = at(&p, &mut s, Some(T), T + 150 * S + 1);
+    assert_eq!(
+        n[0].kind,
+        NoticeKind::Fired {
+            severity: Severity::Down
+        }
+    );
 }
 
 #[test]
@@ -111,7 +131,29 @@ fn five_minute_cron_edges_and_alert_at_down() {
             severity: Severity::Late
         }
     );
-    // A run in the slot (recorded with its scheduled time) keeps it up.
+    assert_eq!(
+        at(&p, &mut s, Some(T5), T5 + 6 * M + 1),
+        vec![],
+        "just after: still late, no repeat"
+    );
+    assert_eq!(at(&p, &mut s, Some(T5), T5 + 11 * M + 1), vec![]);
+    assert_eq!(
+        s.checks["c"].active.as_ref().map(|a| a.severity),
+        Some(Severity::Down)
+    );
+    // The run at T5+15m: two slots (T5+5m, T5+10m) were missed.
+    let n = at(&p, &mut s, Some(T5 + 15 * M), T5 + 15 * M + S);
+    assert!(
+        matches!(
+            n[0].kind,
+            NoticeKind::Recovered {
+                missed_slots: Some(2),
+                ..
+            }
+        ),
+        "{n:?}"
+    );
+    // With alert_at = "down", late is not yet an alert.
     let p = plan("", &format!("{check}\nalert_at = \"down\""));
     let mut s = State::new();
     assert_eq!(
