@@ -159,6 +159,9 @@ fn standing(s: &Standing) -> String {
     let word = match (s.alert_active, j.failing) {
         (true, Some(sev)) => format!("ALERT ({})", sev.as_str()),
         (true, None) => "ALERT".to_owned(),
+        (false, Some(sev)) if s.consecutive_failures == 0 => {
+            format!("{} (below alert_at)", sev.as_str())
+        }
         (false, Some(sev)) => format!("{} ({} in a row)", sev.as_str(), s.consecutive_failures),
         (false, None) => "up".to_owned(),
     };

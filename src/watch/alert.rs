@@ -109,7 +109,15 @@ pub fn evaluate(
                 ..CheckState::default()
             });
         let judgement = observations.get(i).and_then(Option::as_ref).map(|obs| {
-            let j = judge(check, &mut cs, obs, now_ms);
+            // Probe URLs may carry secrets: nothing unredacted reaches the state or a notice.
+            let mut j = judge(check, &mut cs, obs, now_ms);
+            let r = &plan.redactor;
+            j.summary = r.redact(&j.summary).into_owned();
+            j.evidence = j
+                .evidence
+                .iter()
+                .map(|e| r.redact(e).into_owned())
+                .collect();
             let alert_at = match check.kind {
                 CheckKind::Cron { alert_at, .. } => alert_at,
                 _ => Severity::Late,

@@ -452,3 +452,18 @@ fn error_rate_over_failed_probes_and_over_a_stats_endpoint() {
         e.notices[0].summary
     );
 }
+
+#[test]
+fn secrets_in_probe_urls_never_reach_the_state_or_a_notice() {
+    let text = "[[check]]\nname = \"c\"\nkind = \"cron\"\nurl = \"http://127.0.0.1:1/s?token=${API_TOKEN}\"\npointer = \"/last_run\"\ncrons = [\"* * * * *\"]\n";
+    let p = parse_str(text, Path::new("WATCH.toml"), &|_| {
+        Some("tok-123456".to_owned())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut s = State::new();
+    let n = at(&p, &mut s, Some(T), T + 10 * M);
+    let saved = serde_json::to_string(&s).unwrap_or_default();
+    assert!(saved.contains("token=***"), "{saved}");
+    assert!(!saved.contains("tok-123456"), "{saved}");
+    assert!(!format!("{n:?}").contains("tok-123456"));
+}
