@@ -99,6 +99,19 @@ pub fn parse_str(
     v.plan(raw)
 }
 
+/// An example line for a missing field of the table at `table` (e.g. `notify[1]`).
+fn missing_example(table: &str, field: &str) -> &'static str {
+    match (table.split('[').next().unwrap_or(table), field) {
+        ("notify", "kind") => "kind = \"slack\" (or \"discord\", \"webhook\")",
+        (_, "kind") => "kind = \"cron\" (or \"counter\", \"error_rate\")",
+        (_, "name") => "name = \"billing-cron\"",
+        (_, "url") => "url = \"https://my-worker.example.com/cron/status\"",
+        (_, "from") => "from = \"22:00\" (UTC)",
+        (_, "to") => "to = \"06:00\" (UTC)",
+        _ => "the field as docs/watch.md shows it",
+    }
+}
+
 struct Validator<'a> {
     src: &'a str,
     path: &'a Path,
@@ -122,12 +135,15 @@ impl Validator<'_> {
     fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let offset = e.span().map_or(0, |s| s.start);
         let msg = e.message().trim().replace('`', "\"");
+        let table = location::field_path_at(self.src, offset);
         let fix = if msg.starts_with("unknown field") {
-            "check the spelling; every field is listed in docs/watch.md"
-        } else if msg.starts_with("missing field") {
-            "add it; see docs/watch.md for an example"
+            "check the spelling; every field is listed in docs/watch.md".to_owned()
+        } else if let Some(rest) = msg.strip_prefix("missing field \"") {
+            let name = rest.split('"').next().unwrap_or(rest);
+            format!("add it, e.g. {}", missing_example(&table, name))
         } else {
             "check the quotes, brackets and = signs (durations are strings, e.g. grace = \"2m\")"
+                .to_owned()
         };
         self.err(offset, format!("{msg}: {fix}"))
     }

@@ -194,6 +194,16 @@ fn shape_errors_point_at_the_field_with_a_fix() {
     );
     let e = err(&format!("{CHECK}{CHECK}"));
     assert!(e.contains("duplicate check name \"c\""), "{e}");
+    let e = err(&format!("{CHECK}[[notify]]\nurl_env = \"X\"\n"));
+    assert!(
+        e.contains("notify[1]: missing field \"kind\": add it, e.g. kind = \"slack\""),
+        "{e}"
+    );
+    let e = err("[[check]]\nname = \"c\"\nkind = \"cron\"\n");
+    assert!(
+        e.contains("missing field \"url\": add it, e.g. url = \"https://"),
+        "{e}"
+    );
     let e = err("interval = \"1m\"\n");
     assert!(e.contains("no [[check]]"), "{e}");
     let e = err(&CHECK.replace("kind = \"cron\"", "kind = \"ping\""));
