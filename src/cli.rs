@@ -51,6 +51,10 @@ enum Command {
     /// requests by key prefix; optional regression gates.
     #[command(after_help = COMPARE_HELP)]
     Compare(CompareArgs),
+    /// Watch deployed Workers: alert in Slack, Discord or a webhook when a cron stops running,
+    /// input drops to zero or errors rise.
+    #[command(after_help = crate::watch::args::WATCH_HELP)]
+    Watch(crate::watch::WatchArgs),
     /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
     MockKv(crate::mockkv::MockKvArgs),
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
@@ -168,6 +172,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Compare(args) => compare(&args),
         Command::BuiltinServer { listen } => builtin_server(listen).await,
         Command::MockKv(args) => mock_kv(args).await,
+        Command::Watch(args) => watch(args).await,
     }
 }
 
@@ -369,6 +374,16 @@ async fn run(args: RunArgs) -> Exit {
             e.exit()
         }
     }
+}
+
+async fn watch(args: crate::watch::WatchArgs) -> Exit {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        let _ = wait_signal().await;
+        on_signal.cancel();
+    });
+    crate::watch::args::run(args, cancel).await
 }
 
 async fn mock_kv(args: crate::mockkv::MockKvArgs) -> Exit {

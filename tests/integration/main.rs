@@ -12,4 +12,6 @@ mod support;
 mod teardown;
 mod tls;
 mod tui;
+mod watch_notify;
+mod watch_worker;
 mod worker_target;

@@ -5,7 +5,8 @@
 //! Leftovers are found by a unique environment variable given to each `kvchaos` child: node
 //! and workerd inherit it, so once the child has exited, any process still carrying it in
 //! `/proc/<pid>/environ` is an orphan of that run — whatever other tests run alongside.
-//! Needs Node.js; skipped with a printed reason only when `node` is not on PATH. One run at a
+//! Needs Node.js; fails without it unless KVCHAOS_SKIP_NODE=1
+//! (then skipped with a printed reason). One run at a
 //! time here: the machine is small and shared.
 
 use std::io::{BufRead, BufReader, Read};
