@@ -51,6 +51,10 @@ enum Command {
     /// requests by key prefix; optional regression gates.
     #[command(after_help = COMPARE_HELP)]
     Compare(CompareArgs),
+    /// Watch deployed Workers: alert in Slack, Discord or a webhook when a cron stops running,
+    /// input drops to zero or errors rise.
+    #[command(after_help = crate::watch::args::WATCH_HELP)]
+    Watch(crate::watch::WatchArgs),
     /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
     MockKv(crate::mockkv::MockKvArgs),
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
@@ -168,6 +172,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Compare(args) => compare(&args),
         Command::BuiltinServer { listen } => builtin_server(listen).await,
         Command::MockKv(args) => mock_kv(args).await,
+        Command::Watch(args) => watch(args).await,
     }
 }
 
@@ -256,15 +261,23 @@ fn validate(files: &[PathBuf]) -> Exit {
 /// Stop on the first SIGINT or SIGTERM, abandon in-flight requests on the second. `announce`
 /// says so on stderr (not under the dashboard, whose screen it would scribble over).
 fn interrupts(announce: bool) -> Interrupts {
+    use tokio::signal::unix::{SignalKind, signal};
     let ints = Interrupts::default();
+    // Registered here, before returning, so that a signal sent once the caller says it is
+    // running is never met by the default disposition (which would kill the process).
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return ints;
+    };
     let i = ints.clone();
     tokio::spawn(async move {
-        let mut n = 0;
-        loop {
-            if wait_signal().await.is_err() {
-                return;
+        for n in 1.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            n += 1;
             if n == 1 {
                 if announce {
                     eprintln!(
@@ -321,14 +334,15 @@ async fn run(args: RunArgs) -> Exit {
             return e.exit();
         }
     };
+    let dashboard = crate::tui::wanted(args.no_tui);
+    // Signals are handled from here on: the line below tells a supervisor it may send them.
+    let interrupts = interrupts(!dashboard);
     println!(
         "kvchaos: running \"{}\" for {} (seed {})",
         plan.name,
         humantime::format_duration(plan.duration()),
         plan.seed
     );
-    let dashboard = crate::tui::wanted(args.no_tui);
-    let interrupts = interrupts(!dashboard);
     let mut tui = None;
     if dashboard {
         match crate::tui::Tui::start(interrupts.clone()) {
@@ -360,6 +374,16 @@ async fn run(args: RunArgs) -> Exit {
             e.exit()
         }
     }
+}
+
+async fn watch(args: crate::watch::WatchArgs) -> Exit {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        let _ = wait_signal().await;
+        on_signal.cancel();
+    });
+    crate::watch::args::run(args, cancel).await
 }
 
 async fn mock_kv(args: crate::mockkv::MockKvArgs) -> Exit {

@@ -77,6 +77,47 @@ pub fn ticks(crons: &[(String, Cron)], from_ms: u64, to_ms: u64, max: usize) -> 
     out
 }
 
+/// The first slot of any of `crons` strictly after `after_ms` (ms since the Unix epoch, UTC);
+/// `None` when none ticks again (or the time is out of range).
+pub fn next_slot_after(crons: &[(String, Cron)], after_ms: u64) -> Option<u64> {
+    let at = DateTime::<Utc>::from_timestamp_millis(i64::try_from(after_ms).ok()?)?;
+    crons
+        .iter()
+        .filter_map(|(_, c)| c.find_next_occurrence(&at, false).ok())
+        .filter_map(|t| u64::try_from(t.timestamp_millis()).ok())
+        .min()
+}
+
+/// The last slot of any of `crons` at or before `at_ms` (ms since the Unix epoch, UTC);
+/// `None` when none ticked before.
+pub fn previous_slot(crons: &[(String, Cron)], at_ms: u64) -> Option<u64> {
+    let at = DateTime::<Utc>::from_timestamp_millis(i64::try_from(at_ms).ok()?)?;
+    crons
+        .iter()
+        .filter_map(|(_, c)| c.find_previous_occurrence(&at, true).ok())
+        .filter_map(|t| u64::try_from(t.timestamp_millis()).ok())
+        .max()
+}
+
+/// How many distinct slot times of `crons` lie strictly between `from_ms` and `to_ms`,
+/// counting at most `max` (two expressions ticking at one instant count once).
+pub fn slots_between(crons: &[(String, Cron)], from_ms: u64, to_ms: u64, max: usize) -> usize {
+    if to_ms <= from_ms + 1 {
+        return 0;
+    }
+    let mut t: Vec<u64> = ticks(
+        crons,
+        from_ms,
+        to_ms - 1,
+        max.saturating_mul(crons.len().max(1)),
+    )
+    .into_iter()
+    .map(|t| t.scheduled_ms)
+    .collect();
+    t.dedup();
+    t.len().min(max)
+}
+
 /// The run clock: maps real instants to virtual ms and back.
 #[derive(Debug, Clone, Copy)]
 pub struct RunClock {
@@ -180,6 +221,33 @@ mod tests {
             ticks(&crons(&["* * * * *"]), T0, T0 + 86_400_000, 50).len(),
             50
         );
+    }
+
+    #[test]
+    fn next_and_previous_slots_of_every_minute_and_every_five_minutes() {
+        let every = crons(&["* * * * *"]);
+        let five = crons(&["*/5 * * * *"]);
+        // T0 is 10:00:30; on a boundary the next slot is the one after.
+        assert_eq!(next_slot_after(&every, T0), Some(T0 + 30_000));
+        assert_eq!(next_slot_after(&every, T0 + 30_000), Some(T0 + 90_000));
+        assert_eq!(next_slot_after(&five, T0), Some(T0 + 270_000));
+        assert_eq!(previous_slot(&five, T0), Some(T0 - 30_000));
+        assert_eq!(previous_slot(&five, T0 - 30_000), Some(T0 - 30_000));
+        assert_eq!(previous_slot(&every, T0 + 29_999), Some(T0 - 30_000));
+        assert_eq!(next_slot_after(&[], T0), None);
+        assert_eq!(next_slot_after(&every, u64::MAX), None);
+    }
+
+    #[test]
+    fn slots_between_are_strict_deduplicated_and_bounded() {
+        let every = crons(&["* * * * *"]);
+        let start = T0 - 30_000; // 10:00:00
+        assert_eq!(slots_between(&every, start, start + 180_000, 100), 2);
+        assert_eq!(slots_between(&every, start, start + 60_000, 100), 0);
+        assert_eq!(slots_between(&every, start, start, 100), 0);
+        let both = crons(&["* * * * *", "*/5 * * * *"]);
+        assert_eq!(slots_between(&both, start, start + 600_000, 100), 9);
+        assert_eq!(slots_between(&every, start, start + 86_400_000, 10), 10);
     }
 
     #[test]

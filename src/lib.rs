@@ -19,6 +19,7 @@
 //! - [`tui`]: the live dashboard (state, pure render, terminal loop).
 //! - [`redact`]: keeps secrets out of everything written.
 //! - [`rest`]: the one-request-at-a-time HTTP(S) client of REST APIs, webhooks and probes.
+//! - [`watch`]: `kvchaos watch`: probes of deployed Workers, the pure alert state machine, notifiers.
 //! - [`wrangler`]: a Worker's wrangler config (bindings by kind, crons, environments).
 //! - [`resources`], [`exit`]: process readings and exit codes.
 
@@ -42,4 +43,5 @@ pub mod scenario;
 pub mod target;
 pub mod timeline;
 pub mod tui;
+pub mod watch;
 pub mod wrangler;

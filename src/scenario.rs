@@ -89,12 +89,18 @@ impl fmt::Display for ScenarioErrors {
 /// Reads and validates the scenario at `path`, reading `{{env.NAME}}` from the process
 /// environment. A file without `seed` gets a random one.
 pub fn load(path: &Path) -> Result<Plan, ScenarioErrors> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        ScenarioErrors(vec![ScenarioError::file_level(
-            path,
-            format!("cannot read scenario file: {e}"),
-        )])
-    })?;
+    use std::io::Read;
+    let fail = |message: String| ScenarioErrors(vec![ScenarioError::file_level(path, message)]);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SCENARIO_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read scenario file: {e}")))?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(fail(format!(
+            "the scenario file is larger than {} KiB: a scenario is a few KiB of TOML; is this the right file?",
+            MAX_SCENARIO_BYTES / 1024
+        )));
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         ScenarioErrors(vec![ScenarioError::file_level(
             path,
@@ -106,6 +112,9 @@ pub fn load(path: &Path) -> Result<Plan, ScenarioErrors> {
     })?;
     parse_str(&text, path, &|name| std::env::var(name).ok())
 }
+
+/// Largest scenario file read (1 MiB); a longer one is refused unread.
+pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
 
 /// Parses and validates scenario `text`; `path` is used in messages only and `env` answers
 /// `{{env.NAME}}`. Syntax and shape errors stop at the first; semantic errors are all reported.
@@ -283,6 +292,144 @@ mod tests {
         files.retain(|p| p.extension().is_some_and(|e| e == "toml"));
         files.sort();
         files
+    }
+
+    /// One seeded mutation of `text`: numbers made huge, lines dropped or doubled, bytes
+    /// flipped, durations and values swapped for hostile ones.
+    fn mutate(text: &str, rng: &mut rand::rngs::SmallRng) -> String {
+        use rand::Rng;
+        const HOSTILE: [&str; 10] = [
+            "\"18446744073709551615s\"",
+            "18446744073709551615",
+            "-9223372036854775808",
+            "1e308",
+            "nan",
+            "\"\"",
+            "[]",
+            "{}",
+            "\"{{\"",
+            "\"0s\"",
+        ];
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.is_empty() {
+            return String::new();
+        }
+        for _ in 0..rng.random_range(1..4) {
+            let i = rng.random_range(0..lines.len());
+            match rng.random_range(0..5) {
+                0 => {
+                    if let Some((k, _)) = lines[i].split_once(" = ") {
+                        let v = HOSTILE[rng.random_range(0..HOSTILE.len())];
+                        lines[i] = format!("{k} = {v}");
+                    }
+                }
+                1 => {
+                    lines.remove(i);
+                    if lines.is_empty() {
+                        break;
+                    }
+                }
+                2 => {
+                    let l = lines[i].clone();
+                    lines.insert(i, l);
+                }
+                3 => {
+                    let mut b = lines[i].clone().into_bytes();
+                    if !b.is_empty() {
+                        let j = rng.random_range(0..b.len());
+                        b[j] = rng.random_range(0x20..0x7f);
+                    }
+                    lines[i] = String::from_utf8_lossy(&b).into_owned();
+                }
+                _ => lines[i] = lines[i].replace(|c: char| c.is_ascii_digit(), "9"),
+            }
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn mutated_scenarios_never_panic_the_parser_or_the_validator() {
+        use rand::SeedableRng;
+        let mut files = toml_files("scenarios");
+        files.extend(toml_files("tests/fixtures/invalid"));
+        let texts: Vec<(PathBuf, String)> = files
+            .into_iter()
+            .filter_map(|f| std::fs::read_to_string(&f).ok().map(|t| (f, t)))
+            .collect();
+        assert!(texts.len() > 20, "corpus: {}", texts.len());
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
+        let started = std::time::Instant::now();
+        let mut runs = 0;
+        // Bounded in count and in time, so a slow machine still ends the test quickly.
+        while runs < 4_000 && started.elapsed() < std::time::Duration::from_secs(20) {
+            let (file, text) = &texts[runs % texts.len()];
+            let mutated = mutate(text, &mut rng);
+            let outcome = std::panic::catch_unwind(|| {
+                let _ = parse_str(&mutated, file, &fixed_env);
+            });
+            assert!(
+                outcome.is_ok(),
+                "panic on a mutation of {}:\n{mutated}",
+                file.display()
+            );
+            runs += 1;
+        }
+        assert!(runs >= 200, "only {runs} mutations ran");
+    }
+
+    #[test]
+    fn oversized_and_endless_scenario_files_are_refused_unread() {
+        let e = load(Path::new("/dev/zero"))
+            .expect_err("endless")
+            .to_string();
+        assert!(e.contains("larger than 1024 KiB"), "{e}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "#".repeat(MAX_SCENARIO_BYTES as usize + 1)).expect("write");
+        let e = load(&big).expect_err("too big").to_string();
+        assert!(e.contains("big.toml"), "{e}");
+    }
+
+    #[test]
+    fn durations_and_counts_past_their_limits_are_refused_by_name() {
+        let base = "name = \"x\"\n[target]\nurl = \"http://127.0.0.1:1\"\n";
+        let phases = "[[phases]]\nduration = \"18446744073709551615s\"\nrate = 1\n[[phases]]\nduration = \"1s\"\nrate = 1\n";
+        let req = "[[requests]]\nname = \"r\"\npath = \"/\"\n";
+        let e = parse_str(
+            &format!("{base}{phases}{req}"),
+            Path::new("x.toml"),
+            &fixed_env,
+        )
+        .expect_err("overflow")
+        .to_string();
+        assert!(e.contains("at most 30 days"), "{e}");
+        let many: String = (0..300)
+            .map(|i| format!("[[requests]]\nname = \"r{i}\"\npath = \"/\"\n"))
+            .collect();
+        let one = "[[phases]]\nduration = \"1s\"\nrate = 1\n";
+        let e = parse_str(
+            &format!("{base}{one}{many}"),
+            Path::new("x.toml"),
+            &fixed_env,
+        )
+        .expect_err("too many")
+        .to_string();
+        assert!(
+            e.contains("300 [[requests]] tables, more than the 256"),
+            "{e}"
+        );
+        let long = format!(
+            "[[requests]]\nname = \"r\"\npath = \"/{}\"\n",
+            "a".repeat(70_000)
+        );
+        let e = parse_str(
+            &format!("{base}{one}{long}"),
+            Path::new("x.toml"),
+            &fixed_env,
+        )
+        .expect_err("long path")
+        .to_string();
+        assert!(e.contains("more than the 8192"), "{e}");
     }
 
     #[test]

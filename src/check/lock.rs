@@ -401,10 +401,12 @@ fn starvation(h: &HistoryView, acquires: &[&Operation], cfg: &LockConfig, f: &mu
         }
     }
     marks.sort_by_key(|(t, s, _)| (*t, !*s));
+    // An attempt still outstanding when the history ended was abandoned by the run stopping,
+    // not answered: it proves no wait beyond its own invocation.
     let last_fail_done = acquires
         .iter()
         .filter(|a| !a.is_ok())
-        .map(|a| a.done_t().unwrap_or(h.end))
+        .map(|a| a.done_t().unwrap_or(a.t))
         .max();
     let (mut max, mut max_faulted) = (Duration::ZERO, Duration::ZERO);
     let mut waiting: Option<(Duration, &Operation)> = None;
@@ -818,6 +820,23 @@ mod tests {
         let r = check(&h.view(), &cfg());
         assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
         assert_eq!(r.counts["max_wait_ms"], 1_010);
+    }
+
+    #[test]
+    fn an_attempt_abandoned_when_the_run_stopped_is_no_starvation() {
+        let h = acquire(H::default(), 0, 1, OpKind::Ok, 1, 100);
+        let h = release(h, 50, 1, OpKind::Ok, 1);
+        let h = h.op(
+            1_000,
+            "lock-2",
+            OpKind::Invoke,
+            "acquire",
+            json!({"lock": "L", "holder": "h2", "ttl_ms": 100}),
+        );
+        // The history goes on 9 s (the drivers' final reads) without an answer to it.
+        let h = read(h, 10_000, None, None);
+        let r = check(&h.view(), &cfg());
+        assert_eq!(r.counts.get("starved"), None, "{r:?}");
     }
 
     #[test]

@@ -27,13 +27,35 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// Largest CA file read (a bundle of a few hundred certificates is well under it).
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
+/// Reads `path` whole, refusing a file over [`MAX_CA_FILE`] (or an endless one like
+/// `/dev/zero`) before it fills memory.
+fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut pem = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut pem))
+        .map_err(|e| format!("CA file \"{}\": {e}", path.display()))?;
+    if pem.len() as u64 > MAX_CA_FILE {
+        return Err(format!(
+            "CA file \"{}\": larger than {} MiB; give a PEM file of CA certificates",
+            path.display(),
+            MAX_CA_FILE / (1024 * 1024)
+        ));
+    }
+    Ok(pem)
+}
+
 impl Tls {
     /// A client for `host` trusting the web PKI roots and the certificates in `ca_file`.
     pub fn new(host: &str, ca_file: Option<&Path>) -> Result<Tls, String> {
         let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = ca_file {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            let pem = read_capped(path)?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("CA file \"{}\": {e}", path.display()))?;
             for cert in certs {
                 roots
@@ -59,5 +81,22 @@ impl Tls {
     /// Runs the TLS handshake over `tcp`.
     pub async fn connect(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         self.connector.connect(self.server_name.clone(), tcp).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endless_ca_file_is_refused_before_it_fills_memory() {
+        let Err(e) = Tls::new("localhost", Some(Path::new("/dev/zero"))) else {
+            panic!("refused");
+        };
+        assert!(e.contains("larger than 4 MiB"), "{e}");
+        let Err(e) = Tls::new("localhost", Some(Path::new("/no/such/ca.pem"))) else {
+            panic!("missing");
+        };
+        assert!(e.contains("/no/such/ca.pem"), "{e}");
     }
 }

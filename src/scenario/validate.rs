@@ -37,6 +37,15 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_GRACE: Duration = Duration::from_secs(3600);
 /// Highest request weight.
 const MAX_WEIGHT: i64 = 1_000_000;
+/// Longest duration any field may hold: past it, sums of durations could overflow, and no run
+/// lasts that long anyway (the phases together are capped at [`MAX_TOTAL`]).
+const MAX_ANY_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Most `[[requests]]`: each has its own histograms per interval, so memory grows with them.
+const MAX_REQUESTS: usize = 256;
+/// Most `[[phases]]`.
+const MAX_PHASES: usize = 1_000;
+/// Longest path template, in bytes.
+const MAX_PATH: usize = 8 * 1024;
 /// Methods a request may use.
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -342,6 +351,18 @@ impl Validator<'_> {
             Value::String(s) => humantime::parse_duration(s.trim()).ok(),
             _ => None,
         };
+        if let Some(d) = parsed.filter(|d| *d > MAX_ANY_DURATION) {
+            self.err(
+                v.span().start,
+                field,
+                format!(
+                    "invalid duration {}: at most 30 days (it reads as {}), e.g. {example}",
+                    show(v.get_ref()),
+                    humantime::format_duration(d)
+                ),
+            );
+            return None;
+        }
         if parsed.is_none() {
             self.err(
                 v.span().start,
@@ -938,6 +959,17 @@ impl Validator<'_> {
             );
             return None;
         };
+        if phases.get_ref().len() > MAX_PHASES {
+            self.err(
+                phases.span().start,
+                "phases",
+                format!(
+                    "{} [[phases]] tables, more than {MAX_PHASES}: use ramps (rate = {{ from = 10, to = 500 }}) instead of many short phases",
+                    phases.get_ref().len()
+                ),
+            );
+            return None;
+        }
         let mut out = Vec::new();
         let mut ok = true;
         for (i, p) in phases.get_ref().iter().enumerate() {
@@ -1165,6 +1197,17 @@ impl Validator<'_> {
             self.err(at, "requests", "no requests: at least one is required; add a [[requests]] table with name = \"get-item\" and path = \"/items/{{random_key 1000}}\"");
             return None;
         };
+        if reqs.get_ref().len() > MAX_REQUESTS {
+            self.err(
+                reqs.span().start,
+                "requests",
+                format!(
+                    "{} [[requests]] tables, more than the {MAX_REQUESTS} a run keeps histograms for: merge requests that differ only by a value into one with a template, e.g. path = \"/items/{{{{random_key 1000}}}}\"",
+                    reqs.get_ref().len()
+                ),
+            );
+            return None;
+        }
         let mut out = Vec::new();
         let mut ok = true;
         let mut seen: Vec<(String, usize)> = Vec::new();
@@ -1284,6 +1327,17 @@ impl Validator<'_> {
         base: &str,
     ) -> Option<Template> {
         let field = format!("{base}.path");
+        if let Some(p) = path.filter(|p| p.get_ref().len() > MAX_PATH) {
+            self.err(
+                p.span().start,
+                field,
+                format!(
+                    "the path is {} bytes long, more than the {MAX_PATH} a request may carry: shorten it",
+                    p.get_ref().len()
+                ),
+            );
+            return None;
+        }
         match path {
             None => {
                 self.err(header, field, "missing path: add path = \"/items/{{random_key 1000}}\" (it is appended to the target URL)");

@@ -421,8 +421,7 @@ fn sigint_stops_the_run_writes_the_report_and_exits_130() {
 
 #[test]
 fn the_default_run_is_the_reference_worker_under_a_kv_daily_limit() {
-    if kvchaos::local::find_on_path("node").is_none() {
-        eprintln!("skipped: node is not on PATH (the default run needs Node.js 20 and npm)");
+    if !crate::support::node_available() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -5,8 +5,8 @@
 //! cron, the heartbeat), and with every KV operation failing, or KV reads
 //! hanging, it still answers job reads and its cron still finishes jobs.
 //! Crons are fired explicitly; nothing waits for wall-clock time except a
-//! one-millisecond lease running out. Needs Node.js; skipped with a printed
-//! reason only when `node` is not on PATH.
+//! one-millisecond lease running out. Needs Node.js; fails without it unless KVCHAOS_SKIP_NODE=1
+//! (then skipped with a printed reason).
 
 use std::path::Path;
 use std::time::{Duration, Instant};

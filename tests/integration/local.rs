@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use kvchaos::local::{
     self, CronOutcome, LocalSpec, LocalWorker, Stopped, default_launcher_dir, ensure_installed,
-    find_on_path, group_alive, group_members,
+    group_alive, group_members,
 };
 use kvchaos::mockkv::{self, FaultSpec, MockKv, MockKvConfig, VirtualClock};
 use serde_json::{Value, json};
@@ -31,8 +31,7 @@ pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::co
 /// False (after saying why) when Node.js is missing; installs the
 /// launcher's packages otherwise.
 pub(crate) async fn node_ready() -> bool {
-    if find_on_path("node").is_none() {
-        eprintln!("SKIPPED: 'node' is not on PATH; the local Worker tests need Node.js 20+");
+    if !crate::support::node_available() {
         return false;
     }
     ensure_installed(&default_launcher_dir())

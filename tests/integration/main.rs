@@ -12,5 +12,7 @@ mod support;
 mod teardown;
 mod tls;
 mod tui;
+mod watch_notify;
+mod watch_worker;
 mod worker_target;
 mod zoo;

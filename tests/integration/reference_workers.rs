@@ -6,8 +6,8 @@
 //! does: without a fault both Workers pass. Crons are fired explicitly and
 //! the mock's clock is moved forward where the sequence has time pass (a
 //! minute between crons, a second before a lock is granted again); nothing
-//! waits for wall-clock time. Needs Node.js; skipped with a printed reason
-//! only when `node` is not on PATH.
+//! waits for wall-clock time. Needs Node.js; fails without it unless KVCHAOS_SKIP_NODE=1
+//! (then skipped with a printed reason).
 
 use std::net::SocketAddr;
 use std::path::Path;

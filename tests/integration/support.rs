@@ -36,13 +36,25 @@ pub fn prepare_error(scenario: PathBuf) -> String {
     .unwrap_or_default()
 }
 
-/// Whether Node.js is available for Worker targets; says why a test is skipped if not.
-pub fn node_available() -> bool {
-    let found = kvchaos::local::find_on_path("node").is_some();
-    if !found {
-        eprintln!("skipped: node is not on PATH (Worker targets need Node.js 20 and npm)");
+/// The one guard of tests that need a tool on PATH (`node`, `tmux`): true when it is there.
+/// A missing tool FAILS the test, unless skipping was asked for with `skip_var=1`, so a
+/// machine without it can never pass these tests silently.
+pub fn needs(tool: &str, skip_var: &str) -> bool {
+    if kvchaos::local::find_on_path(tool).is_some() {
+        return true;
     }
-    found
+    if std::env::var(skip_var).is_ok_and(|v| v == "1") {
+        eprintln!("skipped ({skip_var}=1): '{tool}' is not on PATH");
+        return false;
+    }
+    panic!(
+        "'{tool}' is not on PATH and this test needs it: install it, or set {skip_var}=1 to skip the tests that need it"
+    );
+}
+
+/// Whether Node.js is available for Worker targets (see [`needs`]).
+pub fn node_available() -> bool {
+    needs("node", "KVCHAOS_SKIP_NODE")
 }
 
 /// The kv-probe fixture Worker.

@@ -87,8 +87,7 @@ fn has_latency(screen: &str) -> bool {
 
 #[test]
 fn dashboard_shows_the_run_pauses_stops_on_ctrl_c_and_restores_the_terminal() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("skipped: tmux is not installed");
+    if !crate::support::needs("tmux", "KVCHAOS_SKIP_TMUX") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
