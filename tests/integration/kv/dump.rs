@@ -129,6 +129,16 @@ async fn a_429_interrupts_a_dump_and_the_checkpoint_resumes_it_without_repeating
         }
         assert_eq!(r.exit, Exit::Environment, "{}", r.err);
         assert!(runs < 10, "the dump makes progress on every run");
+        // A run killed between writing lines and saving its checkpoint leaves lines the
+        // checkpoint does not know: the next run must drop them.
+        let partial = dir.path().join("d.ndjson.partial");
+        if partial.exists() {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&partial)
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"{\"key\":\"clinic:half-writ").unwrap();
+        }
     };
     // Every run but the last ended with one refused request; the admitted ones are exactly
     // what a dump in one go sends: 3 list pages and 25 bulk gets.
