@@ -139,6 +139,14 @@ async fn other_side(args: &VerifyArgs, env: &KvEnv) -> Result<(BTreeSet<String>,
         )),
         None => {
             let loc = Location::parse(&args.against)?;
+            if let Location::Local(p) = &loc
+                && std::fs::read(p).is_ok_and(|b| b.starts_with(b"SQLite format 3\0"))
+            {
+                return Err(KvError::Usage(format!(
+                    "{} is a SQLite file: add --query \"SELECT key FROM …\"",
+                    p.display()
+                )));
+            }
             let other = load_dump(&loc, &env.stores, args.identity.as_deref()).await?;
             Ok((
                 other.records.into_iter().map(|r| r.key).collect(),

@@ -289,4 +289,12 @@ async fn verify_against_d1_and_a_second_dump_reports_differences_per_prefix() {
     )
     .await;
     assert_eq!(r.exit, Exit::Usage, "{}", r.err);
+    let db = sqlite_with(dir.path(), &[]);
+    let r = kv(
+        &argv(&["verify", &path(&a), "--against", &db], vec![]),
+        &memory_env(),
+    )
+    .await;
+    assert_eq!(r.exit, Exit::Usage);
+    assert!(r.err.contains("is a SQLite file: add --query"), "{}", r.err);
 }
