@@ -57,6 +57,9 @@ enum Command {
     Watch(crate::watch::WatchArgs),
     /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
     MockKv(crate::mockkv::MockKvArgs),
+    /// Dump, verify, clean and restore Workers KV namespaces (the REST API; see docs/kv.md).
+    #[command(after_help = crate::kv::args::KV_EXIT_CODES)]
+    Kv(crate::kv::KvArgs),
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
     #[command(hide = true)]
     BuiltinServer {
@@ -173,6 +176,10 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::BuiltinServer { listen } => builtin_server(listen).await,
         Command::MockKv(args) => mock_kv(args).await,
         Command::Watch(args) => watch(args).await,
+        Command::Kv(args) => {
+            let env = crate::kv::KvEnv::from_process();
+            crate::kv::run(args, &env, &mut std::io::stdout(), &mut std::io::stderr()).await
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`timeline`]: scheduled mock KV faults set and cleared on the run clock.
 //! - [`local`]: a Worker run under miniflare, KV routed to the mock; crons; teardown.
 //! - [`mockkv`]: the fault-injecting mock of Cloudflare Workers KV.
+//! - [`kv`]: `kvchaos kv dump|verify|clean|restore` over the Cloudflare REST API (and R2).
 //! - [`report`]: the run summary model and its writers.
 //! - [`live`]: the snapshot live displays get once a second, their controls, the plain line.
 //! - [`tui`]: the live dashboard (state, pure render, terminal loop).
@@ -30,6 +31,7 @@ pub mod driver;
 pub mod engine;
 pub mod exit;
 pub mod history;
+pub mod kv;
 pub mod live;
 pub mod local;
 pub mod metrics;

@@ -10,8 +10,8 @@
 //! ([`standalone`] provides the pieces).
 //!
 //! # Choosing a namespace
-//! Namespaces are created on first use and named by a binding name or a
-//! namespace id; both doors share them by name.
+//! Namespaces are named by a binding name or a namespace id; both doors
+//! share them by name. The binding door creates one on first use.
 //! - Binding protocol: `/ns/<name>/<key>`, `/ns/<name>/?prefix=…` (list),
 //!   `POST /ns/<name>/bulk/get`. Without the `/ns/<name>` prefix the request
 //!   uses the namespace named by the `X-KvChaos-Namespace` header (a
@@ -20,7 +20,11 @@
 //!   as `ns%2F…`.
 //! - REST: the `:ns` path segment is the name; every account id is
 //!   accepted, and quotas are counted per account id (binding requests
-//!   count against [`MockKvConfig::account_id`]).
+//!   count against [`MockKvConfig::account_id`]). Unlike the binding door,
+//!   REST never creates a namespace by writing: a namespace exists once the
+//!   binding door wrote to it or it was created (REST `POST …/namespaces`
+//!   with a `title`, which is also its id here; [`MockKv::create_namespace`];
+//!   `kvchaos mock-kv --namespace NAME`); others answer 404, code 10013.
 //!
 //! # Stale reads ("another location")
 //! A read carrying `X-KvChaos-Location: <anything but "primary">` is made
@@ -38,6 +42,7 @@ pub mod clock;
 pub mod control;
 pub mod fault;
 pub mod quota;
+pub mod ratelimit;
 pub mod rest;
 pub mod server;
 pub mod standalone;
@@ -56,6 +61,7 @@ use serde::{Deserialize, Serialize};
 pub use clock::VirtualClock;
 pub use fault::{FaultId, FaultSpec, FaultSpecError, FaultView};
 pub use quota::Limits;
+pub use ratelimit::RestRateLimit;
 pub use server::{ListenError, bind, serve};
 pub use standalone::{MockKvArgs, run_standalone};
 pub use stats::Snapshot;
@@ -135,6 +141,9 @@ pub struct MockKvConfig {
     pub journal_len: usize,
     /// Allow serving on a non-loopback address.
     pub allow_non_loopback: bool,
+    /// REST requests admitted per window per account (429 with `Retry-After` past it);
+    /// `None`: no limit.
+    pub rest_rate_limit: Option<RestRateLimit>,
 }
 
 impl Default for MockKvConfig {
@@ -149,6 +158,7 @@ impl Default for MockKvConfig {
             prefix_depth: 2,
             journal_len: 1000,
             allow_non_loopback: false,
+            rest_rate_limit: None,
         }
     }
 }
@@ -176,6 +186,7 @@ struct MockState {
     quotas: Quotas,
     faults: FaultSet,
     stats: Stats,
+    rest: ratelimit::RestWindows,
 }
 
 /// Who asks: the namespace, the account quotas count against, and whether
@@ -265,6 +276,7 @@ impl MockKv {
             quotas: Quotas::new(config.limits),
             faults: FaultSet::new(config.seed),
             stats: Stats::new(config.prefix_depth, config.journal_len),
+            rest: ratelimit::RestWindows::new(config.rest_rate_limit),
         };
         Self {
             shared: Arc::new(Shared {
@@ -338,6 +350,33 @@ impl MockKv {
         let mut st = self.lock();
         st.stats.clear();
         st.quotas.clear();
+    }
+
+    /// Create an empty namespace, as `POST /client/v4/accounts/:a/storage/kv/namespaces` does;
+    /// true when it is new. The binding door creates namespaces by writing to them.
+    pub fn create_namespace(&self, name: &str) -> bool {
+        self.lock().store.create_namespace(name)
+    }
+
+    /// Whether a namespace exists (the REST door answers 404, code 10013, for others).
+    pub fn namespace_exists(&self, name: &str) -> bool {
+        self.lock().store.has_namespace(name)
+    }
+
+    /// Replace the REST request-rate limit (`None`: no limit); windows start afresh.
+    pub fn set_rest_rate_limit(&self, limit: Option<RestRateLimit>) {
+        self.lock().rest.set_limit(limit);
+    }
+
+    /// REST requests answered so far, refused ones included.
+    pub fn rest_requests(&self) -> u64 {
+        self.lock().rest.requests()
+    }
+
+    /// Count one REST request for `account`; `Err(seconds)` when over the rate limit.
+    pub(crate) fn admit_rest(&self, account: &str) -> Result<(), u64> {
+        let now = self.clock().now_ms();
+        self.lock().rest.admit(account, now)
     }
 
     /// Replace the daily limits.

@@ -71,6 +71,18 @@ pub struct MockKvArgs {
     /// Namespace for binding requests that name none.
     #[arg(long, default_value = "default")]
     pub default_namespace: String,
+    /// Create this namespace at start, so the REST door knows it (repeatable; the REST door
+    /// answers 404, code 10013, for namespaces never created nor written by a binding).
+    #[arg(long = "namespace", value_name = "NAME")]
+    pub namespaces: Vec<String>,
+    /// Limit REST requests per account, e.g. 1200/5m (Cloudflare's); past it: 429 with
+    /// Retry-After until the window ends (default: no limit).
+    #[arg(long, value_name = "REQUESTS/WINDOW", value_parser = parse_rate_limit)]
+    pub rest_rate_limit: Option<super::RestRateLimit>,
+}
+
+fn parse_rate_limit(s: &str) -> Result<super::RestRateLimit, String> {
+    s.parse()
 }
 
 fn parse_fault(s: &str) -> Result<FaultSpec, String> {
@@ -113,6 +125,7 @@ impl MockKvArgs {
             default_namespace: self.default_namespace.clone(),
             api_token: self.api_token.clone(),
             allow_non_loopback: self.allow_non_loopback,
+            rest_rate_limit: self.rest_rate_limit,
             ..MockKvConfig::default()
         };
         Ok((config, VirtualClock::real_time(speed)))
@@ -124,6 +137,9 @@ impl MockKvArgs {
 pub async fn run_standalone(args: MockKvArgs, cancel: CancellationToken) -> anyhow::Result<()> {
     let (config, clock) = args.to_config()?;
     let kv = MockKv::new(config, clock);
+    for name in &args.namespaces {
+        kv.create_namespace(name);
+    }
     for spec in &args.faults {
         kv.add_fault(spec.clone())
             .with_context(|| format!("cannot add fault {spec:?}"))?;
@@ -185,6 +201,30 @@ mod tests {
         assert_eq!(config.limits.writes, Some(5));
         assert_eq!(config.limits.reads, None);
         assert_eq!(clock.view().speed, 1440.0);
+    }
+
+    #[test]
+    fn namespaces_and_the_rest_rate_limit() {
+        let a = parse(&[
+            "--namespace",
+            "qa",
+            "--namespace",
+            "prod",
+            "--rest-rate-limit",
+            "1200/5m",
+        ])
+        .unwrap();
+        assert_eq!(a.namespaces, ["qa", "prod"]);
+        let (config, _) = a.to_config().unwrap();
+        assert_eq!(
+            config.rest_rate_limit,
+            Some(super::super::RestRateLimit::CLOUDFLARE)
+        );
+        let e = parse(&["--rest-rate-limit", "lots"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("e.g. 1200/5m"), "{e}");
     }
 
     #[test]

@@ -328,14 +328,30 @@ impl Store {
         self.history_ms = self.history_ms.max(ms);
     }
 
-    /// Forget every namespace and key.
+    /// Forget every key; namespaces stay (they were created or written before).
     pub fn clear(&mut self) {
-        self.namespaces.clear();
+        for n in self.namespaces.values_mut() {
+            n.slots.clear();
+        }
     }
 
-    /// Names of namespaces that have ever been written.
+    /// Names of namespaces that exist: created, or written through the binding door.
     pub fn namespace_names(&self) -> Vec<String> {
         self.namespaces.keys().cloned().collect()
+    }
+
+    /// Create an empty namespace (no-op when it exists); true when it is new.
+    pub fn create_namespace(&mut self, ns: &str) -> bool {
+        if self.namespaces.contains_key(ns) {
+            return false;
+        }
+        self.namespaces.insert(ns.to_owned(), Namespace::default());
+        true
+    }
+
+    /// Whether a namespace exists (created, or written once).
+    pub fn has_namespace(&self, ns: &str) -> bool {
+        self.namespaces.contains_key(ns)
     }
 
     /// Number of live keys in a namespace.

@@ -3,6 +3,7 @@
 mod cli;
 mod engine;
 mod foreign_worker;
+mod kv;
 mod launcher;
 mod local;
 mod proof;
