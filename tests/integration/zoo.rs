@@ -3,6 +3,11 @@
 //! runs the pair's scenario end to end against the buggy Worker and asserts the anomaly by
 //! name, then against the twin and asserts that every check passes — with the fault where
 //! the bug needs one, and without it where the buggy Worker must pass too.
+//!
+//! The twins keep their state in D1 or Durable Objects, which workerd writes to SQLite under
+//! the run's temporary directory: on a disk saturated by other work its fsyncs can stall a
+//! Worker for seconds (the run then ends UNKNOWN or `stalled`, never a false PASS). With
+//! `TMPDIR` on a tmpfs (`TMPDIR=/dev/shm cargo test --test integration zoo`) they do not.
 
 use std::path::{Path, PathBuf};
 
