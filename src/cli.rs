@@ -51,6 +51,8 @@ enum Command {
     /// requests by key prefix; optional regression gates.
     #[command(after_help = COMPARE_HELP)]
     Compare(CompareArgs),
+    /// Inventory a Worker repository's KV calls, rank migration candidates, gate CI on them.
+    Audit(crate::audit::args::AuditArgs),
     /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
     MockKv(crate::mockkv::MockKvArgs),
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
@@ -168,6 +170,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Compare(args) => compare(&args),
         Command::BuiltinServer { listen } => builtin_server(listen).await,
         Command::MockKv(args) => mock_kv(args).await,
+        Command::Audit(args) => crate::audit::args::run(args),
     }
 }
 

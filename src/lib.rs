@@ -20,8 +20,10 @@
 //! - [`redact`]: keeps secrets out of everything written.
 //! - [`rest`]: the one-request-at-a-time HTTP(S) client of REST APIs, webhooks and probes.
 //! - [`wrangler`]: a Worker's wrangler config (bindings by kind, crons, environments).
+//! - [`audit`]: static inventory of a Worker repository's KV calls (oxc), baseline and CI check.
 //! - [`resources`], [`exit`]: process readings and exit codes.
 
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod cron;
