@@ -163,6 +163,9 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
         (None, None) => true,
         (Some(b'*'), _) if p.get(1) == Some(&b'*') => {
             let rest = p[2..].strip_prefix(b"/").unwrap_or(&p[2..]);
+            if rest.is_empty() {
+                return true;
+            }
             (0..=s.len()).any(|i| (i == 0 || s[i - 1] == b'/') && glob(rest, &s[i..]))
                 || glob(&p[2..], s)
         }
