@@ -314,67 +314,7 @@ pub(super) fn candidates(findings: &[Finding]) -> Vec<Candidate> {
     }
     let mut scored: Vec<(u64, Candidate)> = families
         .into_iter()
-        .map(|((binding, prefix), fs)| {
-            let best = fs
-                .iter()
-                .min_by_key(|f| f.category)
-                .copied()
-                .unwrap_or(fs[0]);
-            let no_ttl = fs
-                .iter()
-                .filter(|f| f.op == "put" && f.ttl == Ttl::No)
-                .count() as u64;
-            let lists = fs.iter().filter(|f| f.op == "list").count() as u64;
-            let looped = fs.iter().filter(|f| f.in_loop).count() as u64;
-            let per_day: f64 = fs.iter().filter_map(|f| f.estimate.per_day).sum();
-            let weight = match best.category {
-                Category::A => 3_000,
-                Category::B => 2_000,
-                Category::C => 1_000,
-            };
-            let score = weight
-                + no_ttl * 50
-                + lists * 60
-                + looped * 20
-                + (per_day as u64 / 100).min(400)
-                + fs.len() as u64;
-            let handlers: BTreeSet<&str> = fs
-                .iter()
-                .flat_map(|f| f.handlers.iter().map(String::as_str))
-                .collect();
-            let mut why = vec![format!("{} call sites", fs.len())];
-            if no_ttl > 0 {
-                why.push(format!("{no_ttl} puts without TTL"));
-            }
-            if lists > 0 {
-                why.push(format!("{lists} lists"));
-            }
-            if looped > 0 {
-                why.push(format!("{looped} in loops"));
-            }
-            if per_day > 0.0 {
-                why.push(format!("~{per_day:.0} ops/day from crons"));
-            }
-            why.push(format!(
-                "reached from {}",
-                handlers.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-            let c = Candidate {
-                rank: 0,
-                binding,
-                prefix,
-                category: best.category,
-                rule: best.rule.clone(),
-                target: best.target.clone(),
-                sites: fs.len() as u32,
-                locations: fs
-                    .iter()
-                    .map(|f| format!("{}:{}", f.file, f.line))
-                    .collect(),
-                why: why.join("; "),
-            };
-            (score, c)
-        })
+        .map(|((binding, prefix), fs)| family(binding, prefix, &fs))
         .collect();
     scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.prefix.cmp(&b.1.prefix)));
     scored
@@ -386,4 +326,67 @@ pub(super) fn candidates(findings: &[Finding]) -> Vec<Candidate> {
             c
         })
         .collect()
+}
+
+/// One key family's rank score and candidate entry.
+fn family(binding: String, prefix: String, fs: &[&Finding]) -> (u64, Candidate) {
+    let best = fs
+        .iter()
+        .min_by_key(|f| f.category)
+        .copied()
+        .unwrap_or(fs[0]);
+    let no_ttl = fs
+        .iter()
+        .filter(|f| f.op == "put" && f.ttl == Ttl::No)
+        .count() as u64;
+    let lists = fs.iter().filter(|f| f.op == "list").count() as u64;
+    let looped = fs.iter().filter(|f| f.in_loop).count() as u64;
+    let per_day: f64 = fs.iter().filter_map(|f| f.estimate.per_day).sum();
+    let weight = match best.category {
+        Category::A => 3_000,
+        Category::B => 2_000,
+        Category::C => 1_000,
+    };
+    let score = weight
+        + no_ttl * 50
+        + lists * 60
+        + looped * 20
+        + (per_day as u64 / 100).min(400)
+        + fs.len() as u64;
+    let handlers: BTreeSet<&str> = fs
+        .iter()
+        .flat_map(|f| f.handlers.iter().map(String::as_str))
+        .collect();
+    let mut why = vec![format!("{} call sites", fs.len())];
+    if no_ttl > 0 {
+        why.push(format!("{no_ttl} puts without TTL"));
+    }
+    if lists > 0 {
+        why.push(format!("{lists} lists"));
+    }
+    if looped > 0 {
+        why.push(format!("{looped} in loops"));
+    }
+    if per_day > 0.0 {
+        why.push(format!("~{per_day:.0} ops/day from crons"));
+    }
+    why.push(format!(
+        "reached from {}",
+        handlers.into_iter().collect::<Vec<_>>().join(", ")
+    ));
+    let c = Candidate {
+        rank: 0,
+        binding,
+        prefix,
+        category: best.category,
+        rule: best.rule.clone(),
+        target: best.target.clone(),
+        sites: fs.len() as u32,
+        locations: fs
+            .iter()
+            .map(|f| format!("{}:{}", f.file, f.line))
+            .collect(),
+        why: why.join("; "),
+    };
+    (score, c)
 }
