@@ -191,3 +191,88 @@ pub fn render(r: &CheckResult) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::estimate::estimate;
+    use crate::audit::model::Op;
+    use crate::audit::resolve::Status;
+
+    fn finding(site: &str, op: &str, ttl: Ttl, category: Category) -> Finding {
+        Finding {
+            file: "src/a.ts".into(),
+            line: 1,
+            column: 1,
+            worker: "w".into(),
+            op: op.into(),
+            status: Status::Resolved,
+            bindings: vec!["KV".into()],
+            key_prefix: Some("k:".into()),
+            key_exact: false,
+            ttl,
+            function: "f".into(),
+            handlers: vec!["fetch".into()],
+            in_loop: false,
+            category,
+            rule: "r".into(),
+            target: "t".into(),
+            estimate: estimate(Op::Get, &[], false, 1, 0),
+            call: format!("KV.{op}(k)"),
+            fingerprint: site.into(),
+            site: site.into(),
+            measured: None,
+        }
+    }
+
+    fn report(findings: Vec<Finding>) -> Report {
+        Report {
+            schema_version: 1,
+            kvchaos_version: "0".into(),
+            workers: Default::default(),
+            files_scanned: 1,
+            lines_scanned: 1,
+            totals: crate::audit::sites::totals(&findings),
+            findings,
+            candidates: vec![],
+            notes: vec![],
+            ignored: vec![],
+        }
+    }
+
+    #[test]
+    fn swapped_ttl_less_put_fails_though_totals_are_equal() {
+        let base = report(vec![finding("a", "put", Ttl::No, Category::C)]);
+        let now = report(vec![finding("b", "put", Ttl::No, Category::C)]);
+        let r = check(&base, &now, Gates::default());
+        assert_eq!(r.before, r.after);
+        assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
+        assert!(r.failures[0].starts_with("new put without a TTL"));
+        assert_eq!(r.stale.len(), 1);
+        assert!(prune(&base, &r.stale).findings.is_empty());
+    }
+
+    #[test]
+    fn moves_into_a_lost_ttls_and_total_gates() {
+        let base = report(vec![
+            finding("a", "get", Ttl::NotApplicable, Category::C),
+            finding("b", "put", Ttl::Yes, Category::C),
+        ]);
+        let now = report(vec![
+            finding("a", "get", Ttl::NotApplicable, Category::A),
+            finding("b", "put", Ttl::No, Category::C),
+            finding("c", "get", Ttl::NotApplicable, Category::B),
+        ]);
+        let r = check(&base, &now, Gates::default());
+        assert_eq!(r.failures.len(), 2, "{:?}", r.failures);
+        assert!(r.failures[0].starts_with("moved into category A"));
+        assert!(r.failures[1].starts_with("put lost its TTL"));
+        let gated = Gates {
+            allow_total_increase: Some(0),
+            allow_puts_increase: Some(0),
+        };
+        let r = check(&base, &now, gated);
+        assert_eq!(r.failures.len(), 3, "{:?}", r.failures);
+        assert!(check(&base, &base, gated).passed());
+    }
+}

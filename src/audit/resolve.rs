@@ -582,6 +582,27 @@ mod tests {
     }
 
     #[test]
+    fn destructured_params_nested_patterns_and_globals() {
+        let got = one(r#"
+            export default { async fetch(req, { KV, BUCKET }) {
+              await KV.get("a"); await BUCKET.get("b");
+            } };
+            addEventListener("fetch", (e) => e.respondWith(CACHE.get("sw")));
+            const route = async (c) => { const { env: { OTHER } } = c; return OTHER.list(); };
+            function shadow(CACHE) { return CACHE.get("param, not the binding"); }
+        "#);
+        let found: Vec<_> = got.into_iter().flatten().collect();
+        assert_eq!(
+            found,
+            vec![
+                (Status::Resolved, vec!["KV".to_owned()]),
+                (Status::Resolved, vec!["CACHE".to_owned()]),
+                (Status::Resolved, vec!["OTHER".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
     fn normalize_paths() {
         assert_eq!(normalize("src/./a/../b").as_deref(), Some("src/b"));
         assert_eq!(normalize("../x"), None);

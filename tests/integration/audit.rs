@@ -352,3 +352,59 @@ fn audit_with_run_and_scenario_on_the_reference_worker() {
     let plan = kvchaos::scenario::parse_str(&text, &file, &|_| None);
     assert!(plan.is_ok(), "{:?}", plan.err());
 }
+
+#[test]
+fn audit_bad_inputs_are_notes_or_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("wrangler.toml"),
+        "name = \"w\"\n[[kv_namespaces]]\nbinding = \"KV\"\nid = \"1\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(
+        root.join("src/broken.ts"),
+        "export default {\n  fetch(req, env) { env.KV.get( }\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("src/big.js"), "x".repeat(3 * 1024 * 1024)).unwrap();
+    std::fs::write(root.join("src/bin.js"), [0xff_u8, 0xfe, 0x00, 0x01]).unwrap();
+    std::fs::write(
+        root.join("src/ok.js"),
+        "export default { fetch(r, env) { return env.KV.get(\"a\"); } };\n",
+    )
+    .unwrap();
+    let r = scan(root);
+    assert_eq!(r.findings.len(), 1);
+    let notes: Vec<String> = r
+        .notes
+        .iter()
+        .map(|n| format!("{}:{}: {}", n.file, n.line, n.message))
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("src/broken.ts:0: not parsed (line 2")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("src/big.js") && n.contains("limit")),
+        "{notes:?}"
+    );
+    let out = Command::new(BIN)
+        .args(["audit", "scan", "--env", "nope", "--root"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [env.nope] section"));
+    let out = Command::new(BIN)
+        .args(["audit", "scan", "--root"])
+        .arg(root.join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
