@@ -176,8 +176,20 @@ fn check(a: &CheckArgs) -> Result<Exit, AuditError> {
 
 fn scenario(a: &ScenarioArgs) -> Result<Exit, AuditError> {
     let r = scan_report(&a.common)?;
-    // The Worker with the most control-plane prefixes is the target.
-    let config = r.workers.keys().next().cloned().unwrap_or_default();
+    // The Worker with the most control-plane call sites is the target (the first one on a tie).
+    let a_sites = |name: &str| {
+        r.findings
+            .iter()
+            .filter(|f| f.worker == name && f.category == super::classify::Category::A)
+            .count()
+    };
+    let (config, name) = r
+        .workers
+        .iter()
+        .rev()
+        .max_by_key(|(_, name)| a_sites(name))
+        .map(|(c, n)| (c.clone(), n.clone()))
+        .unwrap_or_default();
     let worker_dir = a.common.root.join(&config);
     let worker_dir = worker_dir.parent().unwrap_or(&a.common.root);
     let base = a
@@ -187,12 +199,6 @@ fn scenario(a: &ScenarioArgs) -> Result<Exit, AuditError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let worker = relative(base, worker_dir);
-    let name = r
-        .workers
-        .values()
-        .next()
-        .cloned()
-        .unwrap_or_else(|| "worker".into());
     write_out(
         a.output.as_deref(),
         &super::scenario::render(&r, &name, &worker),
