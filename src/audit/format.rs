@@ -62,7 +62,8 @@ fn ops_day(f: &Finding) -> String {
 fn prefix(f: &Finding) -> String {
     match (&f.key_prefix, f.key_exact) {
         (Some(p), true) => format!("\"{p}\""),
-        (Some(p), false) if p.is_empty() => "(all keys)".to_owned(),
+        (Some(p), false) if p.is_empty() && f.op == "list" => "(all keys)".to_owned(),
+        (Some(p), false) if p.is_empty() => "?".to_owned(),
         (Some(p), false) => format!("\"{p}…\""),
         (None, _) => "?".to_owned(),
     }

@@ -106,7 +106,7 @@ impl Site<'_> {
         let bindings = res.bindings.join("|");
         let (prefix, exact) = key_of(r, f, op, ctx).map_or((None, false), |(p, e)| (Some(p), e));
         let ttl = ttl_of(r, f, op, ctx);
-        let get_then_put = get_then_put(&u.model, op, self.kv_ops);
+        let get_then_put = get_then_put(r, f, &u.model, op, self.kv_ops, ctx);
         let (handlers, looped) = match r.ctx_site(ctx) {
             Some((cf, func, call_loop)) => {
                 let (h, l) = r.reach(cf, func);
@@ -255,8 +255,16 @@ fn ttl_of(r: &Resolver<'_>, file: usize, op: &OpCall, ctx: Ctx) -> Ttl {
     }
 }
 
-/// A get and a put of the same key text in one function (a read-modify-write race).
-fn get_then_put(m: &FileModel, op: &OpCall, kv_ops: &[usize]) -> bool {
+/// A get and a later put without a TTL of the same key text in one function (a
+/// read-modify-write race; a read-through cache, whose put has a TTL, is not one).
+fn get_then_put(
+    r: &Resolver<'_>,
+    file: usize,
+    m: &FileModel,
+    op: &OpCall,
+    kv_ops: &[usize],
+    ctx: Ctx,
+) -> bool {
     if op.key_text.is_empty() || op.func.is_none() {
         return false;
     }
@@ -267,7 +275,11 @@ fn get_then_put(m: &FileModel, op: &OpCall, kv_ops: &[usize]) -> bool {
         .filter(|o| matches!(o.op, Op::Get | Op::GetWithMetadata))
         .map(|o| o.line)
         .min();
-    let last_put = ops.iter().filter(|o| o.op == Op::Put).map(|o| o.line).max();
+    let last_put = ops
+        .iter()
+        .filter(|o| o.op == Op::Put && ttl_of(r, file, o, ctx) != Ttl::Yes)
+        .map(|o| o.line)
+        .max();
     matches!((first_get, last_put), (Some(g), Some(p)) if g <= p)
         && matches!(op.op, Op::Get | Op::GetWithMetadata | Op::Put)
 }

@@ -103,6 +103,16 @@ fn audit_statuses_ttl_prefixes_handlers_and_ignores() {
     let either = at(&r, f, line_of("ts-forms", f, "ns.get(\"either\")"));
     assert_eq!(either.status, Status::Ambiguous);
     assert_eq!(either.bindings, ["CACHE", "KV"]);
+    let lock_get = at(&r, f, line_of("ts-forms", f, "${LOCK_PREFIX}${name}"));
+    assert_eq!(lock_get.key_prefix.as_deref(), Some("lock:"));
+    let page_get = at(&r, f, line_of("ts-forms", f, "await cache.get("));
+    // A read-through cache (get, then a put with a TTL) is not a read-modify-write race.
+    assert_eq!(
+        page_get.category,
+        audit::classify::Category::C,
+        "{}",
+        page_get.rule
+    );
     let page_put = at(&r, f, line_of("ts-forms", f, "await cache.put("));
     assert_eq!(
         (page_put.ttl, page_put.key_prefix.as_deref()),

@@ -117,7 +117,13 @@ impl<'a> Builder<'_, '_> {
     fn val(&mut self, e: &Expression<'a>) -> Val {
         match e {
             Expression::StringLiteral(s) => Val::Str(s.value.to_string()),
-            Expression::TemplateLiteral(t) => template_val(t),
+            Expression::TemplateLiteral(t) => match (template_val(t), t.expressions.first()) {
+                // `${PREFIX}${id}`: the string starts with whatever PREFIX is.
+                (Val::Prefix(h), Some(first)) if h.is_empty() => {
+                    Val::Concat(Box::new(self.val(first)))
+                }
+                (v, _) => v,
+            },
             Expression::Identifier(id) => self.ident_val(id),
             Expression::StaticMemberExpression(m) => {
                 Val::Member(Box::new(self.val(&m.object)), m.property.name.to_string())
