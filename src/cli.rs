@@ -55,6 +55,8 @@ enum Command {
     /// input drops to zero or errors rise.
     #[command(after_help = crate::watch::args::WATCH_HELP)]
     Watch(crate::watch::WatchArgs),
+    /// Inventory a Worker repository's KV calls, rank migration candidates, gate CI on them.
+    Audit(crate::audit::args::AuditArgs),
     /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
     MockKv(crate::mockkv::MockKvArgs),
     /// Dump, verify, clean and restore Workers KV namespaces (the REST API; see docs/kv.md).
@@ -180,6 +182,7 @@ async fn dispatch(cli: Cli) -> Exit {
             let env = crate::kv::KvEnv::from_process();
             crate::kv::run(args, &env, &mut std::io::stdout(), &mut std::io::stderr()).await
         }
+        Command::Audit(args) => crate::audit::args::run(args),
     }
 }
 
