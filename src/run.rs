@@ -14,7 +14,7 @@ use crate::engine::client::Endpoint;
 use crate::engine::{Engine, PhaseCounts};
 use crate::exit::Exit;
 use crate::history::{Event, History};
-use crate::live::{Control, Snapshot};
+use crate::live::{Control, Interrupts, Monitor, Snapshot};
 use crate::metrics::{Recorder, thresholds};
 use crate::report::model::{
     FaultWindow, PhaseInfo, Resources, ScenarioInfo, StopInfo, StopReason, Summary, TargetInfo,
@@ -50,40 +50,6 @@ pub struct RunOptions {
     pub no_faults: bool,
 }
 
-/// Receives the live state once a second (the line printer, the dashboard).
-pub trait Monitor: Send {
-    /// Called after each recorder tick.
-    fn tick(&mut self, snapshot: &Snapshot);
-    /// Whether snapshots should carry the detail only the dashboard shows (per-request
-    /// histograms, provisional checks, the mock KV's accounting); costs a little per tick.
-    fn detailed(&self) -> bool {
-        false
-    }
-    /// Commands coming back from the display (pause, faults by hand); taken once at the start.
-    fn controls(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Control>> {
-        None
-    }
-}
-
-/// A monitor that shows nothing.
-pub struct Silent;
-
-impl Monitor for Silent {
-    fn tick(&mut self, _: &Snapshot) {}
-}
-
-/// Prints [`crate::live::line`] to stdout once a second.
-pub struct LinePrinter;
-
-impl Monitor for LinePrinter {
-    fn tick(&mut self, s: &Snapshot) {
-        println!(
-            "{}",
-            crate::live::line(&s.live, &s.progress, s.total_s, s.phases.len())
-        );
-    }
-}
-
 /// Ways a run fails before producing a report.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -117,15 +83,6 @@ pub struct RunOutcome {
     pub report_dir: PathBuf,
     /// What was measured.
     pub summary: Summary,
-}
-
-/// Stop signals from outside the run.
-#[derive(Clone, Default)]
-pub struct Interrupts {
-    /// Stop sending and let in-flight requests finish within the grace period (first Ctrl-C).
-    pub stop: CancellationToken,
-    /// Abandon in-flight requests now (second Ctrl-C).
-    pub abort: CancellationToken,
 }
 
 /// Loads the scenario file and applies the command-line overrides.
