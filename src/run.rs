@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::client::Endpoint;
 use crate::engine::{Engine, PhaseCounts};
 use crate::exit::Exit;
-use crate::history::{Event, History};
+use crate::history::Event;
 use crate::live::{Control, Interrupts, Monitor, Snapshot};
 use crate::metrics::{Recorder, thresholds};
 use crate::report::model::{
@@ -21,6 +21,8 @@ use crate::report::model::{
 };
 use crate::scenario::plan::{Load, Phase, Plan, TargetKind};
 use crate::scenario::{self, ScenarioErrors};
+
+mod journal;
 
 /// How long the pre-flight connection to the target may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -304,7 +306,7 @@ pub async fn run(
     let hlog_path = report_dir.join(crate::report::hlog::HLOG_FILE);
     let hlog = std::fs::File::create(&hlog_path)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", hlog_path.display())))?;
-    let mut history = History::create(&report_dir.join("history.jsonl"))
+    let mut journal = journal::Journal::create(&report_dir.join("history.jsonl"))
         .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
 
     let driver_endpoint = endpoint.clone();
@@ -321,9 +323,9 @@ pub async fn run(
     }
     let planned_end = engine.planned_end();
     let total_s = planned_end.as_secs_f64();
-    history.record(
+    journal.record(
         Duration::ZERO,
-        &Event::RunStarted {
+        Event::RunStarted {
             scenario: plan.name.clone(),
             seed: plan.seed,
         },
@@ -389,9 +391,6 @@ pub async fn run(
     let finished = engine.finished();
     tokio::pin!(finished);
     let mut timeline = crate::timeline::Timeline::new(&plan.faults);
-    let mut windows: Vec<FaultWindow> = Vec::new();
-    // What the checkers judge: driver operations and fault changes, as written to the history.
-    let mut judged: Vec<(Duration, Event)> = Vec::new();
     let mut healed = false;
     let mut controls = monitor.controls();
     let detailed = monitor.detailed();
@@ -401,7 +400,7 @@ pub async fn run(
             healed = true;
             if let Some(kv) = target.mock_kv() {
                 let events = timeline.clear_all(Instant::now() - start, kv);
-                note_faults(&mut history, &mut windows, &mut judged, events);
+                journal.record_all(events);
             }
         }
         let next_fault = timeline
@@ -411,18 +410,17 @@ pub async fn run(
             _ = tokio::time::sleep_until((start + heal_at).into()), if !heal_started && stopped_at.is_none() => {
                 heal_started = true;
                 let at = Instant::now() - start;
-                history.record(at, &Event::HealStarted);
-                judged.push((at, Event::HealStarted));
+                journal.record(at, Event::HealStarted);
                 if let Some(kv) = target.mock_kv() {
                     let events = timeline.clear_all(at, kv);
-                    note_faults(&mut history, &mut windows, &mut judged, events);
+                    journal.record_all(events);
                 }
                 drivers.heal();
             }
             _ = async { match next_fault { Some(at) => tokio::time::sleep_until((start + at).into()).await, None => std::future::pending().await } } => {
                 if let Some(kv) = target.mock_kv() {
                     let events = timeline.apply_due(Instant::now() - start, kv);
-                    note_faults(&mut history, &mut windows, &mut judged, events);
+                    journal.record_all(events);
                 }
             }
             _ = &mut finished => break,
@@ -432,24 +430,24 @@ pub async fn run(
                 match control {
                     Control::Pause if stopped_at.is_none() => {
                         if engine.pause(now) {
-                            history.record(at, &Event::Paused);
+                            journal.record(at, Event::Paused);
                         }
                     }
                     Control::Resume => {
                         if let Some(skipped) = engine.resume(now, &mut recorder) {
-                            history.record(at, &Event::Resumed { skipped });
+                            journal.record(at, Event::Resumed { skipped });
                         }
                     }
                     Control::SetFault { spec, label } if stopped_at.is_none() => {
                         if let Some(kv) = target.mock_kv() {
                             let events = timeline.set_manual(at, spec, label, kv);
-                            note_faults(&mut history, &mut windows, &mut judged, events);
+                            journal.record_all(events);
                         }
                     }
                     Control::ClearFault { index } => {
                         if let Some(kv) = target.mock_kv() {
                             let events = timeline.clear_one(index, at, kv);
-                            note_faults(&mut history, &mut windows, &mut judged, events);
+                            journal.record_all(events);
                         }
                     }
                     // Sending stopped: the heal phase starts from a healthy KV and no new load.
@@ -457,8 +455,7 @@ pub async fn run(
                 }
             }
             Some((t, event)) = history_rx.recv() => {
-                history.record(t, &event);
-                judged.push((t, event));
+                journal.record(t, event);
             }
             _ = ticker.tick() => {
                 let now = Instant::now();
@@ -466,7 +463,7 @@ pub async fn run(
                 if progress.phase.is_some() && progress.phase != phase_seen {
                     phase_seen = progress.phase;
                     if let Some(i) = progress.phase {
-                        history.record(now - start, &Event::PhaseStarted { index: i, name: plan.phases[i].name.clone() });
+                        journal.record(now - start, Event::PhaseStarted { index: i, name: plan.phases[i].name.clone() });
                     }
                 }
                 let live = recorder.tick(
@@ -483,14 +480,14 @@ pub async fn run(
                     live,
                     progress,
                     stopped: stopped_at.map(|(_, r)| stop_word(r).to_owned()),
-                    faults: windows.clone(),
+                    faults: journal.windows().to_vec(),
                     active: timeline.active(now - start),
                     ..Snapshot::default()
                 };
                 if detailed {
                     snap.requests = recorder.requests_live();
-                    snap.checks = judge(&plan, &judged, worker_clock(&target, started_ms), queue_prefix.as_deref());
-                    snap.last_cron_ok_s = judged.iter().rev().find_map(|(t, e)| match e {
+                    snap.checks = judge(&plan, journal.judged(), worker_clock(&target, started_ms), queue_prefix.as_deref());
+                    snap.last_cron_ok_s = journal.judged().iter().rev().find_map(|(t, e)| match e {
                         Event::Op { process, op: crate::history::OpKind::Ok, .. } if process == "cron" => Some(t.as_secs_f64()),
                         _ => None,
                     });
@@ -507,7 +504,7 @@ pub async fn run(
                     stopped_at = Some((at, StopReason::TargetFailed));
                     abort_detail = Some(format!("{why} at {:.1}s; see worker.log", at.as_secs_f64()));
                     drain_deadline = Some(now);
-                    history.record(at, &Event::SendingStopped { reason: "target failed".to_owned() });
+                    journal.record(at, Event::SendingStopped { reason: "target failed".to_owned() });
                 }
                 if stopped_at.is_none() && has_abort {
                     let (per, all) = recorder.totals();
@@ -524,7 +521,7 @@ pub async fn run(
                             crate::report::observed_text(t.observed, &t.unit),
                         ));
                         drain_deadline = Some(now + plan.grace);
-                        history.record(sending, &Event::SendingStopped { reason: "aborted".to_owned() });
+                        journal.record(sending, Event::SendingStopped { reason: "aborted".to_owned() });
                     }
                 }
             }
@@ -532,7 +529,7 @@ pub async fn run(
                 stopped_at = Some((planned_end, StopReason::Completed));
                 drivers_stop.cancel();
                 drain_deadline = Some(Instant::now() + plan.grace);
-                history.record(planned_end, &Event::SendingStopped { reason: "completed".to_owned() });
+                journal.record(planned_end, Event::SendingStopped { reason: "completed".to_owned() });
             }
             _ = interrupts.stop.cancelled(), if stopped_at.is_none() => {
                 let now = Instant::now();
@@ -541,12 +538,12 @@ pub async fn run(
                 let at = now.saturating_duration_since(start).min(planned_end);
                 stopped_at = Some((at, StopReason::Interrupted));
                 drain_deadline = Some(now + plan.grace);
-                history.record(at, &Event::SendingStopped { reason: "interrupted".to_owned() });
+                journal.record(at, Event::SendingStopped { reason: "interrupted".to_owned() });
             }
             _ = async { match drain_deadline { Some(d) => tokio::time::sleep_until(d.into()).await, None => std::future::pending().await } }, if !abandoned => {
                 abandoned = true;
                 engine.abort_in_flight();
-                history.record(Instant::now() - start, &Event::InFlightAbandoned);
+                journal.record(Instant::now() - start, Event::InFlightAbandoned);
             }
             _ = interrupts.abort.cancelled(), if !abandoned => {
                 abandoned = true;
@@ -555,7 +552,7 @@ pub async fn run(
                     let at = Instant::now().saturating_duration_since(start).min(planned_end);
                     stopped_at = Some((at, StopReason::Interrupted));
                 }
-                history.record(Instant::now() - start, &Event::InFlightAbandoned);
+                journal.record(Instant::now() - start, Event::InFlightAbandoned);
             }
         }
     }
@@ -563,7 +560,7 @@ pub async fn run(
     if !healed && let Some(kv) = target.mock_kv() {
         let at = stopped_at.map_or(planned_end, |(t, _)| t);
         let events = timeline.clear_all(at, kv);
-        note_faults(&mut history, &mut windows, &mut judged, events);
+        journal.record_all(events);
     }
     drivers_stop.cancel();
     if let Some(task) = cron_task {
@@ -578,8 +575,7 @@ pub async fn run(
         )
         .await;
     while let Ok((t, event)) = history_rx.try_recv() {
-        history.record(t, &event);
-        judged.push((t, event));
+        journal.record(t, event);
     }
     let ended = Instant::now();
     let (counts, unfinished) = engine.settle(stop_at, &mut recorder);
@@ -588,8 +584,12 @@ pub async fn run(
         (ended - last_tick).as_secs_f64(),
         crate::resources::rss_kib(),
     );
-    history.record(ended - start, &Event::RunEnded);
-    let history_result = history.finish();
+    journal.record(ended - start, Event::RunEnded);
+    let journal::Written {
+        history: history_result,
+        judged,
+        windows,
+    } = journal.finish();
     let (per, all, mut errors) = recorder.finish();
 
     let sending_s = stop_at.as_secs_f64();
@@ -779,40 +779,6 @@ fn stop_word(r: StopReason) -> &'static str {
         StopReason::Aborted => "aborted",
         StopReason::TargetUnreachable => "target unreachable",
         StopReason::TargetFailed => "target failed",
-    }
-}
-
-/// Records fault changes in the history, keeps the windows for the summary and the events for
-/// the checkers.
-fn note_faults(
-    history: &mut History,
-    windows: &mut Vec<FaultWindow>,
-    judged: &mut Vec<(Duration, Event)>,
-    events: Vec<(Duration, Event)>,
-) {
-    for (t, e) in events {
-        match &e {
-            Event::FaultSet { index, label } => windows.push(FaultWindow {
-                index: *index as u64,
-                label: label.clone(),
-                set_at_s: t.as_secs_f64(),
-                cleared_at_s: None,
-                kv_ops: None,
-            }),
-            Event::FaultCleared { index, kv_ops, .. } => {
-                if let Some(w) = windows
-                    .iter_mut()
-                    .rev()
-                    .find(|w| w.index == *index as u64 && w.cleared_at_s.is_none())
-                {
-                    w.cleared_at_s = Some(t.as_secs_f64());
-                    w.kv_ops = *kv_ops;
-                }
-            }
-            _ => {}
-        }
-        history.record(t, &e);
-        judged.push((t, e));
     }
 }
 
