@@ -358,6 +358,9 @@ async fn run(args: RunArgs) -> Exit {
     }
     match result {
         Ok(outcome) => {
+            for note in &outcome.notes {
+                eprintln!("warning: {note}");
+            }
             println!(
                 "{}",
                 crate::report::text::terminal_summary(&outcome.summary)
@@ -366,6 +369,9 @@ async fn run(args: RunArgs) -> Exit {
             outcome.exit
         }
         Err(e) => {
+            for note in e.notes() {
+                eprintln!("warning: {note}");
+            }
             eprintln!("error: {e}");
             e.exit()
         }
