@@ -196,14 +196,7 @@ impl Stop {
                 self.stop(at, StopReason::TargetFailed, Some(detail), now);
                 stop_steps(at, "target failed", now)
             }
-            (State::Draining { .. }, Input::DrainDeadline) => {
-                self.state = State::Abandoned;
-                vec![
-                    Step::AbortInFlight,
-                    Step::Record(now, Event::InFlightAbandoned),
-                ]
-            }
-            (State::Draining { .. }, Input::SecondInterrupt) => {
+            (State::Draining { .. }, Input::DrainDeadline | Input::SecondInterrupt) => {
                 self.state = State::Abandoned;
                 vec![
                     Step::AbortInFlight,
