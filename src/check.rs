@@ -1,7 +1,7 @@
 //! Checks: pure judges of a run's history, in the manner of Jepsen. Each checker takes a
 //! [`HistoryView`] (operations paired invoke → completion, fault windows, the healed window)
 //! and returns a [`CheckResult`]. Checkers do no I/O and know nothing of how the history was
-//! produced; wiring them into a run and its report belongs to `run` and `report`.
+//! produced; [`wiring`] picks and configures them from a run's plan ([`judge`]).
 //!
 //! Conventions every checker keeps:
 //! - an `info` completion (indeterminate) is never a violation by itself: it counts as "may
@@ -17,6 +17,9 @@
 pub mod cron;
 pub mod lock;
 pub mod queue;
+pub mod wiring;
+
+pub use wiring::{WORKER_CLOCK_TOLERANCE_MS, judge};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

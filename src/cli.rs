@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::exit::{EXIT_CODES_HELP, Exit};
-use crate::run::{Interrupts, LinePrinter, RunOptions};
+use crate::live::{Interrupts, LinePrinter};
+use crate::run::RunOptions;
 
 /// The scenario `kvchaos run` uses when none is given: the reference Worker under miniflare with
 /// the mock KV and a KV daily-limit window. Compiled in, and read as if from the source tree, so
@@ -372,6 +373,9 @@ async fn run(args: RunArgs) -> Exit {
     }
     match result {
         Ok(outcome) => {
+            for note in &outcome.notes {
+                eprintln!("warning: {note}");
+            }
             println!(
                 "{}",
                 crate::report::text::terminal_summary(&outcome.summary)
@@ -380,6 +384,9 @@ async fn run(args: RunArgs) -> Exit {
             outcome.exit
         }
         Err(e) => {
+            for note in e.notes() {
+                eprintln!("warning: {note}");
+            }
             eprintln!("error: {e}");
             e.exit()
         }

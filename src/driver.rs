@@ -3,7 +3,7 @@
 //! operation in the run history as `invoke` then `ok` / `fail` / `info`.
 //!
 //! Owns: sending a [`DriverRequest`], classifying its answer and reading values out of it, and
-//! the driver tasks ([`lock`], [`queue`], [`status`]). Does not own: judging (the checkers in
+//! the driver tasks ([`lock`], [`queue`], [`status`], and [`cron`] firing). Does not own: judging (the checkers in
 //! [`crate::check`] read the history) or when drivers start and stop (the run loop decides).
 //!
 //! Classification, the same for every operation: a status in the request's `empty` list is
@@ -12,6 +12,7 @@
 //! anything else — 5xx, a timeout, a lost connection — is `info`, because it may have taken
 //! effect.
 
+pub mod cron;
 pub mod lock;
 pub mod queue;
 pub mod status;

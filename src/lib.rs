@@ -4,7 +4,8 @@
 //! - [`cli`]: command-line arguments, the runtime, signals, exit codes, printing errors once.
 //! - [`cron`]: cron ticks on the (accelerated) run clock and the driver that fires them.
 //! - [`scenario`]: scenario files parsed and validated into a [`scenario::Plan`].
-//! - [`run`]: one run end to end — target, engine, recorder, stop protocol, reports.
+//! - [`run`]: one run end to end — setup, the session's event loop, the pure stop protocol, the
+//!   journal of the history, the one summary builder; prints nothing.
 //! - [`engine`]: open- and closed-loop workers, the HTTP client, outcome classes.
 //! - [`metrics`]: the recorder that owns every histogram; thresholds.
 //! - [`history`]: the run's event stream (`history.jsonl`).
@@ -16,7 +17,8 @@
 //! - [`mockkv`]: the fault-injecting mock of Cloudflare Workers KV.
 //! - [`kv`]: `kvchaos kv dump|verify|clean|restore` over the Cloudflare REST API (and R2).
 //! - [`report`]: the run summary model and its writers.
-//! - [`live`]: the snapshot live displays get once a second, their controls, the plain line.
+//! - [`live`]: the snapshot live displays get once a second (through a `Monitor`), their
+//!   controls, the `Interrupts`, the plain line printer.
 //! - [`tui`]: the live dashboard (state, pure render, terminal loop).
 //! - [`redact`]: keeps secrets out of everything written.
 //! - [`rest`]: the one-request-at-a-time HTTP(S) client of REST APIs, webhooks and probes.

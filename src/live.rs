@@ -1,8 +1,13 @@
 //! What live displays get: the [`Snapshot`] the run loop publishes once a second (to the
-//! dashboard in `tui` and to the plain line printer alike), the [`Control`]s a display may send
-//! back, and the plain status line printed when stdout is not a terminal (or `--no-tui`).
+//! dashboard in `tui` and to the plain line printer alike) through a [`Monitor`], the
+//! [`Control`]s a display may send back, the [`Interrupts`] that stop a run from outside, and the
+//! plain status line ([`LinePrinter`]) printed when stdout is not a terminal (or `--no-tui`).
+//! Views depend on this module, never on `run`.
 //!
 //! Snapshots are copies: no histogram, no lock, nothing that ties a display to the recorder.
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
 
 use crate::check::CheckResult;
 use crate::engine::Progress;
@@ -148,7 +153,47 @@ pub fn phase_label(p: &crate::scenario::plan::Phase) -> String {
     }
 }
 
-/// What a live display asks of the run (stopping goes through [`crate::run::Interrupts`]).
+/// Receives the live state once a second (the line printer, the dashboard).
+pub trait Monitor: Send {
+    /// Called after each recorder tick.
+    fn tick(&mut self, snapshot: &Snapshot);
+    /// Whether snapshots should carry the detail only the dashboard shows (per-request
+    /// histograms, provisional checks, the mock KV's accounting); costs a little per tick.
+    fn detailed(&self) -> bool {
+        false
+    }
+    /// Commands coming back from the display (pause, faults by hand); taken once at the start.
+    fn controls(&mut self) -> Option<UnboundedReceiver<Control>> {
+        None
+    }
+}
+
+/// A monitor that shows nothing.
+pub struct Silent;
+
+impl Monitor for Silent {
+    fn tick(&mut self, _: &Snapshot) {}
+}
+
+/// Prints [`line`] to stdout once a second.
+pub struct LinePrinter;
+
+impl Monitor for LinePrinter {
+    fn tick(&mut self, s: &Snapshot) {
+        println!("{}", line(&s.live, &s.progress, s.total_s, s.phases.len()));
+    }
+}
+
+/// Stop signals from outside the run.
+#[derive(Clone, Default)]
+pub struct Interrupts {
+    /// Stop sending and let in-flight requests finish within the grace period (first Ctrl-C).
+    pub stop: CancellationToken,
+    /// Abandon in-flight requests now (second Ctrl-C).
+    pub abort: CancellationToken,
+}
+
+/// What a live display asks of the run (stopping goes through [`Interrupts`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Control {
     /// Pause sending (see [`crate::engine`] for what a pause does to the schedule).

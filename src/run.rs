@@ -1,4 +1,7 @@
-//! One run, end to end: plan → target → engine + recorder → stop protocol → reports → exit code.
+//! One run, end to end: the report folder → [`setup`] (target, KV bindings, reachability; a run
+//! that ends there is data) → a [`Session`] (the event loop; the pure [`stop`] protocol; one
+//! [`journal`] of the history) → [`summary::build`] (one builder) → reports → exit code.
+//! Nothing here prints: warnings go back to the command line in [`RunOutcome::notes`].
 //!
 //! The stop protocol: at the planned end, or on an interrupt, sending stops; requests in flight
 //! get the plan's grace period, then they are abandoned (counted as unfinished); arrivals that
@@ -6,24 +9,22 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use tokio_util::sync::CancellationToken;
-
-use crate::engine::client::Endpoint;
-use crate::engine::{Engine, PhaseCounts};
+use crate::check::Verdict;
 use crate::exit::Exit;
-use crate::history::{Event, History};
-use crate::live::{Control, Snapshot};
-use crate::metrics::{Recorder, thresholds};
-use crate::report::model::{
-    FaultWindow, PhaseInfo, Resources, ScenarioInfo, StopInfo, StopReason, Summary, TargetInfo,
-};
+use crate::live::{Interrupts, Monitor};
+use crate::report::model::{StopReason, Summary};
 use crate::scenario::plan::{Load, Phase, Plan, TargetKind};
 use crate::scenario::{self, ScenarioErrors};
+use session::{Finished, Session};
+use setup::Setup;
 
-/// How long the pre-flight connection to the target may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+mod journal;
+mod session;
+mod setup;
+mod stop;
+mod summary;
 
 /// What the user asked for on the command line.
 #[derive(Debug, Clone, Default)]
@@ -50,40 +51,6 @@ pub struct RunOptions {
     pub no_faults: bool,
 }
 
-/// Receives the live state once a second (the line printer, the dashboard).
-pub trait Monitor: Send {
-    /// Called after each recorder tick.
-    fn tick(&mut self, snapshot: &Snapshot);
-    /// Whether snapshots should carry the detail only the dashboard shows (per-request
-    /// histograms, provisional checks, the mock KV's accounting); costs a little per tick.
-    fn detailed(&self) -> bool {
-        false
-    }
-    /// Commands coming back from the display (pause, faults by hand); taken once at the start.
-    fn controls(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Control>> {
-        None
-    }
-}
-
-/// A monitor that shows nothing.
-pub struct Silent;
-
-impl Monitor for Silent {
-    fn tick(&mut self, _: &Snapshot) {}
-}
-
-/// Prints [`crate::live::line`] to stdout once a second.
-pub struct LinePrinter;
-
-impl Monitor for LinePrinter {
-    fn tick(&mut self, s: &Snapshot) {
-        println!(
-            "{}",
-            crate::live::line(&s.live, &s.progress, s.total_s, s.phases.len())
-        );
-    }
-}
-
 /// Ways a run fails before producing a report.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -96,6 +63,14 @@ pub enum RunError {
     /// The target or the environment failed before any load.
     #[error("{0}")]
     Environment(String),
+    /// An error met once the target had started, with what stopping the target reported.
+    #[error("{error}")]
+    WithNotes {
+        /// The error.
+        error: Box<RunError>,
+        /// Warnings for the command line to print before the error.
+        notes: Vec<String>,
+    },
 }
 
 impl RunError {
@@ -104,6 +79,27 @@ impl RunError {
         match self {
             RunError::Scenario(_) | RunError::Usage(_) => Exit::Usage,
             RunError::Environment(_) => Exit::Environment,
+            RunError::WithNotes { error, .. } => error.exit(),
+        }
+    }
+
+    /// `error`, with `notes` when there are any.
+    pub fn with_notes(error: RunError, notes: Vec<String>) -> RunError {
+        if notes.is_empty() {
+            error
+        } else {
+            RunError::WithNotes {
+                error: Box::new(error),
+                notes,
+            }
+        }
+    }
+
+    /// Warnings for the command line to print before the error.
+    pub fn notes(&self) -> &[String] {
+        match self {
+            RunError::WithNotes { notes, .. } => notes,
+            _ => &[],
         }
     }
 }
@@ -117,15 +113,9 @@ pub struct RunOutcome {
     pub report_dir: PathBuf,
     /// What was measured.
     pub summary: Summary,
-}
-
-/// Stop signals from outside the run.
-#[derive(Clone, Default)]
-pub struct Interrupts {
-    /// Stop sending and let in-flight requests finish within the grace period (first Ctrl-C).
-    pub stop: CancellationToken,
-    /// Abandon in-flight requests now (second Ctrl-C).
-    pub abort: CancellationToken,
+    /// Warnings for the command line to print (crons not fired, the target's teardown); the
+    /// report's own warnings are in the summary.
+    pub notes: Vec<String>,
 }
 
 /// Loads the scenario file and applies the command-line overrides.
@@ -250,477 +240,53 @@ pub async fn run(
     monitor: &mut dyn Monitor,
 ) -> Result<RunOutcome, RunError> {
     let plan = Arc::new(plan);
-    let started_wall = SystemTime::now();
-    let report_dir = create_report_dir(&opts.out, &plan.name, started_wall).map_err(|e| {
-        RunError::Environment(format!(
-            "cannot create the report folder under \"{}\": {e}",
-            opts.out.display()
-        ))
-    })?;
-    // Starting a Worker can take seconds: an interrupt meanwhile ends the run at once.
-    let starting =
-        crate::target::start(&plan.target, &plan.kv, &report_dir, plan.seed, plan.speedup);
-    let target = match or_interrupted(&interrupts, starting).await {
-        Some(Ok(t)) => t,
-        failed => {
-            let url = match &plan.target.kind {
-                TargetKind::Url(u) => plan.redactor.redact(u.as_str()).into_owned(),
-                TargetKind::Worker(d) => d.display().to_string(),
-                TargetKind::Builtin => String::new(),
-            };
-            let kind = crate::target::kind_name(&plan.target.kind);
-            let (reason, detail) = match failed {
-                Some(Err(e)) => (StopReason::TargetUnreachable, e),
-                _ => (
-                    StopReason::Interrupted,
-                    "interrupted while the target was starting".to_owned(),
-                ),
-            };
-            return nothing_sent_report(
-                &plan,
-                report_dir,
-                &url,
-                kind,
-                started_wall,
-                reason,
-                detail,
-            );
+    let started = SystemTime::now();
+    let report_dir = setup::report_folder(&opts.out, &plan.name, started)?;
+    let finished = match setup::start(&plan, &opts.scenario, &report_dir, &interrupts).await? {
+        Setup::Ready(ready) => {
+            let threads = engine_threads(opts, &plan);
+            let mut session = Session::start(plan.clone(), ready, &report_dir, threads)?;
+            session.drive(&interrupts, monitor).await;
+            session.finish(&report_dir).await?
         }
-    };
-    let start_warnings = match kv_binding_check(&plan, &target, &opts.scenario) {
-        Ok(w) => w,
-        Err(e) => {
-            if let Some(note) = target.shutdown().await {
-                eprintln!("warning: {note}");
-            }
-            return Err(RunError::Usage(e));
-        }
-    };
-    let target_url = plan.redactor.redact(target.url.as_str()).into_owned();
-    let threads = opts
-        .threads
-        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
-        .unwrap_or(1)
-        .clamp(1, plan.max_concurrency());
-
-    let reachable = async {
-        let ep = Endpoint::resolve(&target.url, plan.target.ca_file.as_deref())
-            .await
-            .map_err(|e| e.to_string())?;
-        ep.probe(PROBE_TIMEOUT).await.map(|()| ep)
-    };
-    let endpoint = match or_interrupted(&interrupts, reachable).await {
-        Some(Ok(ep)) => ep,
-        failed => {
-            let (reason, detail) = match failed {
-                Some(Err(e)) => (StopReason::TargetUnreachable, e),
-                _ => (
-                    StopReason::Interrupted,
-                    "interrupted before load started".to_owned(),
-                ),
-            };
-            let kind = target.kind;
-            if let Some(note) = target.shutdown().await {
-                eprintln!("warning: {note}");
-            }
-            return nothing_sent_report(
-                &plan,
-                report_dir,
-                &target_url,
-                kind,
-                started_wall,
-                reason,
-                detail,
-            );
-        }
-    };
-
-    let names = plan.requests.iter().map(|r| r.name.clone()).collect();
-    let csv = std::fs::File::create(report_dir.join("timeseries.csv")).map_err(|e| {
-        RunError::Environment(format!(
-            "cannot write {}: {e}",
-            report_dir.join("timeseries.csv").display()
-        ))
-    })?;
-    let mut recorder = Recorder::new(names, threads, Some(Box::new(std::io::BufWriter::new(csv))))
-        .map_err(|e| RunError::Environment(format!("cannot write timeseries.csv: {e}")))?;
-    let hlog_path = report_dir.join(crate::report::hlog::HLOG_FILE);
-    let hlog = std::fs::File::create(&hlog_path)
-        .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", hlog_path.display())))?;
-    let mut history = History::create(&report_dir.join("history.jsonl"))
-        .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
-
-    let driver_endpoint = endpoint.clone();
-    let mut engine = Engine::start(&plan, endpoint, threads, &recorder)
-        .map_err(|e| RunError::Environment(e.to_string()))?;
-    let start = engine.start_instant();
-    let started_ms = wall_ms();
-    // The interval log's headers carry the engine's start (a few ms ahead) as wall-clock time.
-    let start_wall = SystemTime::now() + start.saturating_duration_since(Instant::now());
-    if let Ok(hlog) =
-        crate::report::hlog::HlogWriter::new(std::io::BufWriter::new(hlog), start_wall)
-    {
-        recorder.set_interval_sink(Box::new(hlog));
-    }
-    let planned_end = engine.planned_end();
-    let total_s = planned_end.as_secs_f64();
-    history.record(
-        Duration::ZERO,
-        &Event::RunStarted {
-            scenario: plan.name.clone(),
-            seed: plan.seed,
+        Setup::Ended(ended) => Finished {
+            facts: summary::nothing_sent(&plan, &ended)?,
+            history: Ok(()),
+            notes: ended.notes,
         },
-    );
-
-    let mut ticker = tokio::time::interval_at(
-        (start + Duration::from_secs(1)).into(),
-        Duration::from_secs(1),
-    );
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_tick = start;
-    let mut stopped_at: Option<(Duration, StopReason)> = None;
-    let mut drain_deadline: Option<Instant> = None;
-    let mut abandoned = false;
-    let mut phase_seen: Option<usize> = None;
-    let end_at = start + planned_end;
-    let has_abort = plan.thresholds.iter().any(|t| t.abort);
-    // Drivers (cron ticks, lock clients, queue producers and consumers, status probes) report
-    // operations through this.
-    let (history_tx, mut history_rx) = tokio::sync::mpsc::unbounded_channel();
-    let drivers_stop = CancellationToken::new();
-    // A scenario that starts its day at a given time starts it with the load, not with the
-    // Worker (which took seconds to start, minutes or hours on a fast clock).
-    if let (Some(at), Some(kv)) = (plan.kv.start_of_day, target.mock_kv()) {
-        kv.clock().set_ms(crate::target::today_at(at));
-    }
-    let crons = cron_exprs(&plan, &target);
-    let cron_task = start_cron(
-        &plan,
-        &target,
-        &crons,
-        start,
-        history_tx.clone(),
-        drivers_stop.clone(),
-        planned_end,
-    );
-    let mut drivers = crate::driver::Drivers::start(
-        &plan,
-        crate::driver::Ctx {
-            endpoint: driver_endpoint,
-            history: history_tx,
-            run_start: start,
-            redactor: plan.redactor.clone(),
-            seed: plan.seed,
-        },
-    );
-    // The heal phase: the fault-free end of the run, before the final reads.
-    let heal = if plan.heals() {
-        // Only crons that kvchaos fires (or the scenario names) set the heal's minimum.
-        let fired = if plan.cron.fire || plan.cron.schedules.is_some() {
-            crons.as_slice()
-        } else {
-            &[]
-        };
-        plan.heal_duration(fired)
-    } else {
-        Duration::ZERO
     };
-    let heal_at = planned_end.saturating_sub(heal);
-    let queue_prefix = drivers.queue_prefix();
-    let mut heal_started = heal.is_zero();
-    let mut abort_detail: Option<String> = None;
-    let finished = engine.finished();
-    tokio::pin!(finished);
-    let mut timeline = crate::timeline::Timeline::new(&plan.faults);
-    let mut windows: Vec<FaultWindow> = Vec::new();
-    // What the checkers judge: driver operations and fault changes, as written to the history.
-    let mut judged: Vec<(Duration, Event)> = Vec::new();
-    let mut healed = false;
-    let mut controls = monitor.controls();
-    let detailed = monitor.detailed();
-
-    loop {
-        if stopped_at.is_some() && !healed {
-            healed = true;
-            if let Some(kv) = target.mock_kv() {
-                let events = timeline.clear_all(Instant::now() - start, kv);
-                note_faults(&mut history, &mut windows, &mut judged, events);
-            }
-        }
-        let next_fault = timeline
-            .next_at()
-            .filter(|_| stopped_at.is_none() && !heal_started);
-        tokio::select! {
-            _ = tokio::time::sleep_until((start + heal_at).into()), if !heal_started && stopped_at.is_none() => {
-                heal_started = true;
-                let at = Instant::now() - start;
-                history.record(at, &Event::HealStarted);
-                judged.push((at, Event::HealStarted));
-                if let Some(kv) = target.mock_kv() {
-                    let events = timeline.clear_all(at, kv);
-                    note_faults(&mut history, &mut windows, &mut judged, events);
-                }
-                drivers.heal();
-            }
-            _ = async { match next_fault { Some(at) => tokio::time::sleep_until((start + at).into()).await, None => std::future::pending().await } } => {
-                if let Some(kv) = target.mock_kv() {
-                    let events = timeline.apply_due(Instant::now() - start, kv);
-                    note_faults(&mut history, &mut windows, &mut judged, events);
-                }
-            }
-            _ = &mut finished => break,
-            Some(control) = async { match controls.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                let now = Instant::now();
-                let at = now - start;
-                match control {
-                    Control::Pause if stopped_at.is_none() => {
-                        if engine.pause(now) {
-                            history.record(at, &Event::Paused);
-                        }
-                    }
-                    Control::Resume => {
-                        if let Some(skipped) = engine.resume(now, &mut recorder) {
-                            history.record(at, &Event::Resumed { skipped });
-                        }
-                    }
-                    Control::SetFault { spec, label } if stopped_at.is_none() => {
-                        if let Some(kv) = target.mock_kv() {
-                            let events = timeline.set_manual(at, spec, label, kv);
-                            note_faults(&mut history, &mut windows, &mut judged, events);
-                        }
-                    }
-                    Control::ClearFault { index } => {
-                        if let Some(kv) = target.mock_kv() {
-                            let events = timeline.clear_one(index, at, kv);
-                            note_faults(&mut history, &mut windows, &mut judged, events);
-                        }
-                    }
-                    // Sending stopped: the heal phase starts from a healthy KV and no new load.
-                    Control::Pause | Control::SetFault { .. } => {}
-                }
-            }
-            Some((t, event)) = history_rx.recv() => {
-                history.record(t, &event);
-                judged.push((t, event));
-            }
-            _ = ticker.tick() => {
-                let now = Instant::now();
-                let progress = engine.progress(now);
-                if progress.phase.is_some() && progress.phase != phase_seen {
-                    phase_seen = progress.phase;
-                    if let Some(i) = progress.phase {
-                        history.record(now - start, &Event::PhaseStarted { index: i, name: plan.phases[i].name.clone() });
-                    }
-                }
-                let live = recorder.tick(
-                    (now - start).as_secs_f64(),
-                    (now - last_tick).as_secs_f64(),
-                    crate::resources::rss_kib(),
-                );
-                last_tick = now;
-                let mut snap = Snapshot {
-                    scenario: plan.name.clone(),
-                    target: format!("{} {target_url}", target.kind),
-                    phases: plan.phases.iter().map(crate::live::phase_label).collect(),
-                    total_s,
-                    live,
-                    progress,
-                    stopped: stopped_at.map(|(_, r)| stop_word(r).to_owned()),
-                    faults: windows.clone(),
-                    active: timeline.active(now - start),
-                    ..Snapshot::default()
-                };
-                if detailed {
-                    snap.requests = recorder.requests_live();
-                    snap.checks = judge(&plan, &judged, worker_clock(&target, started_ms), queue_prefix.as_deref());
-                    snap.last_cron_ok_s = judged.iter().rev().find_map(|(t, e)| match e {
-                        Event::Op { process, op: crate::history::OpKind::Ok, .. } if process == "cron" => Some(t.as_secs_f64()),
-                        _ => None,
-                    });
-                    snap.kv = target.mock_kv().map(|kv| {
-                        crate::live::KvSummary::from_stats(&kv.stats(), &kv.config().account_id, kv.config().limits)
-                    });
-                }
-                monitor.tick(&snap);
-                if stopped_at.is_none() && let Some(why) = target.died() {
-                    // A dead Worker answers nothing: stop, judge nothing as PASS, exit 3.
-                    let at = (now - start).min(planned_end);
-                    engine.stop_sending();
-                    drivers_stop.cancel();
-                    stopped_at = Some((at, StopReason::TargetFailed));
-                    abort_detail = Some(format!("{why} at {:.1}s; see worker.log", at.as_secs_f64()));
-                    drain_deadline = Some(now);
-                    history.record(at, &Event::SendingStopped { reason: "target failed".to_owned() });
-                }
-                if stopped_at.is_none() && has_abort {
-                    let (per, all) = recorder.totals();
-                    let sending = (now - start).min(planned_end);
-                    if let Some(t) = thresholds::first_abort(&plan.thresholds, &per, &all, sending.as_secs_f64()) {
-                        engine.stop_sending();
-                        drivers_stop.cancel();
-                        stopped_at = Some((sending, StopReason::Aborted));
-                        abort_detail = Some(format!(
-                            "abort threshold failed after {:.0}s: {} {} (observed {})",
-                            sending.as_secs_f64(),
-                            t.scope,
-                            t.expr,
-                            crate::report::observed_text(t.observed, &t.unit),
-                        ));
-                        drain_deadline = Some(now + plan.grace);
-                        history.record(sending, &Event::SendingStopped { reason: "aborted".to_owned() });
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(end_at.into()), if stopped_at.is_none() => {
-                stopped_at = Some((planned_end, StopReason::Completed));
-                drivers_stop.cancel();
-                drain_deadline = Some(Instant::now() + plan.grace);
-                history.record(planned_end, &Event::SendingStopped { reason: "completed".to_owned() });
-            }
-            _ = interrupts.stop.cancelled(), if stopped_at.is_none() => {
-                let now = Instant::now();
-                engine.stop_sending();
-                drivers_stop.cancel();
-                let at = now.saturating_duration_since(start).min(planned_end);
-                stopped_at = Some((at, StopReason::Interrupted));
-                drain_deadline = Some(now + plan.grace);
-                history.record(at, &Event::SendingStopped { reason: "interrupted".to_owned() });
-            }
-            _ = async { match drain_deadline { Some(d) => tokio::time::sleep_until(d.into()).await, None => std::future::pending().await } }, if !abandoned => {
-                abandoned = true;
-                engine.abort_in_flight();
-                history.record(Instant::now() - start, &Event::InFlightAbandoned);
-            }
-            _ = interrupts.abort.cancelled(), if !abandoned => {
-                abandoned = true;
-                engine.abort_in_flight();
-                if stopped_at.is_none() {
-                    let at = Instant::now().saturating_duration_since(start).min(planned_end);
-                    stopped_at = Some((at, StopReason::Interrupted));
-                }
-                history.record(Instant::now() - start, &Event::InFlightAbandoned);
-            }
-        }
-    }
-    // The engine can finish at the planned end before the end-of-plan branch runs: heal here.
-    if !healed && let Some(kv) = target.mock_kv() {
-        let at = stopped_at.map_or(planned_end, |(t, _)| t);
-        let events = timeline.clear_all(at, kv);
-        note_faults(&mut history, &mut windows, &mut judged, events);
-    }
-    drivers_stop.cancel();
-    if let Some(task) = cron_task {
-        let _ = task.await;
-    }
-    let (stop_at, reason) = stopped_at.unwrap_or((planned_end, StopReason::Completed));
-    // An interrupted run ends at once; others read the final state of locks and tasks.
-    drivers
-        .finish(
-            plan.grace,
-            !matches!(reason, StopReason::Interrupted | StopReason::TargetFailed),
-        )
-        .await;
-    while let Ok((t, event)) = history_rx.try_recv() {
-        history.record(t, &event);
-        judged.push((t, event));
-    }
-    let ended = Instant::now();
-    let (counts, unfinished) = engine.settle(stop_at, &mut recorder);
-    recorder.tick(
-        (ended - start).as_secs_f64(),
-        (ended - last_tick).as_secs_f64(),
-        crate::resources::rss_kib(),
-    );
-    history.record(ended - start, &Event::RunEnded);
-    let history_result = history.finish();
-    let (per, all, mut errors) = recorder.finish();
-
-    let sending_s = stop_at.as_secs_f64();
-    let threshold_results = thresholds::evaluate(&plan.thresholds, &per, &all, sending_s);
-    for e in &mut errors {
-        e.message = plan.redactor.redact(&e.message).into_owned();
-    }
-    let requests = plan
-        .requests
-        .iter()
-        .zip(&per)
-        .map(|(r, t)| t.stats(r.method.as_str(), r.path.source(), sending_s))
-        .collect();
-    let summary = Summary {
-        schema_version: crate::report::model::SCHEMA_VERSION,
-        kvchaos_version: env!("CARGO_PKG_VERSION").to_owned(),
-        scenario: scenario_info(&plan),
-        target: TargetInfo {
-            kind: target.kind.to_owned(),
-            url: target_url,
-        },
-        started_at: humantime::format_rfc3339_millis(started_wall).to_string(),
-        ended_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        duration_s: (ended - start).as_secs_f64(),
-        planned_duration_s: planned_end.as_secs_f64(),
-        stop: StopInfo {
-            reason,
-            detail: match reason {
-                StopReason::Interrupted => {
-                    Some(format!("interrupted after {:.1}s", stop_at.as_secs_f64()))
-                }
-                StopReason::Aborted | StopReason::TargetFailed => abort_detail,
-                StopReason::Completed | StopReason::TargetUnreachable => None,
-            },
-            unfinished,
-        },
-        phases: phase_infos(&plan, &counts),
-        overall: all.stats("", "", sending_s),
-        requests,
-        thresholds: threshold_results,
-        errors,
-        resources: Resources {
-            peak_rss_kib: crate::resources::peak_rss_kib(),
-            cpu_s: crate::resources::cpu_seconds(),
-            engine_threads: engine.threads() as u64,
-        },
-        checks: judge(
-            &plan,
-            &judged,
-            worker_clock(&target, started_ms),
-            queue_prefix.as_deref(),
-        ),
-        warnings: Vec::new(),
-        faults: windows,
-    };
-    let mut summary = summary;
-    summary.warnings = start_warnings;
-    summary
-        .warnings
-        .extend(weigh_faults(&summary.faults, &mut summary.checks));
-    if reason == StopReason::TargetFailed {
-        let why = summary.stop.detail.clone().unwrap_or_default();
-        for c in summary
-            .checks
-            .iter_mut()
-            .filter(|c| c.verdict == crate::check::Verdict::Pass)
-        {
-            c.verdict = crate::check::Verdict::Unknown;
-            c.reason = format!("the target died ({why}); before that: {}", c.reason);
-        }
-    }
-    drop(engine);
-    if let Some(kv) = target.mock_kv() {
-        write_json(&report_dir.join("mockkv.json"), &kv.stats())?;
-    }
-    if let Some(note) = target.shutdown().await {
-        eprintln!("warning: {note}");
-    }
+    let summary = summary::build(&plan, started, finished.facts);
     crate::report::write_all(&report_dir, &summary)
         .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
-    history_result
+    finished
+        .history
         .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
+    Ok(RunOutcome {
+        exit: exit_code(&summary, opts.strict),
+        report_dir,
+        summary,
+        notes: finished.notes,
+    })
+}
+
+/// Engine threads: as asked, else the CPUs this process may use; at most one per request the
+/// plan may have in flight.
+fn engine_threads(opts: &RunOptions, plan: &Plan) -> usize {
+    opts.threads
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+        .clamp(1, plan.max_concurrency())
+}
+
+/// The exit code of a run: how it stopped, then its checks (UNKNOWN and warnings fail a strict
+/// run) and thresholds.
+fn exit_code(summary: &Summary, strict: bool) -> Exit {
     let checks_hold = summary.checks.iter().all(|c| match c.verdict {
-        crate::check::Verdict::Pass => true,
-        crate::check::Verdict::Fail => false,
-        crate::check::Verdict::Unknown => !opts.strict,
-    }) && (summary.warnings.is_empty() || !opts.strict);
-    let exit = match reason {
+        Verdict::Pass => true,
+        Verdict::Fail => false,
+        Verdict::Unknown => !strict,
+    }) && (summary.warnings.is_empty() || !strict);
+    match summary.stop.reason {
         StopReason::Interrupted => Exit::Interrupted,
         StopReason::TargetUnreachable | StopReason::TargetFailed => Exit::Environment,
         StopReason::Aborted => Exit::Fail,
@@ -728,442 +294,12 @@ pub async fn run(
             Exit::Pass
         }
         StopReason::Completed => Exit::Fail,
-    };
-    Ok(RunOutcome {
-        exit,
-        report_dir,
-        summary,
-    })
-}
-
-/// Starts firing the local Worker's crons on the run clock, if the target is a Worker and the
-/// plan wants it. Expressions come from the scenario's `[cron] schedules` or the Worker's config.
-fn start_cron(
-    plan: &Plan,
-    target: &crate::target::Running,
-    exprs: &[String],
-    run_start: Instant,
-    history: tokio::sync::mpsc::UnboundedSender<(Duration, Event)>,
-    stop: CancellationToken,
-    planned_end: Duration,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let (worker, kv) = (target.worker()?, target.mock_kv()?);
-    if !plan.cron.fire {
-        return None;
     }
-    let crons: Vec<_> = exprs
-        .iter()
-        .filter_map(|e| match crate::cron::parse(e) {
-            Ok(c) => Some((e.clone(), c)),
-            Err(msg) => {
-                eprintln!("warning: the Worker's {msg}; it is not fired");
-                None
-            }
-        })
-        .collect();
-    let clock = crate::cron::RunClock {
-        start: Instant::now(),
-        start_ms: kv.clock().now_ms(),
-        speedup: plan.speedup,
-    };
-    let span_ms = (planned_end.as_secs_f64() * plan.speedup * 1000.0) as u64;
-    let ticks = crate::cron::ticks(
-        &crons,
-        clock.start_ms,
-        clock.start_ms + span_ms,
-        MAX_CRON_TICKS,
-    );
-    Some(tokio::spawn(crate::cron::drive(
-        worker, ticks, clock, run_start, history, stop,
-    )))
-}
-
-/// The cron expressions of the run: the scenario's `[cron] schedules`, else a local Worker's
-/// own `triggers.crons`.
-fn cron_exprs(plan: &Plan, target: &crate::target::Running) -> Vec<String> {
-    match (&plan.cron.schedules, target.worker()) {
-        (Some(s), _) => s.clone(),
-        (None, Some(w)) => w.ready().crons.clone(),
-        (None, None) => Vec::new(),
-    }
-}
-
-/// The Worker's clock (`Date.now()` in workerd is real time, whatever the run clock's speed),
-/// for a local Worker; a deployed Worker's clock is not known.
-fn worker_clock(
-    target: &crate::target::Running,
-    started_ms: u64,
-) -> Option<crate::check::WorkerClock> {
-    target.worker().map(|_| crate::check::WorkerClock {
-        start_ms: started_ms,
-        speedup: 1.0,
-        tolerance_ms: WORKER_CLOCK_TOLERANCE_MS,
-    })
-}
-
-/// How far a local Worker's clock may be from kvchaos's (same machine: timer coarsening only).
-const WORKER_CLOCK_TOLERANCE_MS: u64 = 1_000;
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
-}
-
-/// Most cron ticks one run fires (a day of every-minute ticks is 1,440).
-const MAX_CRON_TICKS: usize = 100_000;
-
-/// The word for a stop reason in the live view.
-fn stop_word(r: StopReason) -> &'static str {
-    match r {
-        StopReason::Completed => "completed",
-        StopReason::Interrupted => "interrupted",
-        StopReason::Aborted => "aborted",
-        StopReason::TargetUnreachable => "target unreachable",
-        StopReason::TargetFailed => "target failed",
-    }
-}
-
-/// Records fault changes in the history, keeps the windows for the summary and the events for
-/// the checkers.
-fn note_faults(
-    history: &mut History,
-    windows: &mut Vec<FaultWindow>,
-    judged: &mut Vec<(Duration, Event)>,
-    events: Vec<(Duration, Event)>,
-) {
-    for (t, e) in events {
-        match &e {
-            Event::FaultSet { index, label } => windows.push(FaultWindow {
-                index: *index as u64,
-                label: label.clone(),
-                set_at_s: t.as_secs_f64(),
-                cleared_at_s: None,
-                kv_ops: None,
-            }),
-            Event::FaultCleared { index, kv_ops, .. } => {
-                if let Some(w) = windows
-                    .iter_mut()
-                    .rev()
-                    .find(|w| w.index == *index as u64 && w.cleared_at_s.is_none())
-                {
-                    w.cleared_at_s = Some(t.as_secs_f64());
-                    w.kv_ops = *kv_ops;
-                }
-            }
-            _ => {}
-        }
-        history.record(t, &e);
-        judged.push((t, e));
-    }
-}
-
-/// Checks the scenario's faults against the KV bindings the started Worker has: a fault on a
-/// namespace that is no binding, or faults on a Worker without KV, are scenario errors (they
-/// could never hit anything); a Worker target without KV bindings is a warning.
-fn kv_binding_check(
-    plan: &Plan,
-    target: &crate::target::Running,
-    scenario: &Path,
-) -> Result<Vec<String>, String> {
-    let Some(worker) = target.worker() else {
-        return Ok(Vec::new());
-    };
-    let names: Vec<&str> = worker
-        .ready()
-        .kv_bindings
-        .iter()
-        .map(|b| b.namespace.as_str())
-        .collect();
-    if names.is_empty() {
-        if !plan.faults.is_empty() {
-            return Err(format!(
-                "{}: the Worker declares no KV binding ([[kv_namespaces]] in its wrangler config), so its [[faults]] could never hit anything: remove them or add the binding",
-                scenario.display()
-            ));
-        }
-        return Ok(vec![
-            "the Worker declares no KV binding: nothing in this run touched the mock KV".to_owned(),
-        ]);
-    }
-    for (i, f) in plan.faults.iter().enumerate() {
-        if let Some(ns) = f.spec.namespace.as_deref().filter(|ns| !names.contains(ns)) {
-            return Err(format!(
-                "{}: fault #{} namespace {ns:?} is no KV binding of the Worker; its KV bindings: {}",
-                scenario.display(),
-                i + 1,
-                names.join(", ")
-            ));
-        }
-    }
-    Ok(Vec::new())
-}
-
-/// Faults that reached no KV operation tested nothing: each is a warning, and every verdict
-/// says so in its reason (the checks judge the whole run, so every window is theirs).
-fn weigh_faults(windows: &[FaultWindow], checks: &mut [crate::check::CheckResult]) -> Vec<String> {
-    let idle: Vec<String> = windows
-        .iter()
-        .filter(|w| w.kv_ops == Some(0))
-        .map(|w| {
-            format!(
-                "fault #{} ({}), set at {:.1}s",
-                w.index + 1,
-                w.label,
-                w.set_at_s
-            )
-        })
-        .collect();
-    if idle.is_empty() {
-        return Vec::new();
-    }
-    let list = idle.join("; ");
-    for c in checks.iter_mut() {
-        c.reason = format!(
-            "{} (but the fault reached no KV operation: {list})",
-            c.reason
-        );
-    }
-    idle.iter()
-        .map(|f| {
-            format!(
-                "{f} reached no KV operation: the run did not test what it meant to; check its ops, prefix and namespace against the Worker's KV calls"
-            )
-        })
-        .collect()
-}
-
-/// The checks that apply: cron when ticks were fired or its status probed, lock and queue when
-/// the scenario drives them.
-pub fn judge(
-    plan: &Plan,
-    events: &[(Duration, Event)],
-    clock: Option<crate::check::WorkerClock>,
-    queue_prefix: Option<&str>,
-) -> Vec<crate::check::CheckResult> {
-    use crate::check::{cron, lock, queue};
-    let view = crate::check::HistoryView::new(events);
-    let cron_ran = events.iter().any(|(_, e)| {
-        matches!(e, Event::Op { process, .. } if process == "cron" || process == "cron-status")
-    });
-    let mut out = Vec::new();
-    if cron_ran {
-        let cfg = cron::CronConfig {
-            max_gap_ms: plan.cron.max_gap.map(|d| d.as_millis() as u64),
-        };
-        out.push(cron::check(&view, &cfg));
-    }
-    if let Some(l) = &plan.lock {
-        let cfg = lock::LockConfig {
-            max_starve: l.max_starve,
-            tolerance_ms: l.tolerance.as_millis() as u64,
-            clock,
-        };
-        out.push(lock::check(&view, &cfg));
-    }
-    if let Some(q) = &plan.queue {
-        let cfg = queue::QueueConfig {
-            mode: q.mode,
-            max_drain: q.max_drain,
-            tolerance_ms: WORKER_CLOCK_TOLERANCE_MS,
-            max_stall: q.max_stall,
-            ours: queue_prefix.map(str::to_owned),
-        };
-        out.push(queue::check(&view, &cfg));
-    }
-    out
-}
-
-fn scenario_info(plan: &Plan) -> ScenarioInfo {
-    ScenarioInfo {
-        name: plan.name.clone(),
-        description: plan.description.clone(),
-        file: plan.source.display().to_string(),
-        seed: plan.seed,
-    }
-}
-
-fn phase_infos(plan: &Plan, counts: &[PhaseCounts]) -> Vec<PhaseInfo> {
-    plan.phases
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let c = counts.get(i).cloned().unwrap_or_default();
-            let (kind, rate_from, rate_to, vus, mif) = match p.load {
-                Load::Rate {
-                    from,
-                    to,
-                    max_in_flight,
-                } => (
-                    if from == to { "rate" } else { "ramp" },
-                    Some(from),
-                    Some(to),
-                    None,
-                    Some(max_in_flight as u64),
-                ),
-                Load::Vus(n) => ("vus", None, None, Some(n as u64), None),
-                Load::Pause => ("pause", None, None, None, None),
-            };
-            PhaseInfo {
-                name: p.name.clone(),
-                kind: kind.to_owned(),
-                duration_s: p.duration.as_secs_f64(),
-                rate_from,
-                rate_to,
-                vus,
-                max_in_flight: mif,
-                sent: c.sent,
-                dropped: c.dropped,
-            }
-        })
-        .collect()
-}
-
-/// `fut`, unless an interrupt comes first (`None`).
-async fn or_interrupted<T>(interrupts: &Interrupts, fut: impl Future<Output = T>) -> Option<T> {
-    tokio::select! {
-        v = fut => Some(v),
-        _ = interrupts.stop.cancelled() => None,
-        _ = interrupts.abort.cancelled() => None,
-    }
-}
-
-/// The report of a run that ended before any load: the target could not be reached (exit 3) or
-/// the run was interrupted while it started (exit 130).
-fn nothing_sent_report(
-    plan: &Plan,
-    report_dir: PathBuf,
-    target_url: &str,
-    kind: &str,
-    started: SystemTime,
-    reason: StopReason,
-    detail: String,
-) -> Result<RunOutcome, RunError> {
-    let recorder = Recorder::new(
-        plan.requests.iter().map(|r| r.name.clone()).collect(),
-        1,
-        None,
-    )
-    .map_err(|e| RunError::Environment(e.to_string()))?;
-    let (per, all, _) = recorder.finish();
-    let summary = Summary {
-        schema_version: crate::report::model::SCHEMA_VERSION,
-        kvchaos_version: env!("CARGO_PKG_VERSION").to_owned(),
-        scenario: scenario_info(plan),
-        target: TargetInfo {
-            kind: kind.to_owned(),
-            url: target_url.to_owned(),
-        },
-        started_at: humantime::format_rfc3339_millis(started).to_string(),
-        ended_at: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        duration_s: 0.0,
-        planned_duration_s: plan.duration().as_secs_f64(),
-        stop: StopInfo {
-            reason,
-            detail: Some(plan.redactor.redact(&detail).into_owned()),
-            unfinished: 0,
-        },
-        phases: phase_infos(plan, &[]),
-        overall: all.stats("", "", 0.0),
-        requests: plan
-            .requests
-            .iter()
-            .zip(&per)
-            .map(|(r, t)| t.stats(r.method.as_str(), r.path.source(), 0.0))
-            .collect(),
-        thresholds: thresholds::evaluate(&plan.thresholds, &per, &all, 0.0),
-        errors: Vec::new(),
-        resources: Resources {
-            peak_rss_kib: crate::resources::peak_rss_kib(),
-            cpu_s: crate::resources::cpu_seconds(),
-            engine_threads: 0,
-        },
-        faults: Vec::new(),
-        checks: Vec::new(),
-        warnings: Vec::new(),
-    };
-    crate::report::write_all(&report_dir, &summary)
-        .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
-    let exit = match reason {
-        StopReason::Interrupted => Exit::Interrupted,
-        _ => Exit::Environment,
-    };
-    Ok(RunOutcome {
-        exit,
-        report_dir,
-        summary,
-    })
-}
-
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), RunError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", path.display())))?;
-    std::fs::write(path, text)
-        .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", path.display())))
-}
-
-/// Creates `<out>/<name>-<UTC timestamp>` (with a numeric suffix if it exists already).
-fn create_report_dir(out: &Path, name: &str, at: SystemTime) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(out)?;
-    let stamp: String = humantime::format_rfc3339_seconds(at)
-        .to_string()
-        .chars()
-        .filter(|c| *c != '-' && *c != ':')
-        .collect();
-    for n in 1..1000 {
-        let dir = if n == 1 {
-            out.join(format!("{name}-{stamp}"))
-        } else {
-            out.join(format!("{name}-{stamp}-{n}"))
-        };
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other(
-        "too many report folders with the same name and second",
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_fault_that_reached_no_kv_operation_is_a_warning_on_every_verdict() {
-        let window = |index: u64, kv_ops: Option<u64>| FaultWindow {
-            index,
-            label: "daily-limit put".to_owned(),
-            set_at_s: 6.0,
-            cleared_at_s: Some(16.0),
-            kv_ops,
-        };
-        let result = |name: &str| crate::check::CheckResult {
-            name: name.to_owned(),
-            verdict: crate::check::Verdict::Pass,
-            reason: "fine".to_owned(),
-            evidence: Vec::new(),
-            counts: Default::default(),
-        };
-        let mut checks = vec![result("cron"), result("lock")];
-        assert!(weigh_faults(&[window(0, Some(12)), window(1, None)], &mut checks).is_empty());
-        assert_eq!(checks[0].reason, "fine");
-        let w = weigh_faults(&[window(0, Some(12)), window(1, Some(0))], &mut checks);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].starts_with("fault #2 (daily-limit put)"), "{w:?}");
-        for c in &checks {
-            assert!(
-                c.reason
-                    .contains("the fault reached no KV operation: fault #2"),
-                "{}",
-                c.reason
-            );
-            assert_eq!(c.verdict, crate::check::Verdict::Pass);
-        }
-    }
 
     fn phase(secs: u64, load: Load) -> Phase {
         Phase {

@@ -21,8 +21,7 @@ use std::sync::atomic::AtomicBool;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::live::{Control, Snapshot};
-use crate::run::{Interrupts, Monitor};
+use crate::live::{Control, Interrupts, Monitor, Snapshot};
 
 /// Frames drawn per second.
 pub const FPS: u32 = 10;

@@ -15,8 +15,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::app::{Action, App};
 use super::ui;
+use crate::live::Interrupts;
 use crate::live::{Control, Snapshot};
-use crate::run::Interrupts;
 
 /// How often the input thread checks whether it should end.
 const INPUT_POLL: Duration = Duration::from_millis(100);

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kvchaos::exit::Exit;
+use kvchaos::live::{Interrupts, Silent};
 use kvchaos::redact::Redactor;
 use kvchaos::report::model::{StopReason, Summary};
-use kvchaos::run::{Interrupts, RunOptions, Silent, run};
+use kvchaos::run::{RunOptions, run};
 use kvchaos::scenario::plan::{
     CmpOp, Load, Phase, Plan, RequestPlan, TargetKind, TargetPlan, Threshold, ThresholdMetric,
     ThresholdScope,
@@ -412,7 +413,7 @@ struct PauseTwoSeconds {
     paused_seen: bool,
 }
 
-impl kvchaos::run::Monitor for PauseTwoSeconds {
+impl kvchaos::live::Monitor for PauseTwoSeconds {
     fn tick(&mut self, s: &kvchaos::live::Snapshot) {
         self.ticks += 1;
         self.paused_seen |= s.progress.paused;

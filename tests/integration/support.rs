@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use kvchaos::run::{Interrupts, RunOptions, RunOutcome, Silent, prepare, run};
+use kvchaos::live::{Interrupts, Silent};
+use kvchaos::run::{RunOptions, RunOutcome, prepare, run};
 
 /// Writes `text` to `dir/name` and returns the path.
 pub fn write_scenario(dir: &Path, name: &str, text: &str) -> PathBuf {

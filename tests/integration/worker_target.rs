@@ -183,7 +183,7 @@ async fn a_fault_that_reaches_no_kv_operation_is_a_warning_and_fails_with_strict
         ..Default::default()
     };
     let plan = kvchaos::run::prepare(&opts).expect("valid");
-    let strict = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::run::Silent)
+    let strict = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
         .await
         .expect("report");
     assert_eq!(strict.exit, Exit::Fail, "--strict fails on the warning");
@@ -207,7 +207,7 @@ async fn a_fault_on_a_namespace_the_worker_does_not_bind_is_a_scenario_error_nam
         ..Default::default()
     };
     let plan = kvchaos::run::prepare(&opts).expect("valid on its own");
-    let err = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::run::Silent)
+    let err = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
         .await
         .expect_err("refused at start");
     assert_eq!(err.exit(), Exit::Usage);
@@ -354,8 +354,8 @@ async fn a_run_that_never_heals_is_unknown_and_fails_only_with_strict() {
         let outcome = kvchaos::run::run(
             plan,
             &opts,
-            kvchaos::run::Interrupts::default(),
-            &mut kvchaos::run::Silent,
+            kvchaos::live::Interrupts::default(),
+            &mut kvchaos::live::Silent,
         )
         .await
         .expect("report");

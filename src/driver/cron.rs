@@ -1,0 +1,85 @@
+//! Firing a local Worker's cron triggers during a run, beside the lock, queue and status
+//! drivers: which expressions (the scenario's or the Worker's), the ticks that fall inside the
+//! run, and the task that fires them ([`crate::cron::drive`]). Cron arithmetic itself is in
+//! [`crate::cron`], shared with `audit` and `watch`.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::history::Event;
+use crate::scenario::plan::Plan;
+use crate::target::Running;
+
+/// Most cron ticks one run fires (a day of every-minute ticks is 1,440).
+const MAX_CRON_TICKS: usize = 100_000;
+
+/// What the cron driver needs of the run.
+pub struct Firing {
+    /// The engine's start (run time 0).
+    pub run_start: Instant,
+    /// Where operations are recorded.
+    pub history: UnboundedSender<(Duration, Event)>,
+    /// Stops firing.
+    pub stop: CancellationToken,
+    /// The run's planned length.
+    pub planned_end: Duration,
+}
+
+/// Starts firing the local Worker's crons on the run clock, if the target is a Worker and the
+/// plan wants it. Expressions come from the scenario's `[cron] schedules` or the Worker's config.
+/// An expression that does not parse is not fired, with a note.
+pub fn start(
+    plan: &Plan,
+    target: &Running,
+    exprs: &[String],
+    firing: Firing,
+    notes: &mut Vec<String>,
+) -> Option<JoinHandle<()>> {
+    let (worker, kv) = (target.worker()?, target.mock_kv()?);
+    if !plan.cron.fire {
+        return None;
+    }
+    let crons: Vec<_> = exprs
+        .iter()
+        .filter_map(|e| match crate::cron::parse(e) {
+            Ok(c) => Some((e.clone(), c)),
+            Err(msg) => {
+                notes.push(format!("the Worker's {msg}; it is not fired"));
+                None
+            }
+        })
+        .collect();
+    let clock = crate::cron::RunClock {
+        start: Instant::now(),
+        start_ms: kv.clock().now_ms(),
+        speedup: plan.speedup,
+    };
+    let span_ms = (firing.planned_end.as_secs_f64() * plan.speedup * 1000.0) as u64;
+    let ticks = crate::cron::ticks(
+        &crons,
+        clock.start_ms,
+        clock.start_ms + span_ms,
+        MAX_CRON_TICKS,
+    );
+    Some(tokio::spawn(crate::cron::drive(
+        worker,
+        ticks,
+        clock,
+        firing.run_start,
+        firing.history,
+        firing.stop,
+    )))
+}
+
+/// The cron expressions of the run: the scenario's `[cron] schedules`, else a local Worker's
+/// own `triggers.crons`.
+pub fn exprs(plan: &Plan, target: &Running) -> Vec<String> {
+    match (&plan.cron.schedules, target.worker()) {
+        (Some(s), _) => s.clone(),
+        (None, Some(w)) => w.ready().crons.clone(),
+        (None, None) => Vec::new(),
+    }
+}
