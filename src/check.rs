@@ -51,7 +51,8 @@ pub struct CheckResult {
     pub verdict: Verdict,
     /// One line: the anomalies found, why it is unknown, or what passed.
     pub reason: String,
-    /// The first offending operations, with times; at most [`MAX_EVIDENCE`] lines plus one
+    /// The first offending operations, with times; at most [`MAX_EVIDENCE`] lines (and the
+    /// first line of each further kind of anomaly) plus one
     /// line saying how many were left out.
     pub evidence: Vec<String>,
     /// Counts: operations by outcome, each anomaly by name, measured gaps in ms.
@@ -358,8 +359,11 @@ pub(crate) struct Findings {
 impl Findings {
     /// A proven anomaly named `name`, with one line of evidence.
     pub(crate) fn anomaly(&mut self, name: &'static str, evidence: String) {
+        let first_of_its_kind = !self.anomalies.contains_key(name);
         *self.anomalies.entry(name).or_default() += 1;
-        if self.evidence.len() < MAX_EVIDENCE {
+        // Past the bound, the first line of each kind of anomaly is still kept (there are
+        // only a handful of kinds), so every anomaly named in the reason has an example.
+        if self.evidence.len() < MAX_EVIDENCE || first_of_its_kind {
             self.evidence.push(format!("{name}: {evidence}"));
         } else {
             self.left_out += 1;
@@ -548,5 +552,18 @@ mod tests {
         assert_eq!(r.evidence.len(), MAX_EVIDENCE + 1);
         assert_eq!(r.counts["x"], 15);
         assert_eq!(r.reason, "x ×15");
+        // A second kind of anomaly past the bound still gets its first line.
+        let mut f = Findings::default();
+        for i in 0..15 {
+            f.anomaly("x", format!("{i}"));
+        }
+        f.anomaly("y", "the other kind".to_owned());
+        let r = f.finish("t", None, "ok".to_owned());
+        assert!(
+            r.evidence.iter().any(|e| e == "y: the other kind"),
+            "{:?}",
+            r.evidence
+        );
+        assert_eq!(r.evidence.len(), MAX_EVIDENCE + 2);
     }
 }

@@ -270,7 +270,16 @@ fn classify(req: &DriverRequest, parts: &http::response::Parts, body: &Bytes) ->
             answer.reads.insert(name.clone(), v.unwrap_or(Value::Null));
         }
         for (name, from) in &req.extract {
-            let v = read(from, json.as_ref(), &parts.headers);
+            // Extracted values are echoed back as they came: a header's text stays text (a
+            // quoted ETag keeps its quotes).
+            let v = match from {
+                Extract::Header(h) => parts
+                    .headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|s| Value::from(s.trim())),
+                other => read(other, json.as_ref(), &parts.headers),
+            };
             answer
                 .extracted
                 .insert(name.clone(), v.unwrap_or(Value::Null));
@@ -523,6 +532,13 @@ mod tests {
         assert_eq!(a.read("expires_at"), &Value::from(1234));
         assert_eq!(a.read("holder"), &Value::Null);
         assert_eq!(a.extracted["receipt"], Value::Null, "absent: null");
+        let a = classify(
+            &r,
+            &parts(200, &[("x-receipt", "\"17\"")]),
+            &Bytes::from_static(b"{}"),
+        );
+        // Echoed as it came: a quoted ETag keeps its quotes, a number-like text stays text.
+        assert_eq!(a.extracted["receipt"], Value::from("\"17\""));
         let a = classify(
             &r,
             &parts(200, &[("x-receipt", "r-9")]),

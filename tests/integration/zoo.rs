@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use kvchaos::check::{CheckResult, Verdict};
 use kvchaos::exit::Exit;
-use kvchaos::run::{Interrupts, RunOptions, RunOutcome, Silent, prepare, run};
+use kvchaos::live::{Interrupts, Silent};
+use kvchaos::run::{RunOptions, RunOutcome, prepare, run};
 
 use crate::local::{ONE_AT_A_TIME, node_ready};
 

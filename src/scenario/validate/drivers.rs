@@ -116,7 +116,8 @@ const QUEUE_RESULT: OpSpec = OpSpec {
     reads: &[("status", Some("/status")), ("result", None)],
     done: true,
     every: false,
-    empty: &[],
+    // A 404 is the task gone (`missing`), as the queue check reads it.
+    empty: &[404],
 };
 
 /// Variables the drivers set themselves: an `extract` name may not shadow one.
