@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use kvchaos::check::{CheckResult, Verdict};
+use kvchaos::exit::Exit;
 use kvchaos::live::{Interrupts, Silent};
 use kvchaos::run::{RunOptions, RunOutcome, prepare, run};
 
@@ -78,4 +80,36 @@ pub fn kv_count(report_dir: &Path, op: &str, prefix: &str, outcome: &str) -> u64
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Prepares and runs `opts` (reports under `opts.out`); panics if the scenario is invalid or
+/// the run writes no report.
+pub async fn run_opts(opts: &RunOptions) -> RunOutcome {
+    let plan = prepare(opts).expect("the scenario is valid");
+    run(plan, opts, Default::default(), &mut kvchaos::live::Silent)
+        .await
+        .expect("the run writes a report")
+}
+
+/// The check `name` of a run.
+pub fn check<'a>(o: &'a RunOutcome, name: &str) -> &'a CheckResult {
+    o.summary
+        .checks
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no {name} check in {:#?}", o.summary.checks))
+}
+
+/// A count of a check result (0 when absent).
+pub fn count(c: &CheckResult, name: &str) -> u64 {
+    c.counts.get(name).copied().unwrap_or(0)
+}
+
+/// Every check PASSED (there is at least one) and so did the run.
+pub fn all_pass(o: &RunOutcome) {
+    assert!(!o.summary.checks.is_empty(), "no check ran");
+    for c in &o.summary.checks {
+        assert_eq!(c.verdict, Verdict::Pass, "{c:#?}");
+    }
+    assert_eq!(o.exit, Exit::Pass, "{:#?}", o.summary.checks);
 }
