@@ -197,11 +197,17 @@ impl<'a> Console<'a> {
 /// Run one `kvchaos kv` command.
 pub async fn run(args: KvArgs, env: &KvEnv, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let mut console = Console::new(out, err, env);
+    let is_dump = matches!(args.command, KvCommand::Dump(_));
     let result = dispatch(args, env, &mut console).await;
     match result {
         Ok(exit) => exit,
         Err(e) => {
             console.warn(&format!("error: {e}"));
+            if is_dump && matches!(e, KvError::Api(api::ApiError::RateLimited { .. })) {
+                console.warn(
+                    "the dump stopped; its checkpoint is kept: run the same command again to resume",
+                );
+            }
             e.exit()
         }
     }
@@ -211,11 +217,8 @@ async fn dispatch(args: KvArgs, env: &KvEnv, console: &mut Console<'_>) -> Resul
     match args.command {
         KvCommand::Dump(a) => {
             let mut client = env.client(&a.conn).await?;
-            let r = dump::dump(&a, &mut client, &env.stores, console).await;
-            if let Err(KvError::Api(api::ApiError::RateLimited { .. })) = &r {
-                console.warn("the dump stopped; its checkpoint is kept: run the same command again to resume");
-            }
-            r.map(|_| Exit::Pass)
+            dump::dump(&a, &mut client, &env.stores, console).await?;
+            Ok(Exit::Pass)
         }
         KvCommand::Verify(a) => {
             let equal = verify::verify(&a, env, console).await?;
