@@ -1,0 +1,128 @@
+//! Validation of `[thresholds]`: pass/fail rules on latency, error rate and throughput.
+
+use super::*;
+
+impl Validator<'_> {
+    pub(super) fn thresholds(
+        &mut self,
+        raw: Option<&Spanned<super::super::raw::OrderedMap<Spanned<Vec<RawValue>>>>>,
+        names: &[String],
+    ) -> Option<Vec<Threshold>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        let Some(raw) = raw else {
+            return Some(out);
+        };
+        for (key, exprs) in &raw.get_ref().0 {
+            let scope = if key.get_ref() == "all" {
+                ThresholdScope::All
+            } else if names.contains(key.get_ref()) {
+                ThresholdScope::Request(key.get_ref().clone())
+            } else {
+                let known = if names.is_empty() {
+                    String::new()
+                } else {
+                    format!(" or one of the request names: {}", names.join(", "))
+                };
+                self.err(
+                    key.span().start,
+                    format!("thresholds.{}", key.get_ref()),
+                    format!(
+                        "no request named {:?}: thresholds are keyed by \"all\"{known}",
+                        key.get_ref()
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            for (j, e) in exprs.get_ref().iter().enumerate() {
+                let field = format!("thresholds.{}[{}]", key.get_ref(), j + 1);
+                match self.threshold(e, &field, &scope) {
+                    Some(t) => out.push(t),
+                    None => ok = false,
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    pub(super) fn threshold(
+        &mut self,
+        e: &RawValue,
+        field: &str,
+        scope: &ThresholdScope,
+    ) -> Option<Threshold> {
+        const SHAPE: &str = "expected an expression like \"p99 < 500ms\", or a table like { expr = \"error_rate < 5%\", abort = true }";
+        let at = e.span().start;
+        let (expr, abort) = match e.get_ref() {
+            Value::String(s) => (s.clone(), false),
+            Value::Table(t) => {
+                if let Some(k) = t.keys().find(|k| !matches!(k.as_str(), "expr" | "abort")) {
+                    self.err(
+                        at,
+                        format!("{field}.{k}"),
+                        format!("unknown key {k:?}: {SHAPE}"),
+                    );
+                    return None;
+                }
+                let abort = match t.get("abort") {
+                    None => false,
+                    Some(Value::Boolean(b)) => *b,
+                    Some(other) => {
+                        self.err(
+                            at,
+                            format!("{field}.abort"),
+                            format!(
+                                "invalid abort {}: expected true or false, e.g. abort = true",
+                                show(other)
+                            ),
+                        );
+                        return None;
+                    }
+                };
+                match t.get("expr") {
+                    Some(Value::String(s)) => (s.clone(), abort),
+                    Some(other) => {
+                        self.err(
+                            at,
+                            format!("{field}.expr"),
+                            format!("invalid expr {}: {SHAPE}", show(other)),
+                        );
+                        return None;
+                    }
+                    None => {
+                        self.err(at, field, format!("missing expr: {SHAPE}"));
+                        return None;
+                    }
+                }
+            }
+            other => {
+                self.err(
+                    at,
+                    field,
+                    format!("invalid threshold {}: {SHAPE}", show(other)),
+                );
+                return None;
+            }
+        };
+        let at = if matches!(e.get_ref(), Value::Table(_)) {
+            self.key_value_offset(&e.span(), "expr").unwrap_or(at)
+        } else {
+            at
+        };
+        match threshold::parse(&expr) {
+            Ok(p) => Some(Threshold {
+                scope: scope.clone(),
+                metric: p.metric,
+                op: p.op,
+                limit: p.limit,
+                expr: expr.trim().to_owned(),
+                abort,
+            }),
+            Err(msg) => {
+                self.err(at, field, msg);
+                None
+            }
+        }
+    }
+}
