@@ -58,6 +58,8 @@ enum Command {
     Watch(crate::watch::WatchArgs),
     /// Inventory a Worker repository's KV calls, rank migration candidates, gate CI on them.
     Audit(crate::audit::args::AuditArgs),
+    /// Build a Worker for a deployed canary with the chaos shim around its KV bindings.
+    Canary(crate::canary::args::CanaryArgs),
     /// Serve the fault-injecting mock of Cloudflare Workers KV on its own (for other tools).
     MockKv(crate::mockkv::MockKvArgs),
     /// Dump, verify, clean and restore Workers KV namespaces (the REST API; see docs/kv.md).
@@ -184,6 +186,7 @@ async fn dispatch(cli: Cli) -> Exit {
             crate::kv::run(args, &env, &mut std::io::stdout(), &mut std::io::stderr()).await
         }
         Command::Audit(args) => crate::audit::args::run(args),
+        Command::Canary(args) => crate::canary::args::run(args),
     }
 }
 

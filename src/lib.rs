@@ -24,10 +24,12 @@
 //! - [`rest`]: the one-request-at-a-time HTTP(S) client of REST APIs, webhooks and probes.
 //! - [`watch`]: `kvchaos watch`: probes of deployed Workers, the pure alert state machine, notifiers.
 //! - [`wrangler`]: a Worker's wrangler config (bindings by kind, crons, environments).
+//! - [`canary`]: the chaos shim build of a Worker for a deployed canary, and its signed control.
 //! - [`audit`]: static inventory of a Worker repository's KV calls (oxc), baseline and CI check.
 //! - [`resources`], [`exit`]: process readings and exit codes.
 
 pub mod audit;
+pub mod canary;
 pub mod check;
 pub mod cli;
 pub mod cron;

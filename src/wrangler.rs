@@ -110,6 +110,9 @@ pub struct Bindings {
     pub d1: Vec<String>,
     /// Durable Object namespace binding names.
     pub durable_objects: Vec<String>,
+    /// Durable Object classes this Worker defines itself (`class_name` of bindings without
+    /// `script_name`).
+    pub durable_object_classes: Vec<String>,
     /// Cron expressions of `[triggers] crons`.
     pub crons: Vec<String>,
     /// `[vars]`, with non-string values as their JSON text.
@@ -142,6 +145,26 @@ struct Presence {
     triggers: bool,
 }
 
+/// The whole configuration as JSON (TOML converted), for tools that rewrite it.
+pub fn document(text: &str, path: &Path) -> Result<Value, WranglerError> {
+    let syntax = |message: String| WranglerError::Syntax {
+        path: path.to_owned(),
+        message,
+    };
+    if path.extension().is_some_and(|e| e == "toml") {
+        let t: toml::Table = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
+        serde_json::to_value(t).map_err(|e| syntax(e.to_string()))
+    } else {
+        jsonc_parser::parse_to_serde_value::<Value>(text, &Default::default())
+            .map_err(|e| syntax(e.to_string()))
+    }
+}
+
+/// Reads a config file whole, refusing one over the size cap.
+pub fn read_file(path: &Path) -> Result<String, WranglerError> {
+    read_capped(path)
+}
+
 /// The config file of `dir`, if it has one (see [`CONFIG_NAMES`]).
 pub fn find(dir: &Path) -> Option<PathBuf> {
     CONFIG_NAMES
@@ -164,17 +187,7 @@ impl WranglerConfig {
 
     /// Parses `text` (TOML when `path` ends in `.toml`, JSONC otherwise).
     pub fn parse(text: &str, path: &Path) -> Result<Self, WranglerError> {
-        let syntax = |message: String| WranglerError::Syntax {
-            path: path.to_owned(),
-            message,
-        };
-        let doc: Value = if path.extension().is_some_and(|e| e == "toml") {
-            let t: toml::Table = toml::from_str(text).map_err(|e| syntax(e.to_string()))?;
-            serde_json::to_value(t).map_err(|e| syntax(e.to_string()))?
-        } else {
-            jsonc_parser::parse_to_serde_value::<Value>(text, &Default::default())
-                .map_err(|e| syntax(e.to_string()))?
-        };
+        let doc = document(text, path)?;
         let reader = Reader { path };
         let top = reader.bindings(&doc, "")?.0;
         let mut envs = BTreeMap::new();
@@ -305,6 +318,18 @@ impl Reader<'_> {
             Some(d) => self.names(d, "bindings", "name", &format!("{at}durable_objects."))?,
             None => Vec::new(),
         };
+        if let Some(d) = doc.get("durable_objects") {
+            let at = format!("{at}durable_objects.");
+            for (i, e) in self.array(d, "bindings", &at)?.iter().enumerate() {
+                let at = format!("{at}bindings[{i}].");
+                if self.opt_str(e, "script_name", &at)?.is_none()
+                    && let Some(class) = self.opt_str(e, "class_name", &at)?
+                    && !b.durable_object_classes.contains(&class)
+                {
+                    b.durable_object_classes.push(class);
+                }
+            }
+        }
         if let Some(t) = doc.get("triggers") {
             for (i, c) in self
                 .array(t, "crons", &format!("{at}triggers."))?
@@ -408,6 +433,7 @@ triggers = { crons = [] }
         assert_eq!(c.top.kv_names(), ["KV"]);
         assert_eq!(c.top.r2, ["FILES"]);
         assert_eq!(c.top.durable_objects, ["LOCKS"]);
+        assert_eq!(c.top.durable_object_classes, ["Locks"]);
         assert_eq!(c.top.crons, ["*/5 * * * *"]);
         assert_eq!(c.top.vars["LIMIT"], "10");
     }

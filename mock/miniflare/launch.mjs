@@ -225,7 +225,7 @@ function bundleReason(mode, config, main) {
   if (mode === "always") return "--bundle always";
   if (BUNDLED_EXTENSIONS.test(main)) return `main is ${path.extname(main)}`;
   const bare = bareImport(main);
-  return bare ? `imports '${bare}'` : null;
+  return bare ? `imports '${bare}' (a bare specifier or a module outside main's folder)` : null;
 }
 
 /**
@@ -246,7 +246,12 @@ function bareImport(main) {
       for (const m of src.matchAll(re)) {
         const spec = m[1];
         if (spec.startsWith(".") || spec.startsWith("/")) {
-          todo.push(path.resolve(path.dirname(file), spec));
+          const target = path.resolve(path.dirname(file), spec);
+          // workerd loads unbundled modules only from inside main's folder (a canary
+          // shim build imports the Worker from beside it): bundle those.
+          const rel = path.relative(path.dirname(main), target);
+          if (rel.startsWith("..") || path.isAbsolute(rel)) return spec;
+          todo.push(target);
         } else if (!/^(cloudflare|node|workerd):/.test(spec)) {
           return spec;
         }

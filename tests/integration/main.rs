@@ -1,6 +1,7 @@
 //! Integration tests: the whole tool driven in-process against real servers on 127.0.0.1:0.
 
 mod audit;
+mod canary;
 mod cli;
 mod engine;
 mod foreign_worker;

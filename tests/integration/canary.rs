@@ -1,0 +1,224 @@
+//! The canary chaos shim (`kvchaos canary build`) around the reference Workers, run under
+//! miniflare with miniflare's own KV (not the mock), controlled as a deployed canary would be:
+//! signed schedules that fail real KV calls, halt, expiry, a write cap, the guard on the script
+//! name, and crons run through the shim. Needs Node.js; fails without it unless
+//! KVCHAOS_SKIP_NODE=1.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kvchaos::canary::control::{ControlError, GuardError, Schedule, Shim, ShimFault};
+use kvchaos::canary::{BuildPlan, DEFAULT_SECRET_VAR, build};
+use kvchaos::local::{LocalSpec, LocalWorker};
+use serde_json::{Value, json};
+
+use crate::local::{ONE_AT_A_TIME, node_ready};
+use crate::reference_workers::{call, stop};
+
+const WORKERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/mock/workers");
+const SECRET: &str = "test-secret-0123456789abcdef";
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("kvchaos-canary-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Builds the shimmed Worker into `dir/out`, gives it the control secret (as a var: a
+/// deployment would use `wrangler secret put`) and starts it on miniflare's own KV.
+async fn start(worker: &str, dir: &Path) -> (LocalWorker, String) {
+    let out = dir.join("out");
+    let built = build(&BuildPlan {
+        worker: Path::new(WORKERS).join(worker),
+        env: None,
+        out: out.clone(),
+        secret_var: DEFAULT_SECRET_VAR.into(),
+    })
+    .expect("canary build");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&built.config).unwrap()).unwrap();
+    config["vars"][DEFAULT_SECRET_VAR] = json!(SECRET);
+    std::fs::write(&built.config, config.to_string()).unwrap();
+    let mut spec = LocalSpec::new(&out, None, dir.join("worker.log"));
+    spec.ready_timeout = Duration::from_secs(90);
+    let w = LocalWorker::start(&spec)
+        .await
+        .unwrap_or_else(|e| panic!("starting the shimmed {worker}: {e:#}"));
+    let url = w.url().to_owned();
+    (w, url)
+}
+
+fn shim(url: &str, secret: &str, script: &str) -> Shim {
+    Shim::new(
+        url::Url::parse(url).unwrap(),
+        secret.into(),
+        script.into(),
+        TIMEOUT,
+    )
+}
+
+fn put_limit(expires_in_ms: u64) -> Schedule {
+    Schedule {
+        id: "s1".into(),
+        faults: vec![ShimFault {
+            kind: "daily-limit".into(),
+            ops: vec!["put".into()],
+            prefix: String::new(),
+            namespace: None,
+            p: 1.0,
+            status: None,
+            latency_ms: None,
+            jitter_ms: None,
+            lag_ms: None,
+            at_ms: 0,
+            until_ms: None,
+        }],
+        expires_in_ms,
+        max_writes: None,
+    }
+}
+
+async fn acquire(url: &str, lock: &str) -> (u16, Value) {
+    let a = call(
+        url,
+        "POST",
+        &format!("/locks/{lock}/acquire"),
+        &[],
+        Some(json!({"holder": "h", "ttl_ms": 60000})),
+    )
+    .await;
+    (a.status, a.body)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test]
+async fn the_shim_fails_real_kv_only_as_scheduled_and_only_for_the_secret() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = temp("kv");
+    let (w, url) = start("kv-control-plane", &dir).await;
+    let script = "kv-control-plane";
+
+    let health = call(&url, "GET", "/health", &[], None).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(
+        health.headers.get("x-kvchaos-shim").unwrap(),
+        "script=kv-control-plane; schedule=none",
+        "every answer names the shimmed script"
+    );
+    assert_eq!(acquire(&url, "a").await.0, 200, "no schedule: real KV");
+
+    // No control without the secret, and none as another script.
+    match shim(&url, "wrong-secret-wrong-secret", script).halt().await {
+        Err(ControlError::Refused { status: 401, .. }) => {}
+        other => panic!("a wrong secret must be refused, got {other:?}"),
+    }
+    match shim(&url, SECRET, "kv-control-plane-canary").stats().await {
+        Err(ControlError::Guard(GuardError::WrongScript { found, .. })) => {
+            assert_eq!(found, script)
+        }
+        other => panic!("the guard must refuse another script, got {other:?}"),
+    }
+
+    let mut s = shim(&url, SECRET, script);
+    s.schedule(&put_limit(120_000)).await.expect("schedule");
+    let (status, body) = acquire(&url, "b").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("KV put() limit exceeded for the day."),
+        "{body}"
+    );
+    let cron = s.scheduled("*/1 * * * *", now_ms()).await.expect("cron");
+    assert!(!cron.ok, "the cron's first put fails under the fault");
+    assert!(
+        cron.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("limit exceeded for the day"),
+        "{cron:?}"
+    );
+    let stats = s.stats().await.expect("stats");
+    assert_eq!(stats.schedule.as_deref(), Some("s1"));
+    assert!(
+        stats.hits(0) >= 2,
+        "the lock and the cron were hit: {stats:?}"
+    );
+
+    s.halt().await.expect("halt");
+    assert_eq!(acquire(&url, "c").await.0, 200, "halt clears at once");
+
+    // A schedule ends by itself at its expiry.
+    s.schedule(&put_limit(1_500)).await.expect("schedule");
+    assert_eq!(acquire(&url, "d").await.0, 503);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    loop {
+        n += 1;
+        if acquire(&url, &format!("e{n}")).await.0 == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the expired schedule kept failing KV"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The write cap: real KV writes during a schedule are bounded (a lock takes two puts).
+    let mut capped = put_limit(60_000);
+    capped.faults.clear();
+    capped.max_writes = Some(2);
+    s.schedule(&capped).await.expect("schedule");
+    assert_eq!(acquire(&url, "f").await.0, 200);
+    let (status, body) = acquire(&url, "g").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("write cap"),
+        "{body}"
+    );
+    assert_eq!(s.stats().await.unwrap().capped, 1);
+    s.halt().await.unwrap();
+    stop(w).await;
+}
+
+#[tokio::test]
+async fn the_migrated_worker_keeps_working_through_the_shim() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = temp("d1");
+    let (w, url) = start("d1-do-control-plane", &dir).await;
+    let mut s = shim(&url, SECRET, "d1-do-control-plane");
+    let mut every = put_limit(120_000);
+    every.faults[0].ops.clear();
+    s.schedule(&every).await.expect("schedule");
+    // Locks live in a Durable Object (re-exported by the shim with a wrapped env).
+    let (status, body) = acquire(&url, "a").await;
+    assert_eq!(status, 200, "{body}");
+    let cron = s.scheduled("*/1 * * * *", now_ms()).await.expect("cron");
+    assert!(cron.ok, "{cron:?}");
+    let status = call(&url, "GET", "/cron/status", &[], None).await;
+    assert_eq!(status.body["runs"], 1, "{:?}", status.body);
+    // Its KV cache is wrapped too: every KV operation fails, so the read bypasses the cache.
+    let cached = call(&url, "GET", "/cache/k1", &[], None).await;
+    assert_eq!(cached.body["cache"], "bypass", "{:?}", cached.body);
+    assert!(s.stats().await.unwrap().hits(0) >= 1);
+    s.halt().await.unwrap();
+    let cached = call(&url, "GET", "/cache/k2", &[], None).await;
+    assert_eq!(cached.body["cache"], "miss", "{:?}", cached.body);
+    stop(w).await;
+}
