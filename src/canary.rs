@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod control;
+pub mod live;
 
 use std::path::{Component, Path, PathBuf};
 

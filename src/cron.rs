@@ -15,6 +15,35 @@ use tokio_util::sync::CancellationToken;
 use crate::history::{Event, OpKind};
 use crate::local::{CronOutcome, LocalWorker};
 
+/// Something that runs a Worker's scheduled handler: a local Worker's launcher, or a canary's
+/// shim. The answer is the operation's outcome and, when it did not succeed, why.
+pub trait FireCron: Send + Sync {
+    /// Runs the handler for `cron` at `scheduled_ms`.
+    fn fire<'a>(
+        &'a self,
+        cron: &'a str,
+        scheduled_ms: u64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = (OpKind, Option<String>)> + Send + 'a>>;
+}
+
+impl FireCron for LocalWorker {
+    fn fire<'a>(
+        &'a self,
+        cron: &'a str,
+        scheduled_ms: u64,
+    ) -> std::pin::Pin<Box<dyn Future<Output = (OpKind, Option<String>)> + Send + 'a>> {
+        Box::pin(async move {
+            match self.fire_cron(cron, scheduled_ms).await {
+                Ok(CronOutcome::Ok) => (OpKind::Ok, None),
+                Ok(CronOutcome::Exception) => {
+                    (OpKind::Fail, Some("the scheduled handler threw".to_owned()))
+                }
+                Err(e) => (OpKind::Info, Some(e.to_string())),
+            }
+        })
+    }
+}
+
 /// One scheduled invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tick {
@@ -141,7 +170,7 @@ impl RunClock {
 /// is an `invoke` then `ok` (handler returned), `fail` (handler threw) or `info` (no answer from
 /// the launcher: indeterminate) operation of process `cron` in the history.
 pub async fn drive(
-    worker: Arc<LocalWorker>,
+    worker: Arc<dyn FireCron>,
     ticks: Vec<Tick>,
     clock: RunClock,
     run_start: Instant,
@@ -161,11 +190,7 @@ pub async fn drive(
             Event::op("cron", OpKind::Invoke, "tick", value.clone()),
         ));
         let (kind, detail) = tokio::select! {
-            r = worker.fire_cron(&tick.cron, tick.scheduled_ms) => match r {
-                Ok(CronOutcome::Ok) => (OpKind::Ok, None),
-                Ok(CronOutcome::Exception) => (OpKind::Fail, Some("the scheduled handler threw".to_owned())),
-                Err(e) => (OpKind::Info, Some(e.to_string())),
-            },
+            r = worker.fire(&tick.cron, tick.scheduled_ms) => r,
             _ = stop.cancelled() => (OpKind::Info, Some("run stopped while the handler ran".to_owned())),
         };
         let mut value = value;

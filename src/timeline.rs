@@ -6,8 +6,29 @@
 use std::time::Duration;
 
 use crate::history::Event;
-use crate::mockkv::{FaultId, MockKv};
+use crate::mockkv::{FaultId, FaultSpec, MockKv};
 use crate::scenario::plan::FaultPlan;
+
+/// Where faults are set: the mock KV, or a canary's chaos shim.
+pub trait FaultSink {
+    /// Sets fault `index` of the timeline; the id to clear it by.
+    fn add(&self, index: usize, spec: &FaultSpec) -> Result<FaultId, String>;
+    /// Clears fault `id`; the KV operations it hit, when known.
+    fn clear(&self, id: FaultId) -> Option<u64>;
+}
+
+impl FaultSink for MockKv {
+    fn add(&self, _index: usize, spec: &FaultSpec) -> Result<FaultId, String> {
+        self.add_fault(spec.clone()).map_err(|e| e.to_string())
+    }
+
+    fn clear(&self, id: FaultId) -> Option<u64> {
+        // The mock counts the operations each rule hit; read it before the rule goes.
+        let fired = self.faults().iter().find(|v| v.id == id).map(|v| v.fired);
+        self.clear_fault(id);
+        fired
+    }
+}
 
 /// Set or clear fault `index` at `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +88,7 @@ impl Timeline {
         elapsed: Duration,
         spec: crate::mockkv::FaultSpec,
         label: String,
-        kv: &MockKv,
+        kv: &dyn FaultSink,
     ) -> Vec<(Duration, Event)> {
         let index = self.faults.len();
         self.faults.push(FaultPlan {
@@ -86,14 +107,12 @@ impl Timeline {
         &mut self,
         index: usize,
         elapsed: Duration,
-        kv: &MockKv,
+        kv: &dyn FaultSink,
     ) -> Vec<(Duration, Event)> {
         let Some(id) = self.active.get_mut(index).and_then(Option::take) else {
             return Vec::new();
         };
-        // The mock counts the operations each rule hit; read it before the rule goes.
-        let kv_ops = kv.faults().iter().find(|v| v.id == id).map(|v| v.fired);
-        kv.clear_fault(id);
+        let kv_ops = kv.clear(id);
         self.set_at[index] = None;
         let label = self.faults[index].label.clone();
         vec![(
@@ -125,9 +144,9 @@ impl Timeline {
             .collect()
     }
 
-    fn set(&mut self, index: usize, elapsed: Duration, kv: &MockKv) -> Event {
+    fn set(&mut self, index: usize, elapsed: Duration, kv: &dyn FaultSink) -> Event {
         let f = &self.faults[index];
-        match kv.add_fault(f.spec.clone()) {
+        match kv.add(index, &f.spec) {
             Ok(id) => {
                 self.active[index] = Some(id);
                 self.set_at[index] = Some(elapsed);
@@ -141,7 +160,7 @@ impl Timeline {
             Err(e) => Event::FaultFailed {
                 index,
                 label: f.label.clone(),
-                error: e.to_string(),
+                error: e,
             },
         }
     }
@@ -152,7 +171,7 @@ impl Timeline {
     }
 
     /// Applies every change due by `elapsed` to `kv`, returning the history events.
-    pub fn apply_due(&mut self, elapsed: Duration, kv: &MockKv) -> Vec<(Duration, Event)> {
+    pub fn apply_due(&mut self, elapsed: Duration, kv: &dyn FaultSink) -> Vec<(Duration, Event)> {
         let mut events = Vec::new();
         while let Some(a) = self
             .actions
@@ -172,7 +191,7 @@ impl Timeline {
     }
 
     /// Clears every fault still active (sending stopped) and drops the pending changes.
-    pub fn clear_all(&mut self, elapsed: Duration, kv: &MockKv) -> Vec<(Duration, Event)> {
+    pub fn clear_all(&mut self, elapsed: Duration, kv: &dyn FaultSink) -> Vec<(Duration, Event)> {
         self.next = self.actions.len();
         let mut events = Vec::new();
         for index in 0..self.active.len() {

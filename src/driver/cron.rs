@@ -39,6 +39,19 @@ pub fn start(
     notes: &mut Vec<String>,
 ) -> Option<JoinHandle<()>> {
     let (worker, kv) = (target.worker()?, target.mock_kv()?);
+    start_with(plan, worker, kv.clock().now_ms(), exprs, firing, notes)
+}
+
+/// Starts firing `exprs` through `worker` (a local Worker, or a canary's shim) on the run
+/// clock, whose time zero is `start_ms` (ms since the epoch), if the plan wants it.
+pub fn start_with(
+    plan: &Plan,
+    worker: std::sync::Arc<dyn crate::cron::FireCron>,
+    start_ms: u64,
+    exprs: &[String],
+    firing: Firing,
+    notes: &mut Vec<String>,
+) -> Option<JoinHandle<()>> {
     if !plan.cron.fire {
         return None;
     }
@@ -54,7 +67,7 @@ pub fn start(
         .collect();
     let clock = crate::cron::RunClock {
         start: Instant::now(),
-        start_ms: kv.clock().now_ms(),
+        start_ms,
         speedup: plan.speedup,
     };
     let span_ms = (firing.planned_end.as_secs_f64() * plan.speedup * 1000.0) as u64;

@@ -60,6 +60,8 @@ pub struct Session {
     heal_at: Duration,
     stop: Stop,
     queue_prefix: Option<String>,
+    /// The canary's chaos shim, when the run's faults go there.
+    canary: Option<crate::canary::live::Armed>,
 }
 
 /// A finished session: the summary's facts, and what is left to say.
@@ -84,7 +86,8 @@ impl Session {
             target,
             endpoint,
             url,
-            warnings,
+            mut warnings,
+            canary,
         } = *ready;
         let (mut recorder, hlog) = open_recorder(&plan, report_dir, threads)?;
         let mut journal = Journal::create(&report_dir.join("history.jsonl"))
@@ -109,7 +112,18 @@ impl Session {
             stop: drivers_stop.clone(),
             planned_end,
         };
-        let (crons, cron_task) = start_crons(&plan, &target, firing, &mut notes);
+        let (crons, cron_task) = match &canary {
+            Some(c) => {
+                // A deployed Worker's crons: the scenario's schedules, on the real clock.
+                let crons = plan.cron.schedules.clone().unwrap_or_default();
+                let fire = c.cron_firer();
+                let task = crate::driver::cron::start_with(
+                    &plan, fire, started_ms, &crons, firing, &mut notes,
+                );
+                (crons, task)
+            }
+            None => start_crons(&plan, &target, firing, &mut notes),
+        };
         let drivers = Drivers::start(
             &plan,
             crate::driver::Ctx {
@@ -121,6 +135,9 @@ impl Session {
             },
         );
         let heal = heal_length(&plan, &crons);
+        if let Some(c) = &canary {
+            warnings.extend(canary_lead(c, start));
+        }
         let mut engine = engine;
         Ok(Session {
             finished: Box::pin(engine.finished()),
@@ -145,6 +162,7 @@ impl Session {
             started_ms,
             last_tick: start,
             phase_seen: None,
+            canary,
         })
     }
 
@@ -193,7 +211,10 @@ impl Session {
                 Step::AbortInFlight => self.engine.abort_in_flight(),
                 Step::Record(t, event) => self.journal.record(t, event),
                 Step::ClearFaults(at) => {
-                    if let Some(kv) = self.target.mock_kv() {
+                    if let Some(c) = self.canary.as_mut() {
+                        c.halt_soon();
+                    }
+                    if let Some(kv) = fault_sink(&self.canary, &self.target) {
                         let events = self.timeline.clear_all(at, kv);
                         self.journal.record_all(events);
                     }
@@ -204,7 +225,7 @@ impl Session {
 
     /// A scheduled fault change is due.
     fn on_fault_due(&mut self) {
-        if let Some(kv) = self.target.mock_kv() {
+        if let Some(kv) = fault_sink(&self.canary, &self.target) {
             let events = self.timeline.apply_due(Instant::now() - self.start, kv);
             self.journal.record_all(events);
         }
@@ -279,7 +300,10 @@ impl Session {
         }
         monitor.tick(&snap);
         if self.stop.sending()
-            && let Some(why) = self.target.died()
+            && let Some(why) = self
+                .target
+                .died()
+                .or_else(|| self.canary.as_ref().and_then(|c| c.failure()))
         {
             self.on_stop(Input::TargetDied(why), now);
         }
@@ -344,7 +368,7 @@ impl Session {
             plan,
             target,
             target_url,
-            warnings,
+            mut warnings,
             mut notes,
             engine,
             mut recorder,
@@ -358,6 +382,7 @@ impl Session {
             last_tick,
             stop,
             queue_prefix,
+            canary,
             ..
         } = self;
         let ended = stop.ended();
@@ -371,6 +396,9 @@ impl Session {
             StopReason::Interrupted | StopReason::TargetFailed
         );
         drivers.finish(plan.grace, final_reads).await;
+        if let Some(c) = canary {
+            warnings.extend(canary_end(c).await);
+        }
         while let Ok((t, event)) = history_rx.try_recv() {
             journal.record(t, event);
         }
@@ -518,6 +546,42 @@ fn wall_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64
+}
+
+/// Reads the shim's last counts and halts it; what the report should say about it.
+async fn canary_end(c: crate::canary::live::Armed) -> Vec<String> {
+    match c.disarm().await {
+        Ok(stats) if stats.capped > 0 => vec![format!(
+            "the canary's shim refused {} real KV writes past [canary] max_kv_writes ({} let through)",
+            stats.capped, stats.writes
+        )],
+        Ok(_) => Vec::new(),
+        Err(e) => vec![e],
+    }
+}
+
+/// Where the run's faults are set: the canary's shim, or the mock KV.
+fn fault_sink<'a>(
+    canary: &'a Option<crate::canary::live::Armed>,
+    target: &'a Running,
+) -> Option<&'a dyn crate::timeline::FaultSink> {
+    match (canary, target.mock_kv()) {
+        (Some(c), _) => Some(c),
+        (None, Some(kv)) => Some(kv),
+        (None, None) => None,
+    }
+}
+
+/// The shim's schedule starts when the shim acknowledges it, a little before the run's clock:
+/// said when it is more than a tenth of a second.
+fn canary_lead(c: &crate::canary::live::Armed, start: Instant) -> Option<String> {
+    let lead = start.saturating_duration_since(c.armed_at);
+    (lead > Duration::from_millis(100)).then(|| {
+        format!(
+            "the canary's fault schedule started {} ms before the run's clock: faults on it begin that much early",
+            lead.as_millis()
+        )
+    })
 }
 
 /// The word for a stop reason in the live view.

@@ -35,6 +35,8 @@ pub struct Ready {
     pub url: String,
     /// Warnings for the report (a Worker without KV bindings).
     pub warnings: Vec<String>,
+    /// The canary's chaos shim, armed with the run's faults (`[canary]` runs).
+    pub canary: Option<crate::canary::live::Armed>,
 }
 
 /// A run that ended before any load.
@@ -101,12 +103,21 @@ pub async fn start(
             .map_err(|e| e.to_string())?;
         ep.probe(PROBE_TIMEOUT).await.map(|()| ep)
     };
+    let reachable = async {
+        let endpoint = reachable.await?;
+        let canary = match &plan.canary {
+            Some(c) => Some(crate::canary::live::Armed::arm(plan, c, &target.url).await?),
+            None => None,
+        };
+        Ok::<_, String>((endpoint, canary))
+    };
     match or_interrupted(interrupts, reachable).await {
-        Some(Ok(endpoint)) => Ok(Setup::Ready(Box::new(Ready {
+        Some(Ok((endpoint, canary))) => Ok(Setup::Ready(Box::new(Ready {
             target,
             endpoint,
             url,
             warnings,
+            canary,
         }))),
         failed => {
             let (reason, detail) = ended_by(failed, "interrupted before load started");

@@ -49,6 +49,25 @@ pub struct Plan {
     pub lock: Option<LockPlan>,
     /// The queue driver and check, when configured.
     pub queue: Option<QueuePlan>,
+    /// Faults on a deployed canary through its chaos shim, when configured.
+    pub canary: Option<CanaryPlan>,
+}
+
+/// `[canary]`: the run's faults go to the canary's chaos shim (see `kvchaos canary build`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryPlan {
+    /// The shim's control secret (from the environment; registered with the redactor).
+    pub secret: String,
+    /// The script name every shim answer must carry (`[target] expect_script`).
+    pub expect_script: String,
+    /// Most requests the run may send (checked against the phases before anything is sent).
+    pub max_requests: Option<u64>,
+    /// Longest the run may last.
+    pub max_duration: Option<Duration>,
+    /// Most real KV writes the shim lets through while the run's schedule is active.
+    pub max_kv_writes: Option<u64>,
+    /// Headers every control request carries.
+    pub headers: Vec<(String, String)>,
 }
 
 /// The mock KV's daily quotas and the run clock's start.

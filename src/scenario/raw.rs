@@ -50,6 +50,24 @@ pub struct ScenarioFile {
     pub lock: Option<Spanned<RawLock>>,
     /// `[queue]`: the queue driver and check.
     pub queue: Option<Spanned<RawQueue>>,
+    /// `[canary]`: faults on a deployed canary through its chaos shim.
+    pub canary: Option<Spanned<RawCanary>>,
+}
+
+/// `[canary]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanary {
+    /// The environment variable holding the shim's control secret.
+    pub secret_env: Option<Spanned<String>>,
+    /// Most requests the run may send.
+    pub max_requests: Option<RawValue>,
+    /// Longest the run may last (phases and heal).
+    pub max_duration: Option<RawValue>,
+    /// Most real KV writes the shim lets through while the run's schedule is active.
+    pub max_kv_writes: Option<RawValue>,
+    /// Headers every control request carries (a version override, say).
+    pub headers: Option<OrderedMap<Spanned<String>>>,
 }
 
 /// `[heal]`.
@@ -264,6 +282,8 @@ pub struct RawTarget {
     pub ca_file: Option<Spanned<String>>,
     /// How a Worker target's KV bindings reach the mock: `workerd` or `wrapped`.
     pub kv_binding: Option<Spanned<String>>,
+    /// The script name the canary's shim must report on every answer.
+    pub expect_script: Option<Spanned<String>>,
 }
 
 /// One `[[phases]]` table.

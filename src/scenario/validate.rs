@@ -23,6 +23,7 @@ use super::template::{self, Part, RenderCx, Template, TemplateContext};
 use super::threshold;
 use crate::redact::Redactor;
 
+mod canary;
 mod drivers;
 mod faults;
 mod phases;
@@ -115,6 +116,7 @@ struct Parts {
     kv: Option<(super::plan::KvPlan, Option<f64>)>,
     lock: Option<Option<super::plan::LockPlan>>,
     queue: Option<Option<super::plan::QueuePlan>>,
+    canary: Option<Option<super::plan::CanaryPlan>>,
 }
 
 impl Parts {
@@ -138,6 +140,7 @@ impl Parts {
             kv: self.kv?.0,
             lock: self.lock?,
             queue: self.queue?,
+            canary: self.canary?,
         })
     }
 }
@@ -177,6 +180,8 @@ impl Validator<'_> {
         let lock = self.lock(raw.lock.as_ref());
         let queue = self.queue(raw.queue.as_ref());
         let speedup = self.one_clock_speed(raw, speedup, &kv);
+        let run_length = total.zip(grace).map(|(t, g)| t + g);
+        let canary = self.canary(raw, phases.as_deref(), run_length);
         Parts {
             name,
             seed,
@@ -193,6 +198,7 @@ impl Validator<'_> {
             kv,
             lock,
             queue,
+            canary,
         }
     }
 

@@ -222,3 +222,108 @@ async fn the_migrated_worker_keeps_working_through_the_shim() {
     assert_eq!(cached.body["cache"], "miss", "{:?}", cached.body);
     stop(w).await;
 }
+
+/// `scenarios/smoke.toml` aimed at a shimmed Worker by URL, its faults through the shim.
+fn smoke_on_canary(url: &str, script: &str) -> String {
+    let smoke =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/smoke.toml"))
+            .unwrap();
+    let target = smoke
+        .lines()
+        .find(|l| l.starts_with("worker = "))
+        .expect("smoke.toml names its Worker");
+    smoke
+        .replace(
+            target,
+            &format!("url = \"{url}\"\nexpect_script = \"{script}\""),
+        )
+        .replace("[kv]\nplan = \"paid\"\n", "")
+        // Draining speed is not what this test is about (and the D1 Worker drains slowly on a
+        // loaded machine): the KV Worker fails on its cron and its stalled queue.
+        .replace("max_drain = \"5s\"", "max_drain = \"30s\"")
+        .replace(
+            "[cron]\n",
+            "[canary]\nsecret_env = \"CANARY_TEST_SECRET\"\nmax_requests = 2000\nmax_duration = \"2m\"\nmax_kv_writes = 5000\n\n[cron]\nschedules = [\"*/1 * * * *\"]\n",
+        )
+}
+
+async fn run_smoke(worker: &str, name: &str) -> kvchaos::run::RunOutcome {
+    run_smoke_as(worker, worker, name).await
+}
+
+/// The smoke scenario on the shimmed `worker`, expecting the script `expect`.
+async fn run_smoke_as(worker: &str, expect: &str, name: &str) -> kvchaos::run::RunOutcome {
+    let dir = temp(name);
+    let (w, url) = start(worker, &dir).await;
+    let text = smoke_on_canary(&url, expect);
+    let path = dir.join("smoke-canary.toml");
+    std::fs::write(&path, &text).unwrap();
+    let env = |k: &str| (k == "CANARY_TEST_SECRET").then(|| SECRET.to_owned());
+    let plan =
+        kvchaos::scenario::parse_str(&text, &path, &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let opts = kvchaos::run::RunOptions {
+        scenario: path,
+        out: dir.join("reports"),
+        threads: Some(1),
+        ..Default::default()
+    };
+    let outcome = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
+        .await
+        .expect("the run writes a report");
+    // The run halted the shim: real KV again.
+    let (status, body) = acquire(&url, "after").await;
+    assert_eq!(status, 200, "{body}");
+    stop(w).await;
+    outcome
+}
+
+#[tokio::test]
+async fn smoke_through_the_canary_fails_the_kv_worker_and_passes_the_migrated_one() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let migrated = run_smoke("d1-do-control-plane", "smoke-d1").await;
+    crate::support::all_pass(&migrated);
+    let hit = &migrated.summary.faults;
+    assert!(!hit.is_empty(), "the smoke scenario has a fault");
+    assert!(
+        hit.iter().all(|f| f.kv_ops.unwrap_or(0) > 0),
+        "the fault hit the canary's real KV calls: {hit:#?}"
+    );
+    let kv = run_smoke("kv-control-plane", "smoke-kv").await;
+    assert_eq!(
+        kv.exit,
+        kvchaos::exit::Exit::Fail,
+        "{:#?}",
+        kv.summary.checks
+    );
+    assert!(
+        kv.summary
+            .checks
+            .iter()
+            .any(|c| c.verdict == kvchaos::check::Verdict::Fail),
+        "{:#?}",
+        kv.summary.checks
+    );
+}
+
+#[tokio::test]
+async fn a_canary_answering_as_another_script_gets_no_fault_and_no_load() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let o = run_smoke_as("kv-control-plane", "kv-control-plane-canary", "guard").await;
+    assert_eq!(
+        o.summary.stop.reason,
+        kvchaos::report::model::StopReason::TargetUnreachable
+    );
+    let detail = o.summary.stop.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("not the expected \"kv-control-plane-canary\""),
+        "{detail}"
+    );
+    assert_eq!(o.summary.overall.completed, 0, "nothing was sent");
+    assert_eq!(o.exit, kvchaos::exit::Exit::Environment);
+}
