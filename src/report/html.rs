@@ -19,7 +19,7 @@ use hdrhistogram::Histogram;
 
 use super::data::RunData;
 use super::human;
-use super::junit::xml;
+use super::markup::xml;
 use super::model::{RequestStats, StopReason, Summary};
 use super::svg::{self, Axis, Marker, PALETTE, Plot, Shape};
 use crate::check::{HistoryView, Operation, Verdict};

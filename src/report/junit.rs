@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use super::human;
+use super::markup::xml;
 use super::model::{StopReason, Summary, ThresholdResult};
 use crate::check::{CheckResult, Verdict};
 
@@ -243,26 +244,6 @@ fn finite(v: f64) -> f64 {
 /// Escapes element content, keeping line breaks (CI systems show them as written).
 fn xml_text(s: &str) -> String {
     xml(s).replace("&#10;", "\n")
-}
-
-/// Escapes text for XML attributes and content; control characters other than tab and line
-/// feed (not allowed in XML 1.0) become U+FFFD.
-pub(crate) fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' => out.push_str("&#9;"),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

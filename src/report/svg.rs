@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::junit::xml;
+use super::markup::xml;
 
 /// Colours for series, chosen to stay apart for common colour-vision deficiencies.
 pub const PALETTE: [&str; 8] = [
