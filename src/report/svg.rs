@@ -467,8 +467,7 @@ impl Plot {
     /// The finished `<svg>` element.
     pub fn finish(self, lanes: bool) -> String {
         let mut s = String::new();
-        let (x0, x1) = (self.left, self.width - self.right);
-        let (y0, y1) = (self.height - self.bottom, self.top);
+        let x1 = self.width - self.right;
         let _ = write!(
             s,
             r#"<svg xmlns="http://www.w3.org/2000/svg" id="{}" class="chart" viewBox="0 0 {} {}" width="{}" height="{}" role="img">"#,
@@ -479,7 +478,33 @@ impl Plot {
             self.height
         );
         s.push_str(&self.bands);
-        // Grid and y ticks.
+        self.grid_and_axes(&mut s, lanes);
+        s.push_str(&self.body);
+        if !self.x_label.is_empty() {
+            let _ = write!(
+                s,
+                r#"<text class="label" x="{x1:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                self.height - 2.0,
+                xml(&self.x_label)
+            );
+        }
+        if !self.y_label.is_empty() {
+            let _ = write!(
+                s,
+                r#"<text class="label" x="{:.1}" y="14" text-anchor="start">{}</text>"#,
+                4.0,
+                xml(&self.y_label)
+            );
+        }
+        self.legend_row(&mut s);
+        s.push_str("</svg>");
+        s
+    }
+
+    /// Grid lines with their y ticks (not for lane charts), x ticks, and the two axes.
+    fn grid_and_axes(&self, s: &mut String, lanes: bool) {
+        let (x0, x1) = (self.left, self.width - self.right);
+        let (y0, y1) = (self.height - self.bottom, self.top);
         if !lanes {
             for v in self.y.ticks() {
                 let y = self.py(v);
@@ -515,25 +540,11 @@ impl Plot {
             s,
             r#"<line class="axis" x1="{x0:.1}" x2="{x1:.1}" y1="{y0:.1}" y2="{y0:.1}"/><line class="axis" x1="{x0:.1}" x2="{x0:.1}" y1="{y0:.1}" y2="{y1:.1}"/>"#
         );
-        s.push_str(&self.body);
-        if !self.x_label.is_empty() {
-            let _ = write!(
-                s,
-                r#"<text class="label" x="{x1:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                self.height - 2.0,
-                xml(&self.x_label)
-            );
-        }
-        if !self.y_label.is_empty() {
-            let _ = write!(
-                s,
-                r#"<text class="label" x="{:.1}" y="14" text-anchor="start">{}</text>"#,
-                4.0,
-                xml(&self.y_label)
-            );
-        }
-        // Legend along the top, right-aligned.
-        let mut x = x1;
+    }
+
+    /// The legend along the top, right-aligned.
+    fn legend_row(&self, s: &mut String) {
+        let mut x = self.width - self.right;
         for (label, color, dot) in self.legend.iter().rev() {
             let w = 7.0 * label.chars().count() as f64 + 26.0;
             x -= w;
@@ -552,8 +563,6 @@ impl Plot {
                 xml(label)
             );
         }
-        s.push_str("</svg>");
-        s
     }
 }
 
