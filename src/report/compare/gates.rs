@@ -61,6 +61,7 @@ enum Scope {
     Prefix(String),
 }
 
+/// How much worse AFTER may be than BEFORE.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Change {
     /// Allowed relative change as a fraction (+0.2 for `+20%`, -0.1 for `-10%`).

@@ -32,6 +32,7 @@ fn merged(d: &RunData) -> Vec<(String, Histogram<u64>)> {
         .collect()
 }
 
+/// The percentile curve and per-request histograms.
 pub(super) fn distributions(out: &mut String, d: &RunData) {
     out.push_str("<h2 id=\"distribution\">Latency distribution</h2>\n");
     if d.latency.is_empty() {

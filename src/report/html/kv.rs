@@ -34,6 +34,7 @@ fn outcome_color(o: &str) -> &'static str {
     }
 }
 
+/// The mock KV section: operations, prefixes, quota and the free-plan forecast.
 pub(super) fn mock_kv(out: &mut String, d: &RunData) {
     out.push_str("<h2 id=\"mock-kv\">Mock KV</h2>\n");
     let Some(kv) = &d.kv else {

@@ -28,6 +28,7 @@ pub(super) fn time_axis(d: &RunData) -> Axis {
     Axis::linear(0.0, end.max(1.0))
 }
 
+/// Shades each mock KV fault window (open windows until `end`).
 pub(super) fn shade_faults(p: &mut Plot, s: &Summary, end: f64) {
     for f in &s.faults {
         p.band(
@@ -53,6 +54,7 @@ fn intervals_of<'a>(
 /// End of an interval (s) with its p50, p99 and max (µs); `None` when it was empty.
 type IntervalPoint = (f64, Option<f64>, Option<f64>, Option<f64>);
 
+/// Latency p50, p99 and max per interval, for all requests and each request.
 pub(super) fn latency_over_time(out: &mut String, d: &RunData) {
     out.push_str("<h2 id=\"latency-over-time\">Latency over time</h2>\n");
     if d.latency.is_empty() {
@@ -114,6 +116,7 @@ pub(super) fn latency_over_time(out: &mut String, d: &RunData) {
     out.push_str("</div>\n");
 }
 
+/// Throughput and error rate per interval, per request and for all.
 pub(super) fn throughput_over_time(out: &mut String, d: &RunData) {
     out.push_str("<h2 id=\"throughput-over-time\">Throughput and errors over time</h2>\n");
     if d.series.is_empty() {

@@ -9,6 +9,7 @@ use crate::report::human;
 use crate::report::markup::xml;
 use crate::report::model::{RequestStats, StopReason, Summary};
 
+/// The title, verdict headline, description, run facts and fault windows.
 pub(super) fn header(out: &mut String, s: &Summary) {
     let v = human::verdict(s);
     let word = v.word.unwrap_or("NONE");
@@ -125,10 +126,12 @@ fn fault_windows(out: &mut String, s: &Summary) {
     out.push_str("Shaded in every chart over time.</p>\n");
 }
 
+/// A verdict word as a coloured badge.
 pub(super) fn badge(word: &str) -> String {
     format!("<span class=\"badge {word}\">{word}</span>")
 }
 
+/// Warnings, then every check and threshold with its verdict and evidence.
 pub(super) fn verdicts(out: &mut String, s: &Summary) {
     out.push_str("<h2 id=\"verdicts\">Checks and thresholds</h2>\n");
     for w in &s.warnings {
@@ -170,6 +173,7 @@ pub(super) fn verdicts(out: &mut String, s: &Summary) {
     out.push_str("</table>\n");
 }
 
+/// One row per request and one for all: counts, rates and corrected latency.
 pub(super) fn requests_table(out: &mut String, s: &Summary) {
     out.push_str("<h2 id=\"requests\">Requests</h2>\n<table><tr><th>request</th><th>endpoint</th>\
         <th class=\"n\">completed</th><th class=\"n\">req/s</th><th class=\"n\">p50</th><th class=\"n\">p90</th>\
@@ -218,6 +222,7 @@ pub(super) fn requests_table(out: &mut String, s: &Summary) {
     out.push_str("</table>\n<p class=\"note\">Latency is corrected for coordinated omission: it runs from the moment a request was scheduled to start.</p>\n");
 }
 
+/// The first errors: request, outcome class, count and message.
 pub(super) fn errors(out: &mut String, s: &Summary) {
     if s.errors.is_empty() {
         return;
@@ -236,6 +241,7 @@ pub(super) fn errors(out: &mut String, s: &Summary) {
     out.push_str("</table>\n");
 }
 
+/// Notes on missing data files, and what wrote the page and how to render it again.
 pub(super) fn footer(out: &mut String, d: &RunData) {
     out.push_str("<footer>");
     for n in &d.notes {

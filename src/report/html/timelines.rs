@@ -21,6 +21,7 @@ fn secs(t: Duration) -> f64 {
     t.as_secs_f64()
 }
 
+/// Cron, lock and queue timelines, and which of them the history had nothing for.
 pub(super) fn check_timelines(out: &mut String, d: &RunData) {
     out.push_str("<h2 id=\"check-timelines\">Checks over time</h2>\n");
     let view = HistoryView::new(&d.history);
