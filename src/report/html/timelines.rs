@@ -56,10 +56,11 @@ fn check_line(out: &mut String, s: &Summary, name: &str) {
     }
 }
 
+/// Colour, mark and word for an operation's outcome.
 fn outcome_style(op: &Operation) -> (&'static str, Shape, &'static str) {
-    match op.completion.as_ref().map(|c| c.kind) {
-        Some(OpKind::Ok) => (svg::OK, Shape::Dot, "ok"),
-        Some(OpKind::Fail) => (svg::BAD, Shape::Cross, "fail"),
+    match op.outcome() {
+        OpKind::Ok => (svg::OK, Shape::Dot, "ok"),
+        OpKind::Fail => (svg::BAD, Shape::Cross, "fail"),
         _ => (svg::INFO, Shape::Dot, "info (no answer)"),
     }
 }
