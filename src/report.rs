@@ -19,6 +19,7 @@ mod human;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+mod markup;
 pub mod model;
 mod svg;
 pub mod text;

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use super::human;
+use super::markup::xml;
 use super::model::{StopReason, Summary, ThresholdResult};
 use crate::check::{CheckResult, Verdict};
 
@@ -78,65 +79,73 @@ pub fn render(s: &Summary) -> String {
             xml(&s.started_at)
         );
         if suite.name == "run" {
-            let _ = writeln!(out, "    <properties>");
-            for (k, v) in [
-                ("scenario", s.scenario.name.as_str()),
-                ("scenario_file", s.scenario.file.as_str()),
-                ("seed", &s.scenario.seed.to_string()),
-                ("target", s.target.url.as_str()),
-                ("target_kind", s.target.kind.as_str()),
-                ("kvchaos_version", s.kvchaos_version.as_str()),
-            ] {
-                let _ = writeln!(out, r#"      <property name="{k}" value="{}"/>"#, xml(v));
-            }
-            let _ = writeln!(out, "    </properties>");
+            run_properties(&mut out, s);
         }
         for c in &suite.cases {
-            let _ = write!(
-                out,
-                r#"    <testcase classname="{}.{}" name="{}" time="0""#,
-                xml(&class_prefix),
-                suite.name,
-                xml(&c.name)
-            );
-            let has_body = c.failure.is_some()
-                || c.error.is_some()
-                || c.skipped.is_some()
-                || !c.out.is_empty();
-            if !has_body {
-                let _ = writeln!(out, "/>");
-                continue;
-            }
-            let _ = writeln!(out, ">");
-            if let Some((kind, message, body)) = &c.failure {
-                let _ = writeln!(
-                    out,
-                    r#"      <failure type="{}" message="{}">{}</failure>"#,
-                    xml(kind),
-                    xml(message),
-                    xml_text(body)
-                );
-            }
-            if let Some((message, body)) = &c.error {
-                let _ = writeln!(
-                    out,
-                    r#"      <error type="run" message="{}">{}</error>"#,
-                    xml(message),
-                    xml_text(body)
-                );
-            }
-            if let Some(message) = &c.skipped {
-                let _ = writeln!(out, r#"      <skipped message="{}"/>"#, xml(message));
-            }
-            if !c.out.is_empty() {
-                let _ = writeln!(out, "      <system-out>{}</system-out>", xml_text(&c.out));
-            }
-            let _ = writeln!(out, "    </testcase>");
+            write_case(&mut out, &class_prefix, suite.name, c);
         }
         let _ = writeln!(out, "  </testsuite>");
     }
     let _ = writeln!(out, "</testsuites>");
     out
+}
+
+/// The run's facts as `<properties>` of the `run` suite.
+fn run_properties(out: &mut String, s: &Summary) {
+    let _ = writeln!(out, "    <properties>");
+    for (k, v) in [
+        ("scenario", s.scenario.name.as_str()),
+        ("scenario_file", s.scenario.file.as_str()),
+        ("seed", &s.scenario.seed.to_string()),
+        ("target", s.target.url.as_str()),
+        ("target_kind", s.target.kind.as_str()),
+        ("kvchaos_version", s.kvchaos_version.as_str()),
+    ] {
+        let _ = writeln!(out, r#"      <property name="{k}" value="{}"/>"#, xml(v));
+    }
+    let _ = writeln!(out, "    </properties>");
+}
+
+/// One `<testcase>` with its failure, error, skip and output.
+fn write_case(out: &mut String, class_prefix: &str, suite: &str, c: &Case) {
+    let _ = write!(
+        out,
+        r#"    <testcase classname="{}.{}" name="{}" time="0""#,
+        xml(class_prefix),
+        suite,
+        xml(&c.name)
+    );
+    let has_body =
+        c.failure.is_some() || c.error.is_some() || c.skipped.is_some() || !c.out.is_empty();
+    if !has_body {
+        let _ = writeln!(out, "/>");
+        return;
+    }
+    let _ = writeln!(out, ">");
+    if let Some((kind, message, body)) = &c.failure {
+        let _ = writeln!(
+            out,
+            r#"      <failure type="{}" message="{}">{}</failure>"#,
+            xml(kind),
+            xml(message),
+            xml_text(body)
+        );
+    }
+    if let Some((message, body)) = &c.error {
+        let _ = writeln!(
+            out,
+            r#"      <error type="run" message="{}">{}</error>"#,
+            xml(message),
+            xml_text(body)
+        );
+    }
+    if let Some(message) = &c.skipped {
+        let _ = writeln!(out, r#"      <skipped message="{}"/>"#, xml(message));
+    }
+    if !c.out.is_empty() {
+        let _ = writeln!(out, "      <system-out>{}</system-out>", xml_text(&c.out));
+    }
+    let _ = writeln!(out, "    </testcase>");
 }
 
 fn threshold_case(t: &ThresholdResult) -> Case {
@@ -243,26 +252,6 @@ fn finite(v: f64) -> f64 {
 /// Escapes element content, keeping line breaks (CI systems show them as written).
 fn xml_text(s: &str) -> String {
     xml(s).replace("&#10;", "\n")
-}
-
-/// Escapes text for XML attributes and content; control characters other than tab and line
-/// feed (not allowed in XML 1.0) become U+FFFD.
-pub(crate) fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' => out.push_str("&#9;"),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
