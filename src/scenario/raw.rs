@@ -264,6 +264,10 @@ pub struct RawTarget {
     pub ca_file: Option<Spanned<String>>,
     /// How a Worker target's KV bindings reach the mock: `workerd` or `wrapped`.
     pub kv_binding: Option<Spanned<String>>,
+    /// A Worker target's wrangler config file, relative to its directory.
+    pub config: Option<Spanned<String>>,
+    /// A Worker target's `[env.NAME]` section.
+    pub env: Option<Spanned<String>>,
 }
 
 /// One `[[phases]]` table.

@@ -29,6 +29,7 @@ mod phases;
 mod requests;
 mod target;
 mod thresholds;
+mod worker_choice;
 
 /// Highest open-loop rate, requests per second.
 const MAX_RATE: f64 = 10_000_000.0;
@@ -510,7 +511,6 @@ impl Validator<'_> {
     // ---- requests ----
 
     // ---- thresholds ----
-
 }
 
 #[cfg(test)]
