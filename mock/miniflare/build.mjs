@@ -20,7 +20,7 @@
 // move the clock with a `kvchaos:clock:<wall ms>:<speed>` cron event.
 
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -45,7 +45,7 @@ function cleanOutput(text) {
     // biome-ignore lint: ANSI escapes
     .replace(/\u001b\[[0-9;]*m/g, "")
     .split("\n")
-    .filter((l) => !/telemetry|Cloudflare collects anonymous/i.test(l))
+    .filter((l) => !/telemetry|Cloudflare collects anonymous|Logs were written to/i.test(l))
     .join("\n")
     .replace(/\n{3,}/g, "\n\n")
     .trim();
@@ -76,9 +76,19 @@ export async function build({ configPath, env, bundle, outdir }) {
   if (bundle === "always") args.push("--bundle");
   if (bundle === "never") args.push("--no-bundle");
   const began = Date.now();
+  // wrangler writes a debug log per run; keep it out of the user's home, gone on exit.
+  const logs = `${outdir}-wrangler-logs`;
+  process.on("exit", () => rmSync(logs, { recursive: true, force: true }));
   const { code, out } = await run(process.execPath, args, {
     cwd: path.dirname(configPath),
-    env: { ...process.env, NO_COLOR: "1", FORCE_COLOR: "0", WRANGLER_SEND_METRICS: "false", CI: "true" },
+    env: {
+      ...process.env,
+      NO_COLOR: "1",
+      FORCE_COLOR: "0",
+      WRANGLER_SEND_METRICS: "false",
+      WRANGLER_LOG_PATH: logs,
+      CI: "true",
+    },
   });
   const text = cleanOutput(out);
   if (code !== 0) {
