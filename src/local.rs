@@ -31,7 +31,7 @@ pub use clock::ClockAnchor;
 pub use error::LocalError;
 pub use group::{group_alive, group_members};
 pub use install::{ensure_installed, find_on_path};
-pub use protocol::{CronOutcome, KvBinding, Ready};
+pub use protocol::{CronOutcome, CronRun, KvBinding, Ready};
 
 /// How long a `scheduled` handler may run before the launcher is deemed stuck.
 pub const CRON_TIMEOUT: Duration = Duration::from_secs(60);
@@ -452,12 +452,21 @@ impl LocalWorker {
         cron: &str,
         scheduled_time_ms: u64,
     ) -> Result<CronOutcome, LocalError> {
+        Ok(self.run_cron(cron, scheduled_time_ms).await?.outcome)
+    }
+
+    /// [`LocalWorker::fire_cron`], with the exception (message and stack) the handler threw.
+    pub async fn run_cron(
+        &self,
+        cron: &str,
+        scheduled_time_ms: u64,
+    ) -> Result<CronRun, LocalError> {
         let mut control = self.control.lock().await;
         self.send_pending_clock(&mut control).await?;
         let line = protocol::scheduled_command(cron, scheduled_time_ms);
         let reply = exchange(&mut control, "scheduled", &line).await?;
-        match protocol::parse_cron_reply(&reply) {
-            Ok(Ok(outcome)) => Ok(outcome),
+        match protocol::parse_cron_run(&reply) {
+            Ok(Ok(run)) => Ok(run),
             Ok(Err(reason)) => Err(LocalError::Command {
                 command: "scheduled",
                 reason,

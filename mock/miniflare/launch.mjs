@@ -53,7 +53,9 @@
 //              or  {"ready":false,"error":"..."} and exit code 1.
 //   stdin → stdout:
 //     {"cmd":"scheduled","cron":"*/1 * * * *","scheduledTime":MS}
-//        → {"ok":true,"outcome":"ok"|"exception"}
+//        → {"ok":true,"outcome":"ok"|"exception"[,"exception":"Error: …\n    at …"]}
+//          (the exception: the Worker's uncaught error, message and stack, when workerd
+//          logged one within a second of the outcome)
 //     {"cmd":"clock","now_ms":MS,"wall_ms":MS,"speed":N} → {"ok":true}
 //        moves the Worker's clock (needs --clock; the mock KV's is moved by kvchaos)
 //     {"cmd":"stop"} → miniflare disposed, exit 0 (stdin EOF does the same).
@@ -255,6 +257,30 @@ async function start(args) {
 
 const UNCAUGHT = /^uncaught exception; source = (.*?); stack = ([\s\S]*)$/;
 
+// The Worker's uncaught exceptions as they arrive, for the `scheduled` reply:
+// `seq` counts them, `last` is the newest (its stack), `waiters` wake on one.
+const uncaught = { seq: 0, last: null, waiters: [] };
+function noteUncaught(text) {
+  uncaught.seq += 1;
+  uncaught.last = text;
+  for (const wake of uncaught.waiters.splice(0)) wake();
+}
+
+/** The newest uncaught exception after `seq`, waiting up to `ms` for one (workerd's log
+ * and the event's outcome travel on different pipes). */
+async function uncaughtSince(seq, ms) {
+  if (uncaught.seq === seq) {
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      uncaught.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+  return uncaught.seq === seq ? null : uncaught.last;
+}
+
 /**
  * One line of workerd's output, to stderr (kvchaos's worker.log): the
  * Worker's console as `[level] message`, an uncaught exception as
@@ -273,9 +299,10 @@ function logRuntimeLine(line) {
     console.error(line);
     return;
   }
-  const uncaught = UNCAUGHT.exec(entry.message);
-  if (uncaught) {
-    console.error(`[uncaught] ${uncaught[1]}: ${uncaught[2]}`);
+  const thrown = UNCAUGHT.exec(entry.message);
+  if (thrown) {
+    console.error(`[uncaught] ${thrown[1]}: ${thrown[2]}`);
+    noteUncaught(thrown[2]);
   } else if (entry.source === undefined) {
     console.error(`[${entry.level ?? "log"}] ${entry.message}`);
   } else if (/^(warn|error)/.test(entry.level ?? "") && !entry.message.startsWith("uncaught exception;")) {
@@ -353,8 +380,10 @@ async function serveCommands(run) {
           if (typeof cmd.cron !== "string") throw new Error("'cron' must be a string");
           const scheduledTime = new Date(typeof cmd.scheduledTime === "number" ? cmd.scheduledTime : Date.now());
           const worker = await mf.getWorker();
+          const seq = uncaught.seq;
           const r = await worker.scheduled({ cron: cmd.cron, scheduledTime });
-          reply({ ok: true, outcome: r.outcome });
+          const exception = r.outcome === "exception" ? await uncaughtSince(seq, 1000) : null;
+          reply({ ok: true, outcome: r.outcome, ...(exception ? { exception } : {}) });
           break;
         }
         case "clock": {

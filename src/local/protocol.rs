@@ -90,12 +90,29 @@ struct RawReply {
     #[serde(default)]
     outcome: Option<CronOutcome>,
     #[serde(default)]
+    exception: Option<String>,
+    #[serde(default)]
     error: Option<String>,
+}
+
+/// A fired `scheduled` handler's end, with what it threw when it threw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CronRun {
+    /// How it ended.
+    pub outcome: CronOutcome,
+    /// The uncaught exception, message and stack (`TypeError: …\n    at …`), when the
+    /// handler threw and workerd logged it in time.
+    pub exception: Option<String>,
 }
 
 /// A reply to `scheduled`: `Ok(Ok(outcome))`, `Ok(Err(reason))` when the
 /// launcher refused the command, `Err` when the line is not the protocol.
 pub fn parse_cron_reply(line: &str) -> Result<Result<CronOutcome, String>, String> {
+    parse_cron_run(line).map(|r| r.map(|run| run.outcome))
+}
+
+/// [`parse_cron_reply`] with the exception the handler threw.
+pub fn parse_cron_run(line: &str) -> Result<Result<CronRun, String>, String> {
     let raw: RawReply =
         serde_json::from_str(line).map_err(|e| format!("unexpected reply line '{line}': {e}"))?;
     if !raw.ok {
@@ -103,9 +120,11 @@ pub fn parse_cron_reply(line: &str) -> Result<Result<CronOutcome, String>, Strin
             .error
             .unwrap_or_else(|| "no reason given".to_owned())));
     }
-    raw.outcome
-        .map(Ok)
-        .ok_or_else(|| format!("reply without an outcome: '{line}'"))
+    let outcome = raw
+        .outcome
+        .ok_or_else(|| format!("reply without an outcome: '{line}'"))?;
+    let exception = raw.exception.filter(|_| outcome == CronOutcome::Exception);
+    Ok(Ok(CronRun { outcome, exception }))
 }
 
 /// The `scheduled` command line (with its trailing newline).
@@ -187,6 +206,14 @@ mod tests {
             Ok(Err("bad".to_owned()))
         );
         assert!(parse_cron_reply(r#"{"ok":true}"#).is_err());
+        let thrown = r#"{"ok":true,"outcome":"exception","exception":"Error: boom\n    at f"}"#;
+        assert_eq!(
+            parse_cron_run(thrown),
+            Ok(Ok(CronRun {
+                outcome: CronOutcome::Exception,
+                exception: Some("Error: boom\n    at f".to_owned())
+            }))
+        );
         assert!(parse_cron_reply("").is_err());
     }
 

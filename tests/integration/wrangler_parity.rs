@@ -147,8 +147,13 @@ async fn a_worker_builds_and_runs_as_under_wrangler_dev() {
     w.set_run_start(Instant::now());
     let (status, _) = call(w.url(), "GET", "/throw", None).await;
     assert_eq!(status, 500);
-    let cron = w.fire_cron("*/1 * * * *", 0).await.expect("cron");
-    assert_eq!(cron, CronOutcome::Exception);
+    let cron = w.run_cron("*/1 * * * *", 0).await.expect("cron");
+    assert_eq!(cron.outcome, CronOutcome::Exception);
+    let thrown = cron.exception.unwrap_or_default();
+    assert!(
+        thrown.starts_with("TypeError: wrangler-parity: thrown on purpose in scheduled\n    at "),
+        "the reply quotes the exception and its stack: {thrown:?}"
+    );
     let log = log_with(
         w.log_path(),
         &[
