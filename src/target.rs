@@ -254,3 +254,48 @@ pub fn today_at(at: std::time::Duration) -> u64 {
 fn base_url(addr: SocketAddr) -> Result<url::Url, String> {
     url::Url::parse(&format!("http://{addr}/")).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker_target(dir: &Path) -> TargetPlan {
+        TargetPlan {
+            kind: TargetKind::Worker(dir.to_path_buf()),
+            allow_hosts: Vec::new(),
+            ca_file: None,
+            kv_binding: crate::local::KvBindingMode::Workerd,
+            config: None,
+            env: None,
+        }
+    }
+
+    #[test]
+    fn config_and_env_flags_are_checked_against_the_worker() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/workers/wrangler-dev-config");
+        let mut t = worker_target(&dir);
+        choose_config(
+            &mut t,
+            Some(Path::new("wrangler-dev.toml")),
+            Some("staging"),
+        )
+        .expect("valid");
+        assert_eq!(t.config.as_deref(), Some(Path::new("wrangler-dev.toml")));
+        assert_eq!(t.env.as_deref(), Some("staging"));
+
+        let mut t = worker_target(&dir);
+        let err = choose_config(&mut t, Some(Path::new("nope.toml")), None).expect_err("missing");
+        assert!(
+            err.starts_with("--config \"nope.toml\": no such file"),
+            "{err}"
+        );
+        let err = choose_config(&mut t, None, Some("staging")).expect_err("not in wrangler.toml");
+        assert!(err.starts_with("--env \"staging\":"), "{err}");
+
+        let mut url = worker_target(&dir);
+        url.kind = TargetKind::Builtin;
+        assert!(choose_config(&mut url, None, Some("staging")).is_err());
+        assert!(choose_config(&mut url, None, None).is_ok());
+    }
+}

@@ -93,3 +93,70 @@ impl Validator<'_> {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::scenario::parse_str;
+
+    const SCENARIO: &str = r#"
+name = "named"
+[target]
+worker = "workers/wrangler-dev-config"
+TARGET_EXTRA
+
+[[phases]]
+duration = "1s"
+rate = 1
+
+[[requests]]
+name = "r"
+path = "/"
+"#;
+
+    fn parse(extra: &str) -> Result<crate::scenario::plan::Plan, String> {
+        // Relative to tests/fixtures/, where the fixture Workers are.
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/named.toml");
+        parse_str(&SCENARIO.replace("TARGET_EXTRA", extra), &file, &|_| None)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_named_config_and_env_reach_the_plan() {
+        let plan = parse("config = \"wrangler-dev.toml\"\nenv = \"staging\"").expect("valid");
+        assert_eq!(
+            plan.target.config.as_deref(),
+            Some(Path::new("wrangler-dev.toml"))
+        );
+        assert_eq!(plan.target.env.as_deref(), Some("staging"));
+        let plain = parse("").expect("valid");
+        assert_eq!((plain.target.config, plain.target.env), (None, None));
+    }
+
+    #[test]
+    fn env_is_checked_against_the_default_config_too() {
+        // wrangler.toml of the fixture has no [env.staging]; wrangler-dev.toml has.
+        let err = parse("env = \"staging\"").expect_err("no env in wrangler.toml");
+        assert!(
+            err.contains("target.env: no [env.staging]") && err.contains("no [env.NAME] sections"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn config_and_env_need_a_worker_target() {
+        let text = SCENARIO
+            .replace(
+                "worker = \"workers/wrangler-dev-config\"",
+                "url = \"http://127.0.0.1:1\"",
+            )
+            .replace("TARGET_EXTRA", "env = \"staging\"");
+        let err = parse_str(&text, Path::new("t.toml"), &|_| None).expect_err("url target");
+        assert!(
+            err.to_string()
+                .contains("target.env \"staging\" applies to a local Worker only"),
+            "{err}"
+        );
+    }
+}
