@@ -76,6 +76,10 @@ export async function build({ configPath, env, bundle, outdir }) {
   if (bundle === "always") args.push("--bundle");
   if (bundle === "never") args.push("--no-bundle");
   const began = Date.now();
+  // wrangler keeps its intermediates in `.wrangler/tmp` next to the config; one it created
+  // for this build and left empty is removed again.
+  const dotWrangler = path.join(path.dirname(configPath), ".wrangler");
+  const hadDotWrangler = existsSync(dotWrangler);
   // wrangler writes a debug log per run; keep it out of the user's home, gone on exit.
   const logs = `${outdir}-wrangler-logs`;
   process.on("exit", () => rmSync(logs, { recursive: true, force: true }));
@@ -90,6 +94,7 @@ export async function build({ configPath, env, bundle, outdir }) {
       CI: "true",
     },
   });
+  if (!hadDotWrangler) removeIfEmpty(dotWrangler);
   const text = cleanOutput(out);
   if (code !== 0) {
     throw new BuildError(
@@ -102,6 +107,16 @@ export async function build({ configPath, env, bundle, outdir }) {
   const entry = entryOf(outdir);
   console.error(`kvchaos launcher: built ${configPath} with wrangler in ${Date.now() - began} ms`);
   return entry;
+}
+
+/** Remove `dir` when it holds nothing but empty directories. */
+function removeIfEmpty(dir) {
+  const empty = (d) => readdirSync(d, { withFileTypes: true }).every((e) => e.isDirectory() && empty(path.join(d, e.name)));
+  try {
+    if (existsSync(dir) && empty(dir)) rmSync(dir, { recursive: true });
+  } catch {
+    // Best effort: a folder we cannot read or remove stays.
+  }
 }
 
 /** The entry module wrangler wrote: index.js (bundled) or the main's own name. */
