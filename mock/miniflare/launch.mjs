@@ -260,6 +260,14 @@ const UNCAUGHT = /^uncaught exception; source = (.*?); stack = ([\s\S]*)$/;
 // The Worker's uncaught exceptions as they arrive, for the `scheduled` reply:
 // `seq` counts them, `last` is the newest (its stack), `waiters` wake on one.
 const uncaught = { seq: 0, last: null, waiters: [] };
+// The runtime's last error lines, quoted in the not-ready reason when workerd fails to start
+// (its own message only says "see the logging output above").
+const runtimeErrors = [];
+function noteRuntimeError(text) {
+  runtimeErrors.push(text);
+  if (runtimeErrors.length > 20) runtimeErrors.shift();
+}
+
 function noteUncaught(text) {
   uncaught.seq += 1;
   uncaught.last = text;
@@ -303,10 +311,12 @@ function logRuntimeLine(line) {
   if (thrown) {
     console.error(`[uncaught] ${thrown[1]}: ${thrown[2]}`);
     noteUncaught(thrown[2]);
+    noteRuntimeError(thrown[2]);
   } else if (entry.source === undefined) {
     console.error(`[${entry.level ?? "log"}] ${entry.message}`);
   } else if (/^(warn|error)/.test(entry.level ?? "") && !entry.message.startsWith("uncaught exception;")) {
     console.error(`[workerd ${entry.level}] ${entry.message}`);
+    noteRuntimeError(entry.message);
   }
 }
 
@@ -440,6 +450,10 @@ try {
   await serveCommands(run);
 } catch (e) {
   console.error(e instanceof BuildError ? e.message : (e?.stack ?? e));
-  reply({ ready: false, error: String(e?.message ?? e) });
+  let error = String(e?.message ?? e);
+  if (e?.code === "ERR_RUNTIME_FAILURE" && runtimeErrors.length > 0) {
+    error = `${error.replace(/ There is likely additional logging output above\.$/, "")}\n${runtimeErrors.join("\n")}`;
+  }
+  reply({ ready: false, error });
   process.exit(1);
 }
