@@ -12,6 +12,7 @@
 //! when crons fire (the cron driver decides), or sending load.
 
 mod clock;
+mod control;
 mod error;
 mod group;
 mod install;
@@ -24,10 +25,11 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Child;
 
 pub use clock::ClockAnchor;
+use control::{Control, exchange, next_protocol_line};
 pub use error::LocalError;
 pub use group::{group_alive, group_members};
 pub use install::{ensure_installed, find_on_path};
@@ -179,14 +181,6 @@ impl Drop for Group {
             // once orphaned, by init.
         }
     }
-}
-
-#[derive(Debug)]
-struct Control {
-    stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
-    /// A reply went missing: later replies could be misread, so refuse.
-    broken: Option<String>,
 }
 
 /// A Worker running under miniflare. Dropping it kills every process of
@@ -514,54 +508,6 @@ impl LocalWorker {
             }
         }
     }
-}
-
-/// Send one command `line` and read its reply line; a missing reply marks
-/// the control broken (later replies could be misread).
-async fn exchange(control: &mut Control, command: &str, line: &str) -> Result<String, LocalError> {
-    if let Some(detail) = &control.broken {
-        return Err(LocalError::Gone {
-            detail: detail.clone(),
-        });
-    }
-    let Some(stdin) = control.stdin.as_mut() else {
-        return Err(LocalError::Gone {
-            detail: "stdin closed".to_owned(),
-        });
-    };
-    let written = async {
-        stdin.write_all(line.as_bytes()).await?;
-        stdin.flush().await
-    }
-    .await;
-    if let Err(e) = written {
-        return Err(LocalError::Gone {
-            detail: format!("writing a command failed: {e}"),
-        });
-    }
-    let detail =
-        match tokio::time::timeout(CRON_TIMEOUT, next_protocol_line(&mut control.stdout)).await {
-            Ok(Ok(Some(reply))) => return Ok(reply),
-            Ok(Ok(None)) => "stdout closed".to_owned(),
-            Ok(Err(e)) => format!("reading stdout failed: {e}"),
-            Err(_) => format!("no answer to {command} within {CRON_TIMEOUT:?}"),
-        };
-    control.broken = Some(detail.clone());
-    Err(LocalError::Gone { detail })
-}
-
-/// The next line that looks like protocol (a JSON object); anything else a
-/// dependency printed to stdout despite the launcher's redirection is
-/// skipped. `None` at EOF.
-async fn next_protocol_line(
-    lines: &mut Lines<BufReader<ChildStdout>>,
-) -> std::io::Result<Option<String>> {
-    while let Some(line) = lines.next_line().await? {
-        if line.trim_start().starts_with('{') {
-            return Ok(Some(line));
-        }
-    }
-    Ok(None)
 }
 
 /// The last `n` lines of the file at `path` (empty if unreadable).
