@@ -511,6 +511,7 @@ impl Validator<'_> {
     // ---- requests ----
 
     // ---- thresholds ----
+
 }
 
 #[cfg(test)]
