@@ -117,6 +117,13 @@ struct RunArgs {
     /// Run this Worker directory under miniflare (its KV routed to the mock) as the target.
     #[arg(long, value_name = "DIR")]
     worker: Option<PathBuf>,
+    /// The Worker's wrangler config file (as `wrangler dev --config`; relative to the current
+    /// directory or to the Worker directory).
+    #[arg(long, value_name = "FILE", conflicts_with = "target_url")]
+    config: Option<PathBuf>,
+    /// The `[env.NAME]` section of the Worker's config to run (as `wrangler dev --env`).
+    #[arg(long, value_name = "NAME", conflicts_with = "target_url")]
+    env: Option<String>,
     /// Allow this non-loopback host as a target (repeatable; `*.example.com` for subdomains).
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
@@ -327,6 +334,8 @@ async fn run(args: RunArgs) -> Exit {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO_PATH)),
         target_url: args.target_url,
         worker: args.worker,
+        worker_config: args.config,
+        worker_env: args.env,
         allow_hosts: args.allow_hosts,
         out: args.out,
         seed: args.seed,

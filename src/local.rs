@@ -11,8 +11,12 @@
 //! Does not own: the mock KV (the caller starts it and passes its address),
 //! when crons fire (the cron driver decides), or sending load.
 
+mod clock;
+mod control;
+mod error;
 mod group;
 mod install;
+pub mod log;
 pub mod protocol;
 
 use std::net::SocketAddr;
@@ -21,12 +25,15 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Child;
 
+pub use clock::ClockAnchor;
+use control::{Control, exchange, next_protocol_line};
+pub use error::LocalError;
 pub use group::{group_alive, group_members};
 pub use install::{ensure_installed, find_on_path};
-pub use protocol::{CronOutcome, KvBinding, Ready};
+pub use protocol::{CronOutcome, CronRun, KvBinding, Ready};
 
 /// How long a `scheduled` handler may run before the launcher is deemed stuck.
 pub const CRON_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,96 +41,8 @@ pub const CRON_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Lines of the Worker log quoted in startup errors.
 const LOG_TAIL_LINES: usize = 20;
-
-/// Why the local Worker could not be installed, started or driven.
-#[derive(Debug, thiserror::Error)]
-pub enum LocalError {
-    /// A program the local target needs is not on `PATH`.
-    #[error(
-        "'{program}' not found on PATH: the local Worker target needs Node.js 20 or later with npm (https://nodejs.org), or point the scenario at a deployed Worker"
-    )]
-    Missing {
-        /// `node` or `npm`.
-        program: &'static str,
-    },
-    /// `npm ci` failed.
-    #[error(
-        "installing the miniflare launcher in '{}' failed ({status}): run 'npm ci' there to see why",
-        dir.display()
-    )]
-    Install {
-        /// The launcher directory.
-        dir: PathBuf,
-        /// Exit status or what is still missing.
-        status: String,
-    },
-    /// A file or process operation failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done, with the path.
-        what: String,
-        /// Underlying error.
-        source: std::io::Error,
-    },
-    /// The launcher said it could not start the Worker.
-    #[error("miniflare could not start the Worker in '{}': {reason}{}", worker.display(), tail(log_tail))]
-    NotReady {
-        /// The Worker directory.
-        worker: PathBuf,
-        /// The launcher's reason.
-        reason: String,
-        /// Last lines of the Worker log.
-        log_tail: String,
-    },
-    /// The launcher exited before it was ready.
-    #[error("the miniflare launcher exited ({status}) before the Worker in '{}' was ready{}", worker.display(), tail(log_tail))]
-    Exited {
-        /// The Worker directory.
-        worker: PathBuf,
-        /// Its exit status.
-        status: String,
-        /// Last lines of the Worker log.
-        log_tail: String,
-    },
-    /// No readiness line within the timeout.
-    #[error("the Worker in '{}' was not ready after {after:?}; raise the startup timeout or see the log{}", worker.display(), tail(log_tail))]
-    Timeout {
-        /// The Worker directory.
-        worker: PathBuf,
-        /// The timeout.
-        after: Duration,
-        /// Last lines of the Worker log.
-        log_tail: String,
-    },
-    /// The launcher said something outside its protocol.
-    #[error("miniflare launcher protocol error: {detail}")]
-    Protocol {
-        /// What was wrong.
-        detail: String,
-    },
-    /// The launcher refused or failed a command.
-    #[error("miniflare launcher refused '{command}': {reason}")]
-    Command {
-        /// The command name.
-        command: &'static str,
-        /// The launcher's reason.
-        reason: String,
-    },
-    /// The launcher is gone or stopped answering.
-    #[error("the miniflare launcher is no longer running ({detail}); see the Worker log")]
-    Gone {
-        /// What happened.
-        detail: String,
-    },
-}
-
-fn tail(log_tail: &str) -> String {
-    if log_tail.trim().is_empty() {
-        String::new()
-    } else {
-        format!("\nlast lines of the Worker log:\n{log_tail}")
-    }
-}
+/// How long a failed start waits for the launcher's last log lines.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
 
 /// The launcher directory shipped with kvchaos: `$KVCHAOS_MINIFLARE_DIR`
 /// when set, else `mock/miniflare` in the source tree kvchaos was built from.
@@ -172,6 +91,13 @@ pub struct LocalSpec {
     pub log_path: PathBuf,
     /// The launcher directory (see [`default_launcher_dir`]).
     pub launcher_dir: PathBuf,
+    /// The wrangler config file, relative to `worker_dir` (default: the
+    /// first of wrangler.toml, wrangler.jsonc, wrangler.json there).
+    pub config: Option<PathBuf>,
+    /// The config's `[env.NAME]` section to run, as `wrangler dev --env`.
+    pub env: Option<String>,
+    /// The run's clock for the Worker's `Date`; `None` keeps real time.
+    pub clock: Option<ClockAnchor>,
 }
 
 impl LocalSpec {
@@ -189,6 +115,9 @@ impl LocalSpec {
             ready_timeout: Duration::from_secs(60),
             log_path: log_path.into(),
             launcher_dir: default_launcher_dir(),
+            config: None,
+            env: None,
+            clock: None,
         }
     }
 }
@@ -254,14 +183,6 @@ impl Drop for Group {
     }
 }
 
-#[derive(Debug)]
-struct Control {
-    stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
-    /// A reply went missing: later replies could be misread, so refuse.
-    broken: Option<String>,
-}
-
 /// A Worker running under miniflare. Dropping it kills every process of
 /// the run; [`LocalWorker::stop`] first asks the launcher to stop.
 #[derive(Debug)]
@@ -272,6 +193,9 @@ pub struct LocalWorker {
     ready: Ready,
     startup: Duration,
     log_path: PathBuf,
+    log_clock: log::LogClock,
+    /// A clock move not yet sent; sent before the next command.
+    pending_clock: std::sync::Mutex<Option<ClockAnchor>>,
     _run_dir: RunDir,
 }
 
@@ -308,6 +232,16 @@ impl LocalWorker {
                 .arg(spec.kv_binding.as_str()),
             None => cmd.arg("--no-kv-routing"),
         };
+        if let Some(config) = &spec.config {
+            cmd.arg("--config").arg(config);
+        }
+        if let Some(env) = &spec.env {
+            cmd.arg("--env").arg(env);
+        }
+        if let Some(c) = spec.clock {
+            cmd.arg("--clock")
+                .arg(format!("{},{},{}", c.now_ms, c.wall_ms, c.speed));
+        }
         cmd.arg("--persist")
             .arg(run_dir.0.join("state"))
             // The launcher removes it too: when kvchaos dies, the launcher
@@ -320,7 +254,7 @@ impl LocalWorker {
             .env("TMPDIR", run_dir.0.join("tmp"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
+            .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
         let began = Instant::now();
@@ -333,6 +267,18 @@ impl LocalWorker {
         })?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
+        let log_clock = log::LogClock::new(began);
+        let log_writer = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(log::copy_lines(err, log, log_clock.clone())));
+        // A failed start quotes the log: let the launcher's last lines land first.
+        let log_tail = || async {
+            if let Some(w) = log_writer {
+                let _ = tokio::time::timeout(LOG_FLUSH, w).await;
+            }
+            read_tail(&spec.log_path, LOG_TAIL_LINES)
+        };
         let mut group = Group {
             child,
             pgid,
@@ -345,14 +291,13 @@ impl LocalWorker {
         };
         let mut lines = BufReader::new(stdout).lines();
 
-        let log_tail = || read_tail(&spec.log_path, LOG_TAIL_LINES);
         let first = tokio::time::timeout(spec.ready_timeout, next_protocol_line(&mut lines)).await;
         let line = match first {
             Err(_) => {
                 return Err(LocalError::Timeout {
                     worker,
                     after: spec.ready_timeout,
-                    log_tail: log_tail(),
+                    log_tail: log_tail().await,
                 });
             }
             Ok(Err(e)) => {
@@ -369,7 +314,7 @@ impl LocalWorker {
                 return Err(LocalError::Exited {
                     worker,
                     status,
-                    log_tail: log_tail(),
+                    log_tail: log_tail().await,
                 });
             }
             Ok(Ok(Some(line))) => line,
@@ -382,7 +327,7 @@ impl LocalWorker {
                 return Err(LocalError::NotReady {
                     worker,
                     reason,
-                    log_tail: log_tail(),
+                    log_tail: log_tail().await,
                 });
             }
             Ok(Ok(ready)) => ready,
@@ -397,6 +342,8 @@ impl LocalWorker {
             ready,
             startup: began.elapsed(),
             log_path: spec.log_path.clone(),
+            log_clock,
+            pending_clock: std::sync::Mutex::new(None),
             _run_dir: run_dir,
         })
     }
@@ -445,6 +392,53 @@ impl LocalWorker {
         &self.log_path
     }
 
+    /// From now on the Worker log's times count from `start` (the run's
+    /// start, the `t = 0` of its history).
+    pub fn set_run_start(&self, start: Instant) {
+        self.log_clock.set_run_start(start);
+    }
+
+    /// Move the Worker's clock to `anchor` (e.g. when the run starts its day
+    /// with the load): sent before the next cron, and at once in the
+    /// background. A no-op when the Worker's `Date` is real time.
+    pub fn move_clock(self: &std::sync::Arc<Self>, anchor: ClockAnchor) {
+        if !self.ready.clock {
+            return;
+        }
+        *self
+            .pending_clock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(anchor);
+        let me = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            let mut control = me.control.lock().await;
+            // A failure marks the control broken; the next command reports it.
+            let _ = me.send_pending_clock(&mut control).await;
+        });
+    }
+
+    async fn send_pending_clock(&self, control: &mut Control) -> Result<(), LocalError> {
+        let pending = self
+            .pending_clock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(c) = pending else { return Ok(()) };
+        let line = protocol::clock_command(c.now_ms, c.wall_ms, c.speed);
+        let reply = exchange(control, "clock", &line).await?;
+        match protocol::parse_ok_reply(&reply) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(LocalError::Command {
+                command: "clock",
+                reason,
+            }),
+            Err(detail) => {
+                control.broken = Some(detail.clone());
+                Err(LocalError::Protocol { detail })
+            }
+        }
+    }
+
     /// Run the Worker's `scheduled` handler for `cron` at
     /// `scheduled_time_ms` (ms since the Unix epoch) and wait for it to end.
     pub async fn fire_cron(
@@ -452,52 +446,21 @@ impl LocalWorker {
         cron: &str,
         scheduled_time_ms: u64,
     ) -> Result<CronOutcome, LocalError> {
+        Ok(self.run_cron(cron, scheduled_time_ms).await?.outcome)
+    }
+
+    /// [`LocalWorker::fire_cron`], with the exception (message and stack) the handler threw.
+    pub async fn run_cron(
+        &self,
+        cron: &str,
+        scheduled_time_ms: u64,
+    ) -> Result<CronRun, LocalError> {
         let mut control = self.control.lock().await;
-        if let Some(detail) = &control.broken {
-            return Err(LocalError::Gone {
-                detail: detail.clone(),
-            });
-        }
-        let Some(stdin) = control.stdin.as_mut() else {
-            return Err(LocalError::Gone {
-                detail: "stdin closed".to_owned(),
-            });
-        };
+        self.send_pending_clock(&mut control).await?;
         let line = protocol::scheduled_command(cron, scheduled_time_ms);
-        let written = async {
-            stdin.write_all(line.as_bytes()).await?;
-            stdin.flush().await
-        }
-        .await;
-        if let Err(e) = written {
-            return Err(LocalError::Gone {
-                detail: format!("writing a command failed: {e}"),
-            });
-        }
-        let reply =
-            match tokio::time::timeout(CRON_TIMEOUT, next_protocol_line(&mut control.stdout)).await
-            {
-                Ok(Ok(Some(reply))) => reply,
-                Ok(Ok(None)) => {
-                    control.broken = Some("stdout closed".to_owned());
-                    return Err(LocalError::Gone {
-                        detail: "stdout closed".to_owned(),
-                    });
-                }
-                Ok(Err(e)) => {
-                    control.broken = Some(format!("reading stdout failed: {e}"));
-                    return Err(LocalError::Gone {
-                        detail: format!("reading stdout failed: {e}"),
-                    });
-                }
-                Err(_) => {
-                    let detail = format!("no answer to scheduled '{cron}' within {CRON_TIMEOUT:?}");
-                    control.broken = Some(detail.clone());
-                    return Err(LocalError::Gone { detail });
-                }
-            };
-        match protocol::parse_cron_reply(&reply) {
-            Ok(Ok(outcome)) => Ok(outcome),
+        let reply = exchange(&mut control, "scheduled", &line).await?;
+        match protocol::parse_cron_run(&reply) {
+            Ok(Ok(run)) => Ok(run),
             Ok(Err(reason)) => Err(LocalError::Command {
                 command: "scheduled",
                 reason,
@@ -545,20 +508,6 @@ impl LocalWorker {
             }
         }
     }
-}
-
-/// The next line that looks like protocol (a JSON object); anything else a
-/// dependency printed to stdout despite the launcher's redirection is
-/// skipped. `None` at EOF.
-async fn next_protocol_line(
-    lines: &mut Lines<BufReader<ChildStdout>>,
-) -> std::io::Result<Option<String>> {
-    while let Some(line) = lines.next_line().await? {
-        if line.trim_start().starts_with('{') {
-            return Ok(Some(line));
-        }
-    }
-    Ok(None)
 }
 
 /// The last `n` lines of the file at `path` (empty if unreadable).

@@ -35,6 +35,10 @@ pub struct RunOptions {
     pub target_url: Option<String>,
     /// Replaces the scenario's target with this Worker directory.
     pub worker: Option<PathBuf>,
+    /// Replaces the Worker target's wrangler config file (`--config`).
+    pub worker_config: Option<PathBuf>,
+    /// Replaces the Worker target's `[env.NAME]` (`--env`).
+    pub worker_env: Option<String>,
     /// Hosts allowed in addition to the scenario's `allow_hosts`.
     pub allow_hosts: Vec<String>,
     /// Folder in which the report folder is created.
@@ -151,7 +155,7 @@ fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> 
         plan.target.kind = TargetKind::Url(url);
     }
     if let Some(dir) = &opts.worker {
-        if scenario::worker_config(dir).is_none() {
+        if scenario::worker_config(dir).is_none() && opts.worker_config.is_none() {
             return Err(RunError::Usage(format!(
                 "--worker \"{}\": no wrangler.toml, wrangler.jsonc or wrangler.json there: give a Worker's directory",
                 dir.display()
@@ -159,6 +163,12 @@ fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> 
         }
         plan.target.kind = TargetKind::Worker(dir.clone());
     }
+    crate::target::choose_config(
+        &mut plan.target,
+        opts.worker_config.as_deref(),
+        opts.worker_env.as_deref(),
+    )
+    .map_err(RunError::Usage)?;
     if opts.no_faults {
         plan.faults.clear();
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::local::{LocalSpec, LocalWorker, Stopped};
+use crate::local::{ClockAnchor, LocalSpec, LocalWorker, Stopped};
 use crate::mockkv::{MockKv, MockKvConfig, VirtualClock};
 use crate::scenario::plan::{KvPlan, TargetKind, TargetPlan};
 
@@ -48,6 +48,20 @@ impl Running {
     /// The local Worker (Worker targets only), shared with the drivers that fire its crons.
     pub fn worker(&self) -> Option<Arc<LocalWorker>> {
         self.worker.clone()
+    }
+
+    /// The run starts at `start`: the Worker log's times count from it.
+    pub fn run_started(&self, start: std::time::Instant) {
+        if let Some(w) = &self.worker {
+            w.set_run_start(start);
+        }
+    }
+
+    /// The mock KV's clock was set anew: move the Worker's `Date` with it.
+    pub fn clock_moved(&self) {
+        if let (Some(w), Some(kv)) = (&self.worker, &self.mock_kv) {
+            w.move_clock(ClockAnchor::of(&kv.clock().view()));
+        }
     }
 
     /// Stops whatever was started: the Worker first (gracefully, then its whole process group),
@@ -146,6 +160,12 @@ pub async fn start(
             tokio::spawn(crate::mockkv::serve(listener, kv.clone(), stop.clone()));
             let mut spec = LocalSpec::new(dir, Some(kv_addr), report_dir.join("worker.log"));
             spec.kv_binding = target.kv_binding;
+            spec.config.clone_from(&target.config);
+            spec.env.clone_from(&target.env);
+            // The Worker's Date runs on the mock's clock when that is not plain real time.
+            if speedup != 1.0 || kv_plan.start_of_day.is_some() {
+                spec.clock = Some(ClockAnchor::of(&kv.clock().view()));
+            }
             crate::local::ensure_installed(&spec.launcher_dir)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -174,6 +194,53 @@ pub async fn start(
     }
 }
 
+/// Applies `--config FILE` and `--env NAME` to a Worker target: FILE relative to the current
+/// directory (as `wrangler dev --config`) or else to the Worker directory; NAME must be an
+/// `[env.NAME]` of the config. A usage message when not.
+pub fn choose_config(
+    target: &mut TargetPlan,
+    config: Option<&Path>,
+    env: Option<&str>,
+) -> Result<(), String> {
+    if config.is_none() && env.is_none() {
+        return Ok(());
+    }
+    let TargetKind::Worker(dir) = &target.kind else {
+        return Err("--config and --env apply to a local Worker target: give --worker DIR or a scenario with [target] worker = \"...\"".to_owned());
+    };
+    if let Some(c) = config {
+        let path = if c.is_file() {
+            std::path::absolute(c).map_err(|e| format!("--config \"{}\": {e}", c.display()))?
+        } else if dir.join(c).is_file() {
+            c.to_path_buf()
+        } else {
+            return Err(format!(
+                "--config \"{}\": no such file here or in the Worker directory \"{}\": give the wrangler config file, e.g. --config wrangler-dev.toml",
+                c.display(),
+                dir.display()
+            ));
+        };
+        target.config = Some(path);
+    }
+    let file = match &target.config {
+        Some(c) => dir.join(c),
+        None => crate::scenario::worker_config(dir).ok_or_else(|| {
+            format!(
+                "\"{}\" has no wrangler config: give --config FILE",
+                dir.display()
+            )
+        })?,
+    };
+    if let Some(name) = env {
+        let cfg = crate::wrangler::WranglerConfig::load(&file)
+            .map_err(|e| format!("--env \"{name}\": {e}"))?;
+        cfg.resolve(Some(name))
+            .map_err(|e| format!("--env \"{name}\": {e}"))?;
+        target.env = Some(name.to_owned());
+    }
+    Ok(())
+}
+
 /// Today's (UTC) midnight plus `at`, in ms since the Unix epoch.
 pub fn today_at(at: std::time::Duration) -> u64 {
     let now = std::time::SystemTime::now()
@@ -186,4 +253,49 @@ pub fn today_at(at: std::time::Duration) -> u64 {
 
 fn base_url(addr: SocketAddr) -> Result<url::Url, String> {
     url::Url::parse(&format!("http://{addr}/")).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker_target(dir: &Path) -> TargetPlan {
+        TargetPlan {
+            kind: TargetKind::Worker(dir.to_path_buf()),
+            allow_hosts: Vec::new(),
+            ca_file: None,
+            kv_binding: crate::local::KvBindingMode::Workerd,
+            config: None,
+            env: None,
+        }
+    }
+
+    #[test]
+    fn config_and_env_flags_are_checked_against_the_worker() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/workers/wrangler-dev-config");
+        let mut t = worker_target(&dir);
+        choose_config(
+            &mut t,
+            Some(Path::new("wrangler-dev.toml")),
+            Some("staging"),
+        )
+        .expect("valid");
+        assert_eq!(t.config.as_deref(), Some(Path::new("wrangler-dev.toml")));
+        assert_eq!(t.env.as_deref(), Some("staging"));
+
+        let mut t = worker_target(&dir);
+        let err = choose_config(&mut t, Some(Path::new("nope.toml")), None).expect_err("missing");
+        assert!(
+            err.starts_with("--config \"nope.toml\": no such file"),
+            "{err}"
+        );
+        let err = choose_config(&mut t, None, Some("staging")).expect_err("not in wrangler.toml");
+        assert!(err.starts_with("--env \"staging\":"), "{err}");
+
+        let mut url = worker_target(&dir);
+        url.kind = TargetKind::Builtin;
+        assert!(choose_config(&mut url, None, Some("staging")).is_err());
+        assert!(choose_config(&mut url, None, None).is_ok());
+    }
 }

@@ -5,6 +5,7 @@
 // Usage:
 //   node launch.mjs --worker DIR [--kv-address 127.0.0.1:PORT | --no-kv-routing]
 //                   [--kv-binding workerd|wrapped] [--bundle auto|always|never]
+//                   [--config FILE] [--env NAME] [--clock BASE_MS,WALL_MS,SPEED]
 //                   [--persist DIR] [--scratch DIR]
 //
 // --kv-binding workerd (default): each KV binding is workerd's own KV class
@@ -14,15 +15,23 @@
 // (`KV put() limit exceeded for the day.`, without workerd's
 // `KV PUT failed: 429 ` prefix).
 //
-// --bundle auto (default): bundle the Worker with esbuild (wrangler's own
-// copy) when its `main` is TypeScript or JSX (.ts/.tsx/.mts/.cts/.jsx), or
-// when a JavaScript `main` (or a module it imports relatively) imports a
-// bare specifier such as an npm package; otherwise load the modules as they
-// are, so that stack traces name the real source files. `no_bundle = true`
-// in the config, or --bundle never, never bundles; --bundle always always
-// does. The bundle (ESM, conditions workerd/worker/browser, `cloudflare:*`
-// and `node:*` left external) is written with a source map to a temporary
-// directory removed on exit.
+// The Worker is built by wrangler's own pipeline (`build.mjs`: `wrangler
+// deploy --dry-run --outdir`, see there for why), so `[build] command`,
+// TypeScript, `rules`, `alias`, `define` and `nodejs_compat` polyfills apply
+// as under `wrangler dev`; its bindings, `[vars]` and `.dev.vars` come from
+// `unstable_getMiniflareWorkerOptions`. --config FILE (relative to DIR)
+// names the config file (default: the first of wrangler.toml, wrangler.jsonc,
+// wrangler.json in DIR); --env NAME picks its `[env.NAME]` section, as
+// `wrangler dev --config FILE --env NAME` would. --bundle auto (default):
+// the config's `no_bundle` decides; always/never override it (wrangler's
+// --bundle/--no-bundle). A failed build answers {"ready":false} with
+// wrangler's output whole. The build goes to a temporary directory removed
+// on exit.
+//
+// --clock BASE_MS,WALL_MS,SPEED: the run's clock. Inside the Worker,
+// Date.now() and new Date() read BASE_MS + (wall now - WALL_MS) x SPEED
+// (`run-clock.mjs`, loaded before the Worker's modules), the rule of the mock
+// KV's clock; without it the Worker's Date is real time.
 //
 // --persist DIR: D1/Durable Object state (default: a fresh temporary
 // directory, removed on exit). --scratch DIR: a directory the caller made
@@ -39,21 +48,27 @@
 // Protocol (one JSON object per line):
 //   stdout, once:  {"ready":true,"url":"http://127.0.0.1:PORT",
 //                   "kv_bindings":[{"binding","id","namespace"}],"crons":[...],
-//                   "kv_binding":"workerd"|"wrapped"|"miniflare","bundled":BOOL}
+//                   "kv_binding":"workerd"|"wrapped"|"miniflare","bundled":BOOL,
+//                   "clock":BOOL (the Worker's Date follows --clock)}
 //              or  {"ready":false,"error":"..."} and exit code 1.
 //   stdin → stdout:
 //     {"cmd":"scheduled","cron":"*/1 * * * *","scheduledTime":MS}
-//        → {"ok":true,"outcome":"ok"|"exception"}
+//        → {"ok":true,"outcome":"ok"|"exception"[,"exception":"Error: …\n    at …"]}
+//          (the exception: the Worker's uncaught error, message and stack, when workerd
+//          logged one within a second of the outcome)
+//     {"cmd":"clock","now_ms":MS,"wall_ms":MS,"speed":N} → {"ok":true}
+//        moves the Worker's clock (needs --clock; the mock KV's is moved by kvchaos)
 //     {"cmd":"stop"} → miniflare disposed, exit 0 (stdin EOF does the same).
 //   Anything that is not valid answers {"ok":false,"error":"..."}.
 // Everything else (the Worker's console, miniflare's log) goes to stderr.
 
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { builtinModules, createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
+
+import { BuildError, CLOCK_CRON, build, writeClockEntry } from "./build.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PLUGIN_PATH = path.join(HERE, "kv-routing-plugin.mjs");
@@ -80,6 +95,9 @@ function parseArgs(argv) {
     bundle: "auto",
     persist: null,
     scratch: null,
+    config: null,
+    env: null,
+    clock: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -96,6 +114,9 @@ function parseArgs(argv) {
       case "--bundle": args.bundle = value(); break;
       case "--persist": args.persist = value(); break;
       case "--scratch": args.scratch = value(); break;
+      case "--config": args.config = value(); break;
+      case "--env": args.env = value(); break;
+      case "--clock": args.clock = parseClock(value()); break;
       default: throw new UsageError(`unknown argument '${a}'`);
     }
   }
@@ -125,6 +146,15 @@ function parseArgs(argv) {
   return args;
 }
 
+/** `BASE_MS,WALL_MS,SPEED` → {base, real, speed}. */
+function parseClock(text) {
+  const parts = text.split(",").map(Number);
+  if (parts.length !== 3 || !parts.every(Number.isFinite) || parts[2] < 0) {
+    throw new UsageError(`invalid --clock '${text}': expected BASE_MS,WALL_MS,SPEED, e.g. 1767225600000,1767225600000,60`);
+  }
+  return { base: parts[0], real: parts[1], speed: parts[2] };
+}
+
 function findConfig(dir) {
   for (const f of CONFIG_FILES) {
     const p = path.join(dir, f);
@@ -147,10 +177,12 @@ async function start(args) {
   );
 
   const workerDir = path.resolve(args.worker);
-  const configPath = findConfig(workerDir);
-  const { workerOptions, main } = unstable_getMiniflareWorkerOptions(configPath);
+  const configPath = args.config ? path.resolve(workerDir, args.config) : findConfig(workerDir);
+  if (!existsSync(configPath)) throw new UsageError(`no wrangler config '${configPath}'`);
+  const env = args.env ?? undefined;
+  const { workerOptions, main } = unstable_getMiniflareWorkerOptions(configPath, env);
   if (!main) throw new UsageError(`'${configPath}' names no main module`);
-  const config = unstable_readConfig({ config: configPath });
+  const config = unstable_readConfig({ config: configPath, env });
   const persistRoot = args.persist ?? mkdtempSync(path.join(tmpdir(), "kvchaos-miniflare-"));
   const ownsPersist = args.persist === null;
   if (ownsPersist) {
@@ -160,15 +192,21 @@ async function start(args) {
   }
   console.error(`kvchaos launcher: D1/DO state in ${persistRoot}`);
 
-  const why = bundleReason(args.bundle, config, main);
-  let script = { scriptPath: main, modulesRoot: path.dirname(main) };
-  if (why) {
-    const began = Date.now();
-    script = await bundle(main, workerOptions.compatibilityFlags ?? [], config.define ?? {});
-    console.error(`kvchaos launcher: bundled ${main} (${why}) in ${Date.now() - began} ms`);
-  } else if (!/\.(m?js)$/.test(main)) {
-    throw new UsageError(`main module '${main}' is not JavaScript and bundling is off (--bundle never or no_bundle)`);
+  const outdir = mkdtempSync(path.join(tmpdir(), "kvchaos-build-"));
+  process.on("exit", () => rmSync(outdir, { recursive: true, force: true }));
+  let entry = await build({ configPath, env, bundle: args.bundle, outdir });
+  let clock = false;
+  if (args.clock) {
+    const shimmed = writeClockEntry(entry, args.clock);
+    if (shimmed) {
+      entry = shimmed;
+      clock = true;
+    } else {
+      console.error("kvchaos launcher: the Worker is not an ES module: its Date stays on real time");
+    }
   }
+  const script = { scriptPath: entry, modulesRoot: outdir };
+  const bundled = !(args.bundle === "never" || (args.bundle === "auto" && config.no_bundle === true));
 
   const kv = kvEntries(workerOptions.kvNamespaces);
   const kvBindings = kv.map(([binding, id]) => ({ binding, id, namespace: binding }));
@@ -194,7 +232,8 @@ async function start(args) {
     name: opts.name ?? "worker",
     modules: true,
     ...script,
-    modulesRules: [{ type: "ESModule", include: ["**/*.js", "**/*.mjs"] }],
+    // wrangler's rules (the config's, then its defaults) name the build's extra modules.
+    modulesRules: [{ type: "ESModule", include: ["**/*.js", "**/*.mjs"] }, ...(opts.modulesRules ?? [])],
     host: "127.0.0.1",
     port: 0,
     cf: false,
@@ -202,102 +241,83 @@ async function start(args) {
     kvPersist: args.kvRouting ? undefined : path.join(persistRoot, "kv"),
     d1Persist: path.join(persistRoot, "d1"),
     durableObjectsPersist: path.join(persistRoot, "do"),
+    // Structured, verbose workerd logs: the Worker's console lines and its
+    // uncaught exceptions (message and stack), one JSON object a line.
+    structuredWorkerdLogs: true,
+    verbose: true,
     handleRuntimeStdio(stdout, stderr) {
-      stdout.pipe(process.stderr);
-      stderr.pipe(process.stderr);
+      readline.createInterface({ input: stdout, terminal: false }).on("line", logRuntimeLine);
+      readline.createInterface({ input: stderr, terminal: false }).on("line", logRuntimeLine);
     },
   });
   const url = await mf.ready;
   await applyD1Migrations(mf, configPath, splitSql);
-  return { mf, url, kvBindings, crons, persistRoot, ownsPersist, bundled: Boolean(why) };
+  return { mf, url, kvBindings, crons, persistRoot, ownsPersist, bundled, clock };
 }
 
-const BUNDLED_EXTENSIONS = /\.(ts|tsx|mts|cts|jsx)$/;
-const IMPORT_SPECIFIERS = [
-  /\bimport\s*(?:[\w*${}\s,]+from\s*)?["']([^"']+)["']/g,
-  /\bexport\s*[\w*${}\s,]*from\s*["']([^"']+)["']/g,
-  /\bimport\s*\(\s*["']([^"']+)["']\s*\)/g,
-];
+const UNCAUGHT = /^uncaught exception; source = (.*?); stack = ([\s\S]*)$/;
 
-/** Why the Worker needs bundling, or null when its modules load as they are. */
-function bundleReason(mode, config, main) {
-  if (mode === "never" || (mode === "auto" && config.no_bundle === true)) return null;
-  if (mode === "always") return "--bundle always";
-  if (BUNDLED_EXTENSIONS.test(main)) return `main is ${path.extname(main)}`;
-  const bare = bareImport(main);
-  return bare ? `imports '${bare}' (a bare specifier or a module outside main's folder)` : null;
+// The Worker's uncaught exceptions as they arrive, for the `scheduled` reply:
+// `seq` counts them, `last` is the newest (its stack), `waiters` wake on one.
+const uncaught = { seq: 0, last: null, waiters: [] };
+// The runtime's last error lines, quoted in the not-ready reason when workerd fails to start
+// (its own message only says "see the logging output above").
+const runtimeErrors = [];
+function noteRuntimeError(text) {
+  runtimeErrors.push(text);
+  if (runtimeErrors.length > 20) runtimeErrors.shift();
 }
 
-/**
- * The first bare import specifier (not relative, absolute, `cloudflare:` or
- * `node:`) in `main` or the modules it imports relatively. A scan with
- * regular expressions: it can see an import inside a comment or string,
- * which only means an unneeded bundle; --bundle never overrides it.
- */
-function bareImport(main) {
-  const seen = new Set();
-  const todo = [main];
-  while (todo.length > 0) {
-    const file = todo.pop();
-    if (seen.has(file) || !existsSync(file)) continue;
-    seen.add(file);
-    const src = readFileSync(file, "utf8");
-    for (const re of IMPORT_SPECIFIERS) {
-      for (const m of src.matchAll(re)) {
-        const spec = m[1];
-        if (spec.startsWith(".") || spec.startsWith("/")) {
-          const target = path.resolve(path.dirname(file), spec);
-          // workerd loads unbundled modules only from inside main's folder (a canary
-          // shim build imports the Worker from beside it): bundle those.
-          const rel = path.relative(path.dirname(main), target);
-          if (rel.startsWith("..") || path.isAbsolute(rel)) return spec;
-          todo.push(target);
-        } else if (!/^(cloudflare|node|workerd):/.test(spec)) {
-          return spec;
-        }
-      }
-    }
-  }
-  return null;
+function noteUncaught(text) {
+  uncaught.seq += 1;
+  uncaught.last = text;
+  for (const wake of uncaught.waiters.splice(0)) wake();
 }
 
-/**
- * Bundle `main` with wrangler's esbuild into one ES module (plus source map)
- * in a temporary directory; the miniflare script options for it.
- */
-async function bundle(main, compatibilityFlags, define) {
-  // esbuild is wrangler's dependency, not ours: resolve it from wrangler.
-  const requireFromWrangler = createRequire(createRequire(import.meta.url).resolve("wrangler"));
-  const esbuild = requireFromWrangler("esbuild");
-  const outdir = mkdtempSync(path.join(tmpdir(), "kvchaos-bundle-"));
-  process.on("exit", () => rmSync(outdir, { recursive: true, force: true }));
-  const nodeCompat = compatibilityFlags.some((f) => f.startsWith("nodejs_compat"));
-  const outfile = path.join(outdir, "index.js");
-  try {
-    await esbuild.build({
-      entryPoints: [main],
-      outfile,
-      bundle: true,
-      format: "esm",
-      platform: "neutral",
-      target: "es2022",
-      conditions: ["workerd", "worker", "browser"],
-      // platform neutral has no main fields: take npm packages' browser/ESM builds.
-      mainFields: ["browser", "module", "main"],
-      external: ["cloudflare:*", "node:*", ...(nodeCompat ? builtinModules : [])],
-      define,
-      loader: { ".txt": "text", ".html": "text", ".bin": "binary" },
-      sourcemap: true,
-      logLevel: "silent",
-      absWorkingDir: path.dirname(main),
+/** The newest uncaught exception after `seq`, waiting up to `ms` for one (workerd's log
+ * and the event's outcome travel on different pipes). */
+async function uncaughtSince(seq, ms) {
+  if (uncaught.seq === seq) {
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      uncaught.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
-  } catch (e) {
-    const messages = (e.errors ?? []).map((m) =>
-      m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ${m.text}` : m.text,
-    );
-    throw new Error(`bundling '${main}' with esbuild failed: ${messages.join("; ") || e.message}`);
   }
-  return { scriptPath: outfile, modulesRoot: outdir };
+  return uncaught.seq === seq ? null : uncaught.last;
+}
+
+/**
+ * One line of workerd's output, to stderr (kvchaos's worker.log): the
+ * Worker's console as `[level] message`, an uncaught exception as
+ * `[uncaught] source: stack`; workerd's own verbose chatter (it carries a
+ * `source` file) is dropped unless it is a warning or an error.
+ */
+function logRuntimeLine(line) {
+  let entry;
+  try {
+    entry = JSON.parse(line);
+  } catch {
+    if (line.trim() !== "") console.error(line);
+    return;
+  }
+  if (typeof entry !== "object" || entry === null || typeof entry.message !== "string") {
+    console.error(line);
+    return;
+  }
+  const thrown = UNCAUGHT.exec(entry.message);
+  if (thrown) {
+    console.error(`[uncaught] ${thrown[1]}: ${thrown[2]}`);
+    noteUncaught(thrown[2]);
+    noteRuntimeError(thrown[2]);
+  } else if (entry.source === undefined) {
+    console.error(`[${entry.level ?? "log"}] ${entry.message}`);
+  } else if (/^(warn|error)/.test(entry.level ?? "") && !entry.message.startsWith("uncaught exception;")) {
+    console.error(`[workerd ${entry.level}] ${entry.message}`);
+    noteRuntimeError(entry.message);
+  }
 }
 
 /** Apply each D1 binding's pending migration files (see the header). */
@@ -370,15 +390,32 @@ async function serveCommands(run) {
           if (typeof cmd.cron !== "string") throw new Error("'cron' must be a string");
           const scheduledTime = new Date(typeof cmd.scheduledTime === "number" ? cmd.scheduledTime : Date.now());
           const worker = await mf.getWorker();
+          const seq = uncaught.seq;
           const r = await worker.scheduled({ cron: cmd.cron, scheduledTime });
-          reply({ ok: true, outcome: r.outcome });
+          const exception = r.outcome === "exception" ? await uncaughtSince(seq, 1000) : null;
+          reply({ ok: true, outcome: r.outcome, ...(exception ? { exception } : {}) });
+          break;
+        }
+        case "clock": {
+          if (!run.clock) throw new Error("the Worker's clock is real time (no --clock, or not an ES module)");
+          const nums = [cmd.now_ms, cmd.wall_ms, cmd.speed];
+          if (!nums.every((n) => typeof n === "number" && Number.isFinite(n))) {
+            throw new Error("'now_ms', 'wall_ms' and 'speed' must be numbers");
+          }
+          const worker = await mf.getWorker();
+          const r = await worker.scheduled({
+            cron: `${CLOCK_CRON}:${cmd.wall_ms}:${cmd.speed}`,
+            scheduledTime: new Date(cmd.now_ms),
+          });
+          if (r.outcome !== "ok") throw new Error(`moving the Worker's clock failed (${r.outcome})`);
+          reply({ ok: true });
           break;
         }
         case "stop":
           await stop(0);
           break;
         default:
-          reply({ ok: false, error: `unknown command '${cmd.cmd}': expected scheduled or stop` });
+          reply({ ok: false, error: `unknown command '${cmd.cmd}': expected scheduled, clock or stop` });
       }
     } catch (e) {
       reply({ ok: false, error: String(e?.message ?? e) });
@@ -408,10 +445,15 @@ try {
     crons: run.crons,
     kv_binding: args.kvRouting ? args.kvBinding : "miniflare",
     bundled: run.bundled,
+    clock: run.clock,
   });
   await serveCommands(run);
 } catch (e) {
-  console.error(e?.stack ?? e);
-  reply({ ready: false, error: String(e?.message ?? e) });
+  console.error(e instanceof BuildError ? e.message : (e?.stack ?? e));
+  let error = String(e?.message ?? e);
+  if (e?.code === "ERR_RUNTIME_FAILURE" && runtimeErrors.length > 0) {
+    error = `${error.replace(/ There is likely additional logging output above\.$/, "")}\n${runtimeErrors.join("\n")}`;
+  }
+  reply({ ready: false, error });
   process.exit(1);
 }

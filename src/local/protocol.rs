@@ -26,9 +26,11 @@ pub struct Ready {
     pub kv_bindings: Vec<KvBinding>,
     /// The Worker's cron triggers (miniflare never fires them by itself).
     pub crons: Vec<String>,
-    /// Whether the launcher bundled the Worker (TypeScript or bare imports)
-    /// rather than loading its modules as they are.
+    /// Whether wrangler's build bundled the Worker (it does unless
+    /// `no_bundle` or `--bundle never`).
     pub bundled: bool,
+    /// Whether the Worker's `Date` follows the run's clock (`--clock`).
+    pub clock: bool,
 }
 
 #[derive(Deserialize)]
@@ -42,6 +44,8 @@ struct RawReady {
     crons: Vec<String>,
     #[serde(default)]
     bundled: bool,
+    #[serde(default)]
+    clock: bool,
     #[serde(default)]
     error: Option<String>,
 }
@@ -66,6 +70,7 @@ pub fn parse_ready(line: &str) -> Result<Result<Ready, String>, String> {
         kv_bindings: raw.kv_bindings,
         crons: raw.crons,
         bundled: raw.bundled,
+        clock: raw.clock,
     }))
 }
 
@@ -85,12 +90,29 @@ struct RawReply {
     #[serde(default)]
     outcome: Option<CronOutcome>,
     #[serde(default)]
+    exception: Option<String>,
+    #[serde(default)]
     error: Option<String>,
+}
+
+/// A fired `scheduled` handler's end, with what it threw when it threw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CronRun {
+    /// How it ended.
+    pub outcome: CronOutcome,
+    /// The uncaught exception, message and stack (`TypeError: …\n    at …`), when the
+    /// handler threw and workerd logged it in time.
+    pub exception: Option<String>,
 }
 
 /// A reply to `scheduled`: `Ok(Ok(outcome))`, `Ok(Err(reason))` when the
 /// launcher refused the command, `Err` when the line is not the protocol.
 pub fn parse_cron_reply(line: &str) -> Result<Result<CronOutcome, String>, String> {
+    parse_cron_run(line).map(|r| r.map(|run| run.outcome))
+}
+
+/// [`parse_cron_reply`] with the exception the handler threw.
+pub fn parse_cron_run(line: &str) -> Result<Result<CronRun, String>, String> {
     let raw: RawReply =
         serde_json::from_str(line).map_err(|e| format!("unexpected reply line '{line}': {e}"))?;
     if !raw.ok {
@@ -98,9 +120,11 @@ pub fn parse_cron_reply(line: &str) -> Result<Result<CronOutcome, String>, Strin
             .error
             .unwrap_or_else(|| "no reason given".to_owned())));
     }
-    raw.outcome
-        .map(Ok)
-        .ok_or_else(|| format!("reply without an outcome: '{line}'"))
+    let outcome = raw
+        .outcome
+        .ok_or_else(|| format!("reply without an outcome: '{line}'"))?;
+    let exception = raw.exception.filter(|_| outcome == CronOutcome::Exception);
+    Ok(Ok(CronRun { outcome, exception }))
 }
 
 /// The `scheduled` command line (with its trailing newline).
@@ -112,6 +136,33 @@ pub fn scheduled_command(cron: &str, scheduled_time_ms: u64) -> String {
         "scheduledTime": scheduled_time_ms,
     });
     format!("{cmd}\n")
+}
+
+/// The `clock` command line (with its trailing newline): the Worker's clock
+/// reads `now_ms` at wall time `wall_ms` (both ms since the Unix epoch) and
+/// runs `speed` times faster than real time.
+pub fn clock_command(now_ms: u64, wall_ms: u64, speed: f64) -> String {
+    let cmd = serde_json::json!({
+        "cmd": "clock",
+        "now_ms": now_ms,
+        "wall_ms": wall_ms,
+        "speed": speed,
+    });
+    format!("{cmd}\n")
+}
+
+/// A reply to a command without a result (`clock`): `Ok(Ok(()))`,
+/// `Ok(Err(reason))` when refused, `Err` when the line is not the protocol.
+pub fn parse_ok_reply(line: &str) -> Result<Result<(), String>, String> {
+    let raw: RawReply =
+        serde_json::from_str(line).map_err(|e| format!("unexpected reply line '{line}': {e}"))?;
+    if raw.ok {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(raw
+            .error
+            .unwrap_or_else(|| "no reason given".to_owned())))
+    }
 }
 
 /// The `stop` command line (with its trailing newline).
@@ -155,6 +206,14 @@ mod tests {
             Ok(Err("bad".to_owned()))
         );
         assert!(parse_cron_reply(r#"{"ok":true}"#).is_err());
+        let thrown = r#"{"ok":true,"outcome":"exception","exception":"Error: boom\n    at f"}"#;
+        assert_eq!(
+            parse_cron_run(thrown),
+            Ok(Ok(CronRun {
+                outcome: CronOutcome::Exception,
+                exception: Some("Error: boom\n    at f".to_owned())
+            }))
+        );
         assert!(parse_cron_reply("").is_err());
     }
 
@@ -167,5 +226,29 @@ mod tests {
         assert_eq!(v["cron"], "0 * * * *");
         let s: serde_json::Value = serde_json::from_str(STOP_COMMAND).expect("json");
         assert_eq!(s["cmd"], "stop");
+        let k: serde_json::Value =
+            serde_json::from_str(&clock_command(5_000, 1_000, 60.0)).expect("json");
+        assert_eq!(
+            (
+                k["cmd"].as_str(),
+                k["now_ms"].as_u64(),
+                k["wall_ms"].as_u64()
+            ),
+            (Some("clock"), Some(5_000), Some(1_000))
+        );
+        assert_eq!(k["speed"], 60.0);
+    }
+
+    #[test]
+    fn ok_replies_and_the_clock_flag_parse() {
+        assert_eq!(parse_ok_reply(r#"{"ok":true}"#), Ok(Ok(())));
+        assert_eq!(
+            parse_ok_reply(r#"{"ok":false,"error":"real time"}"#),
+            Ok(Err("real time".to_owned()))
+        );
+        assert!(parse_ok_reply("nope").is_err());
+        let line = r#"{"ready":true,"url":"http://127.0.0.1:1","clock":true,"bundled":true}"#;
+        let ready = parse_ready(line).expect("protocol").expect("ready");
+        assert!(ready.clock && ready.bundled);
     }
 }

@@ -96,6 +96,7 @@ impl Session {
             .map_err(|e| RunError::Environment(e.to_string()))?;
         let start = engine.start_instant();
         let started_ms = wall_ms();
+        target.run_started(start);
         attach_hlog(&mut recorder, hlog, start);
         let planned_end = engine.planned_end();
         let run_started = Event::RunStarted {
@@ -495,6 +496,7 @@ fn start_crons(
 ) -> (Vec<String>, Option<JoinHandle<()>>) {
     if let (Some(at), Some(kv)) = (plan.kv.start_of_day, target.mock_kv()) {
         kv.clock().set_ms(crate::target::today_at(at));
+        target.clock_moved();
     }
     let crons = crate::driver::cron::exprs(plan, target);
     let task = crate::driver::cron::start(plan, target, &crons, firing, notes);

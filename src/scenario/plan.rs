@@ -294,6 +294,11 @@ pub struct TargetPlan {
     /// Worker targets: workerd's own KV class over the mock, or a wrapper whose daily-limit
     /// errors read exactly as in production.
     pub kv_binding: crate::local::KvBindingMode,
+    /// Worker targets: the wrangler config file, relative to the Worker directory (`None`: the
+    /// directory's wrangler.toml, wrangler.jsonc or wrangler.json).
+    pub config: Option<PathBuf>,
+    /// Worker targets: the config's `[env.NAME]` section to run (`None`: the top level).
+    pub env: Option<String>,
 }
 
 /// The kinds of target.

@@ -284,6 +284,10 @@ pub struct RawTarget {
     pub kv_binding: Option<Spanned<String>>,
     /// The script name the canary's shim must report on every answer.
     pub expect_script: Option<Spanned<String>>,
+    /// A Worker target's wrangler config file, relative to its directory.
+    pub config: Option<Spanned<String>>,
+    /// A Worker target's `[env.NAME]` section.
+    pub env: Option<Spanned<String>>,
 }
 
 /// One `[[phases]]` table.

@@ -52,6 +52,8 @@ fn plan(addr: SocketAddr, phases: Vec<Phase>, requests: Vec<RequestPlan>) -> Pla
             allow_hosts: Vec::new(),
             ca_file: None,
             kv_binding: kvchaos::local::KvBindingMode::Workerd,
+            config: None,
+            env: None,
         },
         phases,
         requests,

@@ -18,4 +18,5 @@ mod tui;
 mod watch_notify;
 mod watch_worker;
 mod worker_target;
+mod wrangler_parity;
 mod zoo;

@@ -34,7 +34,8 @@ impl Validator<'_> {
         } else if let Some(url) = &t.url {
             self.url(url, allow_hosts.as_deref())
         } else if let Some(w) = &t.worker {
-            self.worker_dir(w).map(TargetKind::Worker)
+            self.worker_dir(w, t.config.is_some())
+                .map(TargetKind::Worker)
         } else if builtin.is_some() {
             Some(TargetKind::Builtin)
         } else {
@@ -63,22 +64,26 @@ impl Validator<'_> {
                 }
             },
         };
+        let (config, env) = self.worker_choice(t, kind.as_ref())?;
         Some(TargetPlan {
             kind: kind?,
             allow_hosts: allow_hosts?,
             ca_file: ca_file?,
             kv_binding: kv_binding?,
+            config,
+            env,
         })
     }
 
     /// Resolves `worker` against the scenario's folder and checks it holds a wrangler config.
-    pub(super) fn worker_dir(&mut self, w: &Spanned<String>) -> Option<PathBuf> {
+    pub(super) fn worker_dir(&mut self, w: &Spanned<String>, own_config: bool) -> Option<PathBuf> {
         let raw = Path::new(w.get_ref());
         let dir = match self.file.parent() {
             Some(parent) if raw.is_relative() => parent.join(raw),
             _ => raw.to_path_buf(),
         };
-        if crate::scenario::worker_config(&dir).is_some() {
+        // With `config = "..."` the directory need not hold a default-named config.
+        if crate::scenario::worker_config(&dir).is_some() || (own_config && dir.is_dir()) {
             return Some(dir);
         }
         let what = if dir.is_dir() {
