@@ -105,6 +105,7 @@ pub fn render(d: &RunData) -> String {
     check_timelines(&mut out, d);
     mock_kv(&mut out, d);
     errors(&mut out, s);
+    super::answers::html(&mut out, &s.error_answers);
     footer(&mut out, d);
     out.push_str("</main></body></html>\n");
     out

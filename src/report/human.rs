@@ -4,12 +4,23 @@
 use super::model::{RequestStats, StopInfo, StopReason, Summary};
 
 /// Outcome classes in the order reports show them; see [`RequestStats::by_class`].
-pub(crate) const CLASSES: [&str; 9] = [
-    "2xx", "3xx", "4xx", "429", "5xx", "connect", "timeout", "reset", "body",
+pub(crate) const CLASSES: [&str; 11] = [
+    "2xx",
+    "3xx",
+    "expected",
+    "4xx",
+    "429",
+    "5xx",
+    "unexpected",
+    "connect",
+    "timeout",
+    "reset",
+    "body",
 ];
 
-/// Classes that count as success; every other class is an error.
-const OK_CLASSES: [&str; 2] = ["2xx", "3xx"];
+/// Classes that count as success (`expected`: a status the request lists in `expect`); every
+/// other class is an error.
+const OK_CLASSES: [&str; 3] = ["2xx", "3xx", "expected"];
 
 /// Whether `class` counts as an error.
 pub(crate) fn is_error_class(class: &str) -> bool {

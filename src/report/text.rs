@@ -53,6 +53,7 @@ pub fn terminal_summary(s: &Summary) -> String {
     for w in &s.warnings {
         lines.push(format!("warning: {}", one_line(w)));
     }
+    super::answers::terminal(&mut lines, &s.error_answers);
     for c in &s.checks {
         lines.push(format!(
             "check {}: {}  {}",

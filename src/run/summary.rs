@@ -38,6 +38,8 @@ pub struct Facts {
     pub all: Totals,
     /// Error samples (not yet redacted).
     pub errors: Vec<ErrorSample>,
+    /// Error answers (not yet redacted).
+    pub error_answers: Vec<crate::report::answers::ErrorAnswer>,
     /// Per phase.
     pub counts: Vec<PhaseCounts>,
     /// Process readings at the end.
@@ -88,6 +90,7 @@ pub fn nothing_sent(plan: &Plan, ended: &Ended) -> Result<Facts, RunError> {
         per,
         all,
         errors: Vec::new(),
+        error_answers: Vec::new(),
         counts: Vec::new(),
         resources: resources(0),
         checks: Vec::new(),
@@ -137,6 +140,11 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
             .collect(),
         thresholds: thresholds::evaluate(&plan.thresholds, &f.per, &f.all, sending_s),
         errors,
+        error_answers: {
+            let mut a = f.error_answers;
+            crate::report::answers::redact(&mut a, &plan.redactor);
+            a
+        },
         resources: f.resources,
         checks: f.checks,
         warnings: f.warnings,
