@@ -163,7 +163,7 @@ pub async fn drive(
         let (kind, detail) = tokio::select! {
             r = worker.fire_cron(&tick.cron, tick.scheduled_ms) => match r {
                 Ok(CronOutcome::Ok) => (OpKind::Ok, None),
-                Ok(CronOutcome::Exception) => (OpKind::Fail, Some("the scheduled handler threw".to_owned())),
+                Ok(thrown) => (OpKind::Fail, thrown.failure()),
                 Err(e) => (OpKind::Info, Some(e.to_string())),
             },
             _ = stop.cancelled() => (OpKind::Info, Some("run stopped while the handler ran".to_owned())),

@@ -180,8 +180,23 @@ pub(crate) struct Verdict {
     pub thresholds: String,
 }
 
-/// PASS when every threshold passed, FAIL otherwise; no word without thresholds.
+/// Whether the run ended before any load because its target did not start or could not be
+/// reached: nothing was measured, so nothing was judged.
+pub(crate) fn never_started(s: &Summary) -> bool {
+    s.stop.reason == StopReason::TargetUnreachable && s.overall.completed == 0
+}
+
+/// PASS when every threshold passed, FAIL otherwise; no word without thresholds; ERROR when
+/// the target never started (the stop line then carries its message whole).
 pub(crate) fn verdict(s: &Summary) -> Verdict {
+    if never_started(s) {
+        return Verdict {
+            word: Some("ERROR"),
+            thresholds:
+                "the target did not start: nothing was measured, no threshold or check was judged"
+                    .to_owned(),
+        };
+    }
     let mut v = threshold_verdict(s);
     if s.checks.is_empty() {
         return v;

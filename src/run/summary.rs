@@ -115,6 +115,7 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
     for e in &mut errors {
         e.message = plan.redactor.redact(&e.message).into_owned();
     }
+    let never_started = f.stop.reason == StopReason::TargetUnreachable && f.all.completed() == 0;
     let mut summary = Summary {
         schema_version: crate::report::model::SCHEMA_VERSION,
         kvchaos_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -138,7 +139,12 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
             .zip(&f.per)
             .map(|(r, t)| t.stats(r.method.as_str(), r.path.source(), sending_s))
             .collect(),
-        thresholds: thresholds::evaluate(&plan.thresholds, &f.per, &f.all, sending_s),
+        // A target that never started measured nothing: no threshold is judged on no data.
+        thresholds: if never_started {
+            Vec::new()
+        } else {
+            thresholds::evaluate(&plan.thresholds, &f.per, &f.all, sending_s)
+        },
         errors,
         error_answers: {
             let mut a = f.error_answers;
