@@ -124,3 +124,34 @@ expect = [201]
     let terminal = kvchaos::report::text::terminal_summary(s);
     assert!(terminal.contains("answer fail HTTP 500"), "{terminal}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_without_requests_runs_for_its_phases_and_reports() {
+    let addr = worker_like().await;
+    let text = format!(
+        "name = \"no-requests\"\n[target]\nurl = \"http://{addr}\"\n[[phases]]\nduration = \"1s\"\npause = true\n[cron]\n"
+    );
+    let plan = kvchaos::scenario::parse_str(&text, Path::new("quiet.toml"), &|_| None)
+        .expect("a requestless scenario with [cron] is valid");
+    assert!(plan.requests.is_empty());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let opts = RunOptions {
+        out: tmp.path().to_owned(),
+        threads: Some(1),
+        ..RunOptions::default()
+    };
+    let outcome = run(plan, &opts, Interrupts::default(), &mut Silent)
+        .await
+        .expect("run produces a report");
+    let s = &outcome.summary;
+    assert!(s.requests.is_empty());
+    assert_eq!(s.overall.completed, 0);
+    assert!(
+        s.duration_s >= 1.0,
+        "the pause phase sets the length: {}",
+        s.duration_s
+    );
+    for file in ["summary.json", "report.md", "report.html"] {
+        assert!(outcome.report_dir.join(file).is_file(), "{file}");
+    }
+}

@@ -47,3 +47,66 @@ fn other_work(raw: &ScenarioFile) -> bool {
         .is_some_and(|c| c.get_ref().fire != Some(false));
     crons || raw.lock.is_some() || raw.queue.is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::scenario::parse_str;
+    use crate::scenario::plan::Plan;
+
+    fn parse(text: &str) -> Result<Plan, String> {
+        parse_str(text, Path::new("t.toml"), &|_| None).map_err(|e| e.to_string())
+    }
+
+    const HEAD: &str = "name = \"t\"\n[target]\nbuiltin = true\n";
+
+    #[test]
+    fn a_scenario_driven_by_crons_or_drivers_needs_no_requests() {
+        let cron = format!("{HEAD}[[phases]]\nduration = \"10m\"\npause = true\n[cron]\n");
+        let plan = parse(&cron).expect("valid");
+        assert!(plan.requests.is_empty());
+        assert_eq!(
+            plan.duration().as_secs(),
+            600,
+            "the phases set the run's length"
+        );
+        let off =
+            format!("{HEAD}[[phases]]\nduration = \"1m\"\npause = true\n[cron]\nfire = false\n");
+        let e = parse(&off).expect_err("nothing to do");
+        assert!(e.contains("requests: no requests"), "{e}");
+        assert!(e.contains("[cron], [lock] or [queue]"), "{e}");
+        let loaded = format!("{HEAD}[[phases]]\nduration = \"1m\"\nrate = 5\n[cron]\n");
+        let e = parse(&loaded).expect_err("load without requests");
+        assert!(e.contains("phases[1]: this phase sends load"), "{e}");
+    }
+
+    #[test]
+    fn expect_lists_statuses_and_defaults_to_none() {
+        let text = format!(
+            "{HEAD}[[phases]]\nduration = \"1s\"\nrate = 1\n[[requests]]\nname = \"a\"\npath = \"/\"\nexpect = [200, 404]\n[[requests]]\nname = \"b\"\npath = \"/\"\n"
+        );
+        let plan = parse(&text).expect("valid");
+        assert_eq!(plan.requests[0].expect.as_deref(), Some(&[200, 404][..]));
+        assert_eq!(plan.requests[1].expect, None);
+        for bad in ["[]", "[600]", "[\"200\"]"] {
+            let text = format!(
+                "{HEAD}[[phases]]\nduration = \"1s\"\nrate = 1\n[[requests]]\nname = \"a\"\npath = \"/\"\nexpect = {bad}\n"
+            );
+            let e = parse(&text).expect_err(bad);
+            assert!(e.contains("requests[1].expect"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn kv_group_segments_set_the_grouping_rule() {
+        let base = format!(
+            "{HEAD}[[phases]]\nduration = \"1s\"\nrate = 1\n[[requests]]\nname = \"a\"\npath = \"/\"\n"
+        );
+        assert_eq!(parse(&base).expect("valid").kv.group.segments, 1);
+        let two = format!("{base}[kv]\ngroup_segments = 2\n");
+        assert_eq!(parse(&two).expect("valid").kv.group.segments, 2);
+        let e = parse(&format!("{base}[kv]\ngroup_segments = 9\n")).expect_err("too deep");
+        assert!(e.contains("kv.group_segments"), "{e}");
+    }
+}
