@@ -1,6 +1,6 @@
 //! Scenarios without `[[requests]]`: valid when something else drives the Worker (its crons
 //! fired by `[cron]`, the `[lock]` or `[queue]` drivers); the phases then only set the run's
-//! length, so each must be `pause = true`.
+//! length, so each must be `pause = true`, and there are no `[thresholds]` to judge.
 
 use super::*;
 use crate::scenario::plan::Load;
@@ -23,6 +23,17 @@ impl Validator<'_> {
             .is_some_and(|r| !r.get_ref().is_empty())
         {
             return;
+        }
+        if let Some(t) = raw
+            .thresholds
+            .as_ref()
+            .filter(|t| !t.get_ref().0.is_empty())
+        {
+            self.err(
+                t.span().start,
+                "thresholds",
+                "thresholds judge the load's latency and errors, but the scenario has no [[requests]]: remove [thresholds] (the cron, lock and queue checks still judge the run), or add a [[requests]] table",
+            );
         }
         let Some(raw_phases) = raw.phases.as_ref() else {
             return;
@@ -79,6 +90,9 @@ mod tests {
         let loaded = format!("{HEAD}[[phases]]\nduration = \"1m\"\nrate = 5\n[cron]\n");
         let e = parse(&loaded).expect_err("load without requests");
         assert!(e.contains("phases[1]: this phase sends load"), "{e}");
+        let judged = format!("{cron}[thresholds]\nall = [\"error_rate < 1%\"]\n");
+        let e = parse(&judged).expect_err("thresholds without requests");
+        assert!(e.contains("thresholds: thresholds judge the load"), "{e}");
     }
 
     #[test]
