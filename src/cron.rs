@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::history::{Event, OpKind};
 use crate::local::{CronOutcome, LocalWorker};
 
+mod failure;
+
 /// One scheduled invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tick {
@@ -163,7 +165,8 @@ pub async fn drive(
         let (kind, detail) = tokio::select! {
             r = worker.fire_cron(&tick.cron, tick.scheduled_ms) => match r {
                 Ok(CronOutcome::Ok) => (OpKind::Ok, None),
-                Ok(thrown) => (OpKind::Fail, thrown.failure()),
+                // After the launcher's exception reaches here (LocalWorker::run_cron), pass it.
+                Ok(CronOutcome::Exception) => (OpKind::Fail, Some(failure::threw(None))),
                 Err(e) => (OpKind::Info, Some(e.to_string())),
             },
             _ = stop.cancelled() => (OpKind::Info, Some("run stopped while the handler ran".to_owned())),

@@ -70,58 +70,12 @@ pub fn parse_ready(line: &str) -> Result<Result<Ready, String>, String> {
 }
 
 /// How a fired `scheduled` handler ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CronOutcome {
     /// The handler returned normally.
     Ok,
-    /// The handler threw (or its promise rejected), with the exception's stack (its first line
-    /// is the message) when the launcher saw it.
-    Exception(Option<String>),
-}
-
-/// Longest exception message kept in a cron tick's evidence, in characters.
-const MAX_EXCEPTION_CHARS: usize = 400;
-
-impl CronOutcome {
-    /// Whether the handler threw.
-    pub fn threw(&self) -> bool {
-        matches!(self, CronOutcome::Exception(_))
-    }
-
-    /// For a tick that threw, what its evidence says: the exception's message and the first
-    /// line of its stack, e.g. `the scheduled handler threw Error: KV PUT failed: 429 … (at
-    /// Object.scheduled (worker.js:12:9))`; `None` for a tick that ended normally.
-    pub fn failure(&self) -> Option<String> {
-        let CronOutcome::Exception(stack) = self else {
-            return None;
-        };
-        let Some(stack) = stack.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
-            return Some(
-                "the scheduled handler threw (no message reached the launcher)".to_owned(),
-            );
-        };
-        let mut lines = stack.lines().map(str::trim);
-        let message: String = lines
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(MAX_EXCEPTION_CHARS)
-            .collect();
-        Some(match lines.find(|l| l.starts_with("at ")) {
-            Some(at) => format!(
-                "the scheduled handler threw {message} ({})",
-                at.chars().take(MAX_EXCEPTION_CHARS).collect::<String>()
-            ),
-            None => format!("the scheduled handler threw {message}"),
-        })
-    }
-}
-
-/// The outcome word of a `scheduled` reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum RawOutcome {
-    Ok,
+    /// The handler threw (or its promise rejected).
     Exception,
 }
 
@@ -129,8 +83,7 @@ enum RawOutcome {
 struct RawReply {
     ok: bool,
     #[serde(default)]
-    outcome: Option<RawOutcome>,
-    /// The launcher's refusal (`ok: false`), or the exception's stack (`outcome: exception`).
+    outcome: Option<CronOutcome>,
     #[serde(default)]
     error: Option<String>,
 }
@@ -145,11 +98,9 @@ pub fn parse_cron_reply(line: &str) -> Result<Result<CronOutcome, String>, Strin
             .error
             .unwrap_or_else(|| "no reason given".to_owned())));
     }
-    match raw.outcome {
-        Some(RawOutcome::Ok) => Ok(Ok(CronOutcome::Ok)),
-        Some(RawOutcome::Exception) => Ok(Ok(CronOutcome::Exception(raw.error))),
-        None => Err(format!("reply without an outcome: '{line}'")),
-    }
+    raw.outcome
+        .map(Ok)
+        .ok_or_else(|| format!("reply without an outcome: '{line}'"))
 }
 
 /// The `scheduled` command line (with its trailing newline).
@@ -197,33 +148,8 @@ mod tests {
     fn cron_replies_parse() {
         assert_eq!(
             parse_cron_reply(r#"{"ok":true,"outcome":"exception"}"#),
-            Ok(Ok(CronOutcome::Exception(None)))
+            Ok(Ok(CronOutcome::Exception))
         );
-        let thrown = parse_cron_reply(
-            r#"{"ok":true,"outcome":"exception","error":"Error: KV PUT failed: 429 KV put() limit exceeded for the day.\n    at Object.scheduled (file:///w/index.js:12:9)\n    at x"}"#,
-        );
-        let Ok(Ok(outcome)) = thrown else {
-            panic!("{thrown:?}")
-        };
-        assert!(outcome.threw());
-        assert_eq!(
-            outcome.failure().as_deref(),
-            Some(
-                "the scheduled handler threw Error: KV PUT failed: 429 KV put() limit exceeded for the day. (at Object.scheduled (file:///w/index.js:12:9))"
-            )
-        );
-        assert_eq!(
-            CronOutcome::Exception(Some("boom".into()))
-                .failure()
-                .as_deref(),
-            Some("the scheduled handler threw boom")
-        );
-        assert!(
-            CronOutcome::Exception(None)
-                .failure()
-                .is_some_and(|f| f.contains("no message"))
-        );
-        assert_eq!(CronOutcome::Ok.failure(), None);
         assert_eq!(
             parse_cron_reply(r#"{"ok":false,"error":"bad"}"#),
             Ok(Err("bad".to_owned()))
