@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::history::{Event, OpKind};
 use crate::local::{CronOutcome, LocalWorker};
 
+mod failure;
+
 /// Something that runs a Worker's scheduled handler: a local Worker's launcher, or a canary's
 /// shim. The answer is the operation's outcome and, when it did not succeed, why.
 pub trait FireCron: Send + Sync {
@@ -33,11 +35,9 @@ impl FireCron for LocalWorker {
         scheduled_ms: u64,
     ) -> std::pin::Pin<Box<dyn Future<Output = (OpKind, Option<String>)> + Send + 'a>> {
         Box::pin(async move {
-            match self.fire_cron(cron, scheduled_ms).await {
-                Ok(CronOutcome::Ok) => (OpKind::Ok, None),
-                Ok(CronOutcome::Exception) => {
-                    (OpKind::Fail, Some("the scheduled handler threw".to_owned()))
-                }
+            match self.run_cron(cron, scheduled_ms).await {
+                Ok(run) if run.outcome == CronOutcome::Ok => (OpKind::Ok, None),
+                Ok(run) => (OpKind::Fail, Some(failure::threw(run.exception.as_deref()))),
                 Err(e) => (OpKind::Info, Some(e.to_string())),
             }
         })

@@ -17,6 +17,8 @@
 //! prints or decides pass/fail.
 
 pub mod client;
+pub mod errors;
+pub mod expect;
 pub mod outcome;
 pub mod schedule;
 pub mod tls;
@@ -62,6 +64,7 @@ struct Prepared {
     body: Option<Part<Bytes>>,
     content_type: Option<HeaderValue>,
     timeout: Duration,
+    expect: Option<Vec<u16>>,
 }
 
 /// A request ready to send, with its timeout.
@@ -439,6 +442,7 @@ fn prepare(r: &crate::scenario::plan::RequestPlan, base: &str) -> Result<Prepare
         body,
         content_type,
         timeout: r.timeout,
+        expect: r.expect.clone(),
     })
 }
 
@@ -689,7 +693,7 @@ async fn send(
     };
     sh.in_flight.fetch_sub(1, Ordering::Relaxed);
     let done = Instant::now();
-    let (outcome, bytes, error) = match result {
+    let (outcome, bytes, error, answer) = match result {
         None => {
             sh.unfinished.fetch_add(1, Ordering::Relaxed);
             return false;
@@ -703,15 +707,19 @@ async fn send(
                     "no complete response within {}",
                     humantime::format_duration(timeout)
                 )),
+                None,
             )
         }
-        Some(Ok(x)) => (x.outcome, x.bytes, x.error),
+        Some(Ok(x)) => (x.outcome, x.bytes, x.error, x.answer),
     };
+    let outcome = expect::judge(outcome, sh.requests[idx].expect.as_deref());
     let corrected = done.saturating_duration_since(intended).as_micros() as u64;
     let service = done.saturating_duration_since(sent).as_micros() as u64;
-    shard
-        .lock()
-        .record(idx, outcome, corrected, service, bytes, error);
+    let mut shard = shard.lock();
+    shard.record(idx, outcome, corrected, service, bytes, error);
+    if let (Outcome::Status(status), Some(body)) = (outcome, answer) {
+        shard.answer(idx, status, body);
+    }
     true
 }
 

@@ -122,6 +122,7 @@ pub struct Shard {
     cells: Cells,
     dropped: Vec<u64>,
     errors: ErrorCounts,
+    answers: crate::engine::errors::Answers,
 }
 
 impl Shard {
@@ -155,6 +156,11 @@ impl Shard {
                 1,
             );
         }
+    }
+
+    /// Keeps the start of an error answer's body (see [`crate::engine::errors`]).
+    pub fn answer(&mut self, request: usize, status: u16, body: (bytes::Bytes, bool)) {
+        self.answers.add(request, status, body);
     }
 
     /// Counts a request that was due but could not start because every slot was busy.
@@ -328,6 +334,7 @@ pub struct Recorder {
     totals: Cells,
     dropped: Vec<u64>,
     errors: ErrorCounts,
+    answers: crate::engine::errors::Answers,
     scratch: Histogram<u64>,
     scratch_all: Histogram<u64>,
     csv: Option<Box<dyn Write + Send>>,
@@ -426,6 +433,7 @@ impl Recorder {
                         cells: Cells::new(n),
                         dropped: vec![0; n],
                         errors: ErrorCounts::default(),
+                        answers: Default::default(),
                     })))
                 })
                 .collect(),
@@ -434,6 +442,7 @@ impl Recorder {
             totals: Cells::new(n),
             dropped: vec![0; n],
             errors: ErrorCounts::default(),
+            answers: Default::default(),
             scratch: new_histogram(),
             scratch_all: new_histogram(),
             csv,
@@ -474,6 +483,7 @@ impl Recorder {
                 *a += std::mem::take(b);
             }
             s.errors.drain_into(&mut self.errors);
+            s.answers.drain_into(&mut self.answers);
         }
         let classes = CLASSES.len();
         let mut all = IntervalRow::default();
@@ -646,6 +656,11 @@ impl Recorder {
             per.push(t);
         }
         (per, all)
+    }
+
+    /// The first distinct error answers merged so far (bodies not yet redacted).
+    pub fn error_answers(&self) -> Vec<crate::report::answers::ErrorAnswer> {
+        crate::report::answers::from_rows(self.answers.rows(), &self.names)
     }
 
     /// Flushes the time series and returns per-request totals (scenario order), overall, and

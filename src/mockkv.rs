@@ -41,6 +41,7 @@ pub mod binding;
 pub mod clock;
 pub mod control;
 pub mod fault;
+pub mod group;
 pub mod quota;
 pub mod ratelimit;
 pub mod rest;
@@ -135,8 +136,8 @@ pub struct MockKvConfig {
     pub account_id: String,
     /// Bearer token the REST API requires; `None` accepts any token.
     pub api_token: Option<String>,
-    /// Key-prefix depth for accounting (see [`stats::key_prefix`]).
-    pub prefix_depth: usize,
+    /// How keys are grouped in the accounting (see [`group::GroupRule`]).
+    pub group: group::GroupRule,
     /// Journal length.
     pub journal_len: usize,
     /// Allow serving on a non-loopback address.
@@ -155,7 +156,7 @@ impl Default for MockKvConfig {
             default_namespace: "default".to_owned(),
             account_id: "kvchaos".to_owned(),
             api_token: None,
-            prefix_depth: 2,
+            group: group::GroupRule::default(),
             journal_len: 1000,
             allow_non_loopback: false,
             rest_rate_limit: None,
@@ -275,7 +276,7 @@ impl MockKv {
             store: Store::default(),
             quotas: Quotas::new(config.limits),
             faults: FaultSet::new(config.seed),
-            stats: Stats::new(config.prefix_depth, config.journal_len),
+            stats: Stats::new(config.group, config.journal_len),
             rest: ratelimit::RestWindows::new(config.rest_rate_limit),
         };
         Self {

@@ -11,6 +11,7 @@
 //! (the CLI does). During the run the recorder writes `timeseries.csv` and, through
 //! [`hlog::HlogWriter`], `latency.hlog`; the run writes `history.jsonl` and `mockkv.json`.
 
+pub mod answers;
 pub mod compare;
 pub mod data;
 pub mod hlog;

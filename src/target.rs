@@ -149,6 +149,7 @@ pub async fn start(
                     seed,
                     limits: kv_plan.limits,
                     same_key_write_limit: kv_plan.same_key_write_limit,
+                    group: kv_plan.group,
                     ..MockKvConfig::default()
                 },
                 clock,

@@ -137,6 +137,9 @@ pub struct Exchange {
     pub bytes: u64,
     /// Why it failed, for transport failures.
     pub error: Option<String>,
+    /// For a 4xx or 5xx answer, the start of its body (see [`super::errors::BODY_START`]) and
+    /// whether the body was longer; `None` for any other outcome, so 2xx answers cost nothing.
+    pub answer: Option<(Bytes, bool)>,
 }
 
 impl Exchange {
@@ -145,6 +148,7 @@ impl Exchange {
             outcome,
             bytes: 0,
             error: Some(error),
+            answer: None,
         }
     }
 }
@@ -291,11 +295,15 @@ async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange 
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
     let mut bytes = 0u64;
+    let mut start = (status >= 400).then(super::errors::BodyStart::default);
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => {
                 if let Some(d) = f.data_ref() {
                     bytes += d.len() as u64;
+                    if let Some(s) = start.as_mut() {
+                        s.push(d);
+                    }
                 }
             }
             Err(e) => {
@@ -306,6 +314,7 @@ async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange 
                         "reading body after status {status}: {}",
                         describe(&e)
                     )),
+                    answer: None,
                 };
             }
         }
@@ -314,6 +323,7 @@ async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange 
         outcome: Outcome::Status(status),
         bytes,
         error: None,
+        answer: start.map(super::errors::BodyStart::finish),
     }
 }
 

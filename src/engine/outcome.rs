@@ -13,12 +13,29 @@ pub enum Outcome {
     Reset,
     /// The response head arrived but the body could not be read, or the response was malformed.
     Body,
+    /// A 4xx or 5xx status the request lists in `expect`: not an error.
+    Expected(u16),
+    /// A 2xx or 3xx status the request's `expect` list leaves out: an error.
+    Unexpected(u16),
 }
 
 /// Outcome classes, in report order. The index is stable within a build (used for arrays).
-pub const CLASSES: [&str; 9] = [
-    "2xx", "3xx", "4xx", "429", "5xx", "connect", "timeout", "reset", "body",
+pub const CLASSES: [&str; 11] = [
+    "2xx",
+    "3xx",
+    "4xx",
+    "429",
+    "5xx",
+    "connect",
+    "timeout",
+    "reset",
+    "body",
+    "expected",
+    "unexpected",
 ];
+
+/// Index of the `expected` class, the one class past 3xx that is not an error.
+const EXPECTED: usize = 9;
 
 impl Outcome {
     /// Index into [`CLASSES`].
@@ -34,6 +51,8 @@ impl Outcome {
             Outcome::Timeout => 6,
             Outcome::Reset => 7,
             Outcome::Body => 8,
+            Outcome::Expected(_) => EXPECTED,
+            Outcome::Unexpected(_) => 10,
         }
     }
 
@@ -45,7 +64,7 @@ impl Outcome {
 
 /// Whether a class index counts as an error.
 pub fn class_is_error(class: usize) -> bool {
-    class >= 2
+    class >= 2 && class != EXPECTED
 }
 
 #[cfg(test)]
@@ -64,5 +83,9 @@ mod tests {
         assert!(!Outcome::Status(302).is_error());
         assert!(Outcome::Status(429).is_error());
         assert!(Outcome::Timeout.is_error());
+        assert_eq!(name(Outcome::Expected(404)), "expected");
+        assert!(!Outcome::Expected(404).is_error());
+        assert_eq!(name(Outcome::Unexpected(200)), "unexpected");
+        assert!(Outcome::Unexpected(200).is_error());
     }
 }

@@ -136,7 +136,7 @@ pub struct VerifyArgs {
     /// The API connection (for d1://).
     #[command(flatten)]
     pub conn: ConnArgs,
-    /// Group the counts by this many `:`-separated key segments.
+    /// Group the counts by this many leading key segments (split at `:` or `/`, ids as `{id}`).
     #[arg(long, default_value_t = 1)]
     pub prefix_depth: usize,
     /// Print at most this many differing keys per side and prefix.

@@ -18,7 +18,7 @@ use super::args::VerifyArgs;
 use super::record::{self, Manifest, Record, VerifyRecord};
 use super::store::{Location, ObjectStores};
 use super::{Console, KvEnv, KvError, secret};
-use crate::mockkv::stats::key_prefix;
+use crate::mockkv::group::GroupRule;
 
 /// Most keys read from SQLite or D1.
 const MAX_OTHER_KEYS: usize = 10_000_000;
@@ -236,24 +236,19 @@ pub struct PrefixDiff {
 }
 
 impl Diff {
-    /// Compare two key sets, grouped by `depth` `:`-separated segments.
+    /// Compare two key sets, grouped by `depth` leading key segments (as `mockkv.json`).
     pub fn new(mine: &BTreeSet<String>, theirs: &BTreeSet<String>, depth: usize) -> Diff {
+        let rule = GroupRule { segments: depth };
         let mut d = Diff::default();
         for k in mine {
-            let p = d
-                .by_prefix
-                .entry(key_prefix(k, depth).to_owned())
-                .or_default();
+            let p = d.by_prefix.entry(rule.group(k).into_owned()).or_default();
             p.dump += 1;
             if !theirs.contains(k) {
                 p.only_dump.push(k.clone());
             }
         }
         for k in theirs {
-            let p = d
-                .by_prefix
-                .entry(key_prefix(k, depth).to_owned())
-                .or_default();
+            let p = d.by_prefix.entry(rule.group(k).into_owned()).or_default();
             p.other += 1;
             if !mine.contains(k) {
                 p.only_other.push(k.clone());

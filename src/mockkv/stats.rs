@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Op;
 use super::fault::{FaultKindName, FaultView};
+use super::group::GroupRule;
 use super::quota::QuotaRow;
 
 /// Most distinct key prefixes counted per namespace; the rest go to `<other>`.
@@ -83,7 +84,7 @@ pub struct CountRow {
     pub namespace: String,
     /// Operation type.
     pub op: Op,
-    /// Key prefix (see [`key_prefix`]).
+    /// Key group (see [`GroupRule::group`]).
     pub prefix: String,
     /// How it ended.
     pub outcome: Outcome,
@@ -136,29 +137,13 @@ pub struct Snapshot {
     pub journal: Vec<JournalEntry>,
 }
 
-/// The prefix a key is counted under: the text before its last
-/// `:`-separated segment, cut to at most `depth` segments (with the trailing
-/// `:`). `queue:jobs:42` → `queue:jobs:` (depth ≥ 2) or `queue:` (depth 1);
-/// a key without `:` has the empty prefix.
-pub fn key_prefix(key: &str, depth: usize) -> &str {
-    let Some(last) = key.rfind(':') else {
-        return "";
-    };
-    let head = &key[..=last];
-    match head.match_indices(':').nth(depth.saturating_sub(1)) {
-        Some((i, _)) if depth > 0 => &head[..=i],
-        _ if depth == 0 => "",
-        _ => head,
-    }
-}
-
 /// One namespace's counts: key prefix → (op, outcome) → count.
 type PrefixCounts = BTreeMap<String, BTreeMap<(Op, Outcome), u64>>;
 
 /// The counters. Not synchronised: the caller holds it behind a mutex.
 #[derive(Debug)]
 pub struct Stats {
-    depth: usize,
+    group: GroupRule,
     journal_len: usize,
     /// Namespace → key prefix → (op, outcome) → count. Nested so that counting an operation
     /// whose namespace and prefix were seen before allocates nothing.
@@ -168,10 +153,10 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Empty counters; `depth` as in [`key_prefix`], journal of `journal_len`.
-    pub fn new(depth: usize, journal_len: usize) -> Self {
+    /// Empty counters grouping keys by `group`, journal of `journal_len`.
+    pub fn new(group: GroupRule, journal_len: usize) -> Self {
         Self {
-            depth,
+            group,
             journal_len,
             counts: BTreeMap::new(),
             writes: BTreeMap::new(),
@@ -181,12 +166,13 @@ impl Stats {
 
     /// Forget everything counted.
     pub fn clear(&mut self) {
-        *self = Self::new(self.depth, self.journal_len);
+        *self = Self::new(self.group, self.journal_len);
     }
 
     /// Count one operation.
     pub fn record(&mut self, at_ms: u64, ns: &str, op: Op, key: &str, outcome: Outcome) {
-        let prefix = key_prefix(key, self.depth);
+        let group = self.group.group(key);
+        let prefix: &str = &group;
         if !self.counts.contains_key(ns) {
             self.counts.insert(ns.to_owned(), BTreeMap::new());
         }
@@ -286,7 +272,7 @@ mod tests {
 
     #[test]
     fn distinct_prefixes_are_capped_per_namespace_and_the_rest_share_a_row() {
-        let mut s = Stats::new(1, 0);
+        let mut s = Stats::new(GroupRule::default(), 0);
         for i in 0..MAX_PREFIXES + 5 {
             s.record(0, "N", Op::Put, &format!("p{i}:k"), Outcome::Ok);
         }
@@ -307,18 +293,29 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_by_depth() {
-        assert_eq!(key_prefix("queue:jobs:42", 1), "queue:");
-        assert_eq!(key_prefix("queue:jobs:42", 2), "queue:jobs:");
-        assert_eq!(key_prefix("queue:jobs:42", 9), "queue:jobs:");
-        assert_eq!(key_prefix("plain", 3), "");
-        assert_eq!(key_prefix("a:b", 0), "");
-        assert_eq!(key_prefix("lock:", 2), "lock:");
+    fn keys_are_counted_by_their_group() {
+        let mut s = Stats::new(GroupRule::default(), 0);
+        for user in ["alice", "bob", "0b5e2c1e-7f6a-4f1e-9c3d-2a9f8e7d6c5b"] {
+            s.record(0, "N", Op::Put, &format!("token:{user}:s1"), Outcome::Ok);
+        }
+        let snap = s.snapshot(0, Vec::new(), Vec::new());
+        assert_eq!(snap.counts.len(), 1, "{:?}", snap.counts);
+        assert_eq!(
+            (snap.counts[0].prefix.as_str(), snap.counts[0].count),
+            ("token:", 3)
+        );
+        let mut s = Stats::new(GroupRule { segments: 2 }, 0);
+        for id in 0..50 {
+            s.record(0, "N", Op::Get, &format!("user:{id}:profile"), Outcome::Ok);
+        }
+        let snap = s.snapshot(0, Vec::new(), Vec::new());
+        assert_eq!(snap.counts.len(), 1);
+        assert_eq!(snap.counts[0].prefix, "user:{id}:");
     }
 
     #[test]
     fn counts_totals_and_bounded_journal() {
-        let mut s = Stats::new(2, 3);
+        let mut s = Stats::new(GroupRule { segments: 2 }, 3);
         for i in 0..5 {
             s.record(i, "N", Op::Put, &format!("q:{i}"), Outcome::Ok);
         }

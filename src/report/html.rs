@@ -51,7 +51,7 @@ h3{font-size:15px;margin:18px 0 6px}
 p.note,.muted{color:var(--muted)}
 p.note{margin:4px 0 10px}
 .badge{display:inline-block;padding:2px 9px;border-radius:4px;font-weight:700;font-size:13px;letter-spacing:.03em;color:#fff}
-.badge.PASS{background:#2a9d55}.badge.FAIL{background:#c03a2b}.badge.UNKNOWN{background:#b07d00}.badge.NONE{background:#5b6472}
+.badge.PASS{background:#2a9d55}.badge.FAIL{background:#c03a2b}.badge.ERROR{background:#c03a2b}.badge.UNKNOWN{background:#b07d00}.badge.NONE{background:#5b6472}
 .headline{font-size:15px;margin:6px 0 14px}
 .facts{display:grid;grid-template-columns:repeat(4,1fr);gap:8px 18px;background:var(--panel);border:1px solid var(--line);border-radius:6px;padding:12px 16px}
 .facts div span{display:block;color:var(--muted);font-size:12px}
@@ -100,6 +100,7 @@ pub fn render(d: &RunData) -> String {
     timelines::check_timelines(&mut out, d);
     kv::mock_kv(&mut out, d);
     overview::errors(&mut out, s);
+    super::answers::html(&mut out, &s.error_answers);
     overview::footer(&mut out, d);
     out.push_str("</main></body></html>\n");
     out

@@ -4,12 +4,23 @@
 use super::model::{RequestStats, StopInfo, StopReason, Summary};
 
 /// Outcome classes in the order reports show them; see [`RequestStats::by_class`].
-pub(crate) const CLASSES: [&str; 9] = [
-    "2xx", "3xx", "4xx", "429", "5xx", "connect", "timeout", "reset", "body",
+pub(crate) const CLASSES: [&str; 11] = [
+    "2xx",
+    "3xx",
+    "expected",
+    "4xx",
+    "429",
+    "5xx",
+    "unexpected",
+    "connect",
+    "timeout",
+    "reset",
+    "body",
 ];
 
-/// Classes that count as success; every other class is an error.
-const OK_CLASSES: [&str; 2] = ["2xx", "3xx"];
+/// Classes that count as success (`expected`: a status the request lists in `expect`); every
+/// other class is an error.
+const OK_CLASSES: [&str; 3] = ["2xx", "3xx", "expected"];
 
 /// Whether `class` counts as an error.
 pub(crate) fn is_error_class(class: &str) -> bool {
@@ -169,8 +180,23 @@ pub(crate) struct Verdict {
     pub thresholds: String,
 }
 
-/// PASS when every threshold passed, FAIL otherwise; no word without thresholds.
+/// Whether the run ended before any load because its target did not start or could not be
+/// reached: nothing was measured, so nothing was judged.
+pub(crate) fn never_started(s: &Summary) -> bool {
+    s.stop.reason == StopReason::TargetUnreachable && s.overall.completed == 0
+}
+
+/// PASS when every threshold passed, FAIL otherwise; no word without thresholds; ERROR when
+/// the target never started (the stop line then carries its message whole).
 pub(crate) fn verdict(s: &Summary) -> Verdict {
+    if never_started(s) {
+        return Verdict {
+            word: Some("ERROR"),
+            thresholds:
+                "the target did not start: nothing was measured, no threshold or check was judged"
+                    .to_owned(),
+        };
+    }
     let mut v = threshold_verdict(s);
     if s.checks.is_empty() {
         return v;

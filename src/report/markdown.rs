@@ -25,6 +25,7 @@ pub fn render(s: &Summary) -> String {
     thresholds(&mut out, s);
     checks(&mut out, s);
     errors(&mut out, s);
+    super::answers::markdown(&mut out, &s.error_answers, text);
     resources(&mut out, s);
     files(&mut out);
     // One trailing newline, whatever the last section wrote.

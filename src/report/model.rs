@@ -49,6 +49,9 @@ pub struct Summary {
     pub thresholds: Vec<ThresholdResult>,
     /// First distinct error messages seen (bounded), with how often each occurred.
     pub errors: Vec<ErrorSample>,
+    /// First distinct 4xx/5xx answers per request with the start of their bodies (bounded).
+    #[serde(default)]
+    pub error_answers: Vec<super::answers::ErrorAnswer>,
     /// What the generator itself used.
     pub resources: Resources,
     /// Mock KV faults the timeline set, with when they were active (run time).
@@ -501,6 +504,13 @@ pub(crate) fn fixture() -> Summary {
                 count: 12,
             },
         ],
+        error_answers: vec![super::answers::ErrorAnswer {
+            request: "acquire_lock".to_owned(),
+            status: 500,
+            body: "Error: KV PUT failed: 429 KV put() limit exceeded for the day.".to_owned(),
+            truncated: false,
+            count: 171,
+        }],
         resources: Resources {
             peak_rss_kib: 48_312,
             cpu_s: 9.84,

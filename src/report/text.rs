@@ -29,11 +29,19 @@ pub fn terminal_summary(s: &Summary) -> String {
         ),
         None => format!("kvchaos {}: {}", one_line(&s.scenario.name), v.thresholds),
     });
-    lines.push(if s.stop.reason == StopReason::Completed {
-        "completed".to_owned()
+    if human::never_started(s) {
+        // The target's own message is the whole story: keep all of it, wrapped.
+        let why = format!("stopped early: {}", human::stop_text(&s.stop));
+        for line in why.lines() {
+            lines.extend(wrap(&one_line(line), MAX_COLUMNS));
+        }
     } else {
-        format!("stopped early: {}", one_line(&human::stop_text(&s.stop)))
-    });
+        lines.push(if s.stop.reason == StopReason::Completed {
+            "completed".to_owned()
+        } else {
+            format!("stopped early: {}", one_line(&human::stop_text(&s.stop)))
+        });
+    }
     let mut facts = format!(
         "ran {} of {} planned",
         human::run_secs(s.duration_s),
@@ -53,6 +61,7 @@ pub fn terminal_summary(s: &Summary) -> String {
     for w in &s.warnings {
         lines.push(format!("warning: {}", one_line(w)));
     }
+    super::answers::terminal(&mut lines, &s.error_answers);
     for c in &s.checks {
         lines.push(format!(
             "check {}: {}  {}",
@@ -66,7 +75,13 @@ pub fn terminal_summary(s: &Summary) -> String {
     threshold_lines(&mut lines, &s.thresholds, room);
 
     let mut out = String::new();
-    for line in lines.iter().take(MAX_LINES) {
+    // A start failure's message may be long, but not without bound.
+    let budget = if human::never_started(s) {
+        MAX_LINES * 3
+    } else {
+        MAX_LINES
+    };
+    for line in lines.iter().take(budget) {
         out.push_str(truncate(line.trim_end(), MAX_COLUMNS).as_str());
         out.push('\n');
     }
@@ -212,6 +227,15 @@ fn threshold_lines(lines: &mut Vec<String>, thresholds: &[ThresholdResult], room
     }
 }
 
+/// `s` cut into lines of at most `width` characters.
+fn wrap(s: &str, width: usize) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    chars
+        .chunks(width.max(1))
+        .map(|c| c.iter().collect())
+        .collect()
+}
+
 /// Control characters (a terminal escape in a server's message, say) become spaces.
 fn one_line(s: &str) -> String {
     s.chars()
@@ -278,5 +302,31 @@ mod tests {
         );
         assert!(out.contains("\nthresholds: none\n"), "{out}");
         assert!(!out.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_target_that_never_started_says_so_with_its_message_whole() {
+        let mut s = fixture();
+        s.stop.reason = StopReason::TargetUnreachable;
+        let why = format!(
+            "miniflare could not start the Worker: No such module \"node:os\". {}",
+            "x".repeat(150)
+        );
+        s.stop.detail = Some(why.clone());
+        s.overall.completed = 0;
+        s.thresholds.clear();
+        s.checks.clear();
+        let out = terminal_summary(&s);
+        assert!(
+            out.lines().all(|l| l.chars().count() <= MAX_COLUMNS),
+            "{out}"
+        );
+        assert!(out.contains(": ERROR (the target did not start"), "{out}");
+        assert!(!out.contains("FAIL"), "{out}");
+        let joined: String = out.lines().collect();
+        assert!(joined.contains(&why), "the message is kept whole: {out}");
+        let md = crate::report::markdown::render(&s);
+        assert!(md.contains("**ERROR** · the target did not start"), "{md}");
+        assert!(md.contains("x".repeat(150).as_str()), "{md}");
     }
 }

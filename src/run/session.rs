@@ -412,6 +412,7 @@ impl Session {
         );
         journal.record(end - start, Event::RunEnded);
         let written = journal.finish();
+        let error_answers = recorder.error_answers();
         let (per, all, errors) = recorder.finish();
         let clock = worker_clock(&target, started_ms);
         let checks = crate::check::judge(&plan, &written.judged, clock, queue_prefix.as_deref());
@@ -428,6 +429,7 @@ impl Session {
             per,
             all,
             errors,
+            error_answers,
             counts,
             resources: summary::resources(engine.threads()),
             checks,

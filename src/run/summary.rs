@@ -38,6 +38,8 @@ pub struct Facts {
     pub all: Totals,
     /// Error samples (not yet redacted).
     pub errors: Vec<ErrorSample>,
+    /// Error answers (not yet redacted).
+    pub error_answers: Vec<crate::report::answers::ErrorAnswer>,
     /// Per phase.
     pub counts: Vec<PhaseCounts>,
     /// Process readings at the end.
@@ -88,6 +90,7 @@ pub fn nothing_sent(plan: &Plan, ended: &Ended) -> Result<Facts, RunError> {
         per,
         all,
         errors: Vec::new(),
+        error_answers: Vec::new(),
         counts: Vec::new(),
         resources: resources(0),
         checks: Vec::new(),
@@ -112,6 +115,7 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
     for e in &mut errors {
         e.message = plan.redactor.redact(&e.message).into_owned();
     }
+    let never_started = f.stop.reason == StopReason::TargetUnreachable && f.all.completed() == 0;
     let mut summary = Summary {
         schema_version: crate::report::model::SCHEMA_VERSION,
         kvchaos_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -135,8 +139,18 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
             .zip(&f.per)
             .map(|(r, t)| t.stats(r.method.as_str(), r.path.source(), sending_s))
             .collect(),
-        thresholds: thresholds::evaluate(&plan.thresholds, &f.per, &f.all, sending_s),
+        // A target that never started measured nothing: no threshold is judged on no data.
+        thresholds: if never_started {
+            Vec::new()
+        } else {
+            thresholds::evaluate(&plan.thresholds, &f.per, &f.all, sending_s)
+        },
         errors,
+        error_answers: {
+            let mut a = f.error_answers;
+            crate::report::answers::redact(&mut a, &plan.redactor);
+            a
+        },
         resources: f.resources,
         checks: f.checks,
         warnings: f.warnings,

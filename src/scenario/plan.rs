@@ -79,6 +79,8 @@ pub struct KvPlan {
     pub same_key_write_limit: bool,
     /// UTC time of day at which the run clock starts (`None`: the real time now).
     pub start_of_day: Option<Duration>,
+    /// How `mockkv.json` groups keys.
+    pub group: crate::mockkv::group::GroupRule,
 }
 
 impl Default for KvPlan {
@@ -87,6 +89,7 @@ impl Default for KvPlan {
             limits: crate::mockkv::Limits::FREE,
             same_key_write_limit: true,
             start_of_day: None,
+            group: crate::mockkv::group::GroupRule::default(),
         }
     }
 }
@@ -378,6 +381,8 @@ pub struct RequestPlan {
     pub body: Option<BodyPlan>,
     /// Time allowed for the whole exchange (connect, send, response, body).
     pub timeout: Duration,
+    /// Statuses this request expects (`None`: 2xx and 3xx are fine, the rest are errors).
+    pub expect: Option<Vec<u16>>,
 }
 
 /// A request body template and its content type.

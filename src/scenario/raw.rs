@@ -98,6 +98,8 @@ pub struct RawKv {
     pub start: Option<Spanned<String>>,
     /// Enforce one write per second per key.
     pub same_key_write_limit: Option<bool>,
+    /// Leading key segments that name a group in `mockkv.json` (default 1).
+    pub group_segments: Option<RawValue>,
 }
 
 /// A request of a check driver: the request fields of `[[requests]]` plus what to read from
@@ -328,6 +330,8 @@ pub struct RawRequest {
     pub json: Option<Spanned<RawJson>>,
     /// Per-request timeout.
     pub timeout: Option<RawValue>,
+    /// Statuses this request expects; others are errors.
+    pub expect: Option<Spanned<Vec<RawValue>>>,
 }
 
 /// A TOML table read in file order, with the span of every key.

@@ -25,12 +25,15 @@ use crate::redact::Redactor;
 
 mod canary;
 mod drivers;
+mod expect;
 mod faults;
+mod kvgroup;
 mod phases;
 mod requests;
 mod target;
 mod thresholds;
 mod worker_choice;
+mod traffic;
 
 /// Highest open-loop rate, requests per second.
 const MAX_RATE: f64 = 10_000_000.0;
@@ -162,7 +165,10 @@ impl Validator<'_> {
         };
         let target = self.target(raw.target.as_ref());
         let phases = self.phases(raw.phases.as_ref());
-        let requests = self.requests(raw.requests.as_ref());
+        let requests = self.requests_or_drivers(raw);
+        if let Some(ps) = &phases {
+            self.phases_without_requests(raw, ps);
+        }
         let names: Vec<String> = raw
             .requests
             .iter()

@@ -26,6 +26,7 @@ fn request(name: &str, path: &str, weight: u32, timeout: Duration) -> RequestPla
         headers: Vec::new(),
         body: None,
         timeout,
+        expect: None,
     }
 }
 

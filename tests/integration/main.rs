@@ -1,5 +1,6 @@
 //! Integration tests: the whole tool driven in-process against real servers on 127.0.0.1:0.
 
+mod answers;
 mod audit;
 mod canary;
 mod cli;

@@ -418,6 +418,20 @@ fn a_worker_that_cannot_start_is_reported_unreachable_with_its_log() {
     );
     let log = std::fs::read_to_string(run.report_dir().join("worker.log")).expect("worker.log");
     assert!(log.contains("broken on purpose at module load"), "{log}");
+    // The headline says the Worker did not start, with its message whole, and no threshold
+    // is judged on the absent data.
+    assert_eq!(s["thresholds"], serde_json::json!([]), "{s}");
+    let md = std::fs::read_to_string(run.report_dir().join("report.md")).expect("report.md");
+    let headline = md.lines().find(|l| l.starts_with("**")).unwrap_or_default();
+    assert!(
+        headline.starts_with("**ERROR** · the target did not start"),
+        "{md}"
+    );
+    assert!(
+        headline.contains("broken on purpose at module load"),
+        "{headline}"
+    );
+    assert!(!md.contains("observed no data"), "{md}");
 }
 
 #[test]

@@ -248,12 +248,15 @@ impl Validator<'_> {
                 }
             },
         };
+        let group = self.kv_group(k.group_segments.as_ref());
+        ok &= group.is_some();
         ok.then(|| {
             (
                 KvPlan {
                     limits,
                     same_key_write_limit: k.same_key_write_limit.unwrap_or(true),
                     start_of_day,
+                    group: group.unwrap_or_default(),
                 },
                 speed,
             )

@@ -9,7 +9,7 @@ impl Validator<'_> {
     ) -> Option<Vec<RequestPlan>> {
         let Some(reqs) = reqs.filter(|r| !r.get_ref().is_empty()) else {
             let at = reqs.map_or(self.top, |r| r.span().start);
-            self.err(at, "requests", "no requests: at least one is required; add a [[requests]] table with name = \"get-item\" and path = \"/items/{{random_key 1000}}\"");
+            self.err(at, "requests", "no requests: add a [[requests]] table with name = \"get-item\" and path = \"/items/{{random_key 1000}}\", or, for a Worker driven only by its crons or the check drivers, a [cron], [lock] or [queue] table with every phase pause = true");
             return None;
         };
         if reqs.get_ref().len() > MAX_REQUESTS {
@@ -97,6 +97,7 @@ impl Validator<'_> {
         let headers = self.headers(raw.headers.as_ref(), &base);
         let body = self.body(raw.body.as_ref(), raw.json.as_ref(), &base);
         let timeout = self.timeout(raw.timeout.as_ref(), &base);
+        let expect = self.expect(raw.expect.as_ref(), &base);
 
         if self.errors.len() > errors_before {
             return None;
@@ -109,6 +110,7 @@ impl Validator<'_> {
             headers: headers?,
             body: body?,
             timeout: timeout?,
+            expect: expect?,
         })
     }
 
