@@ -31,8 +31,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::client::{Conn, Endpoint};
-use crate::engine::outcome::Outcome;
 use crate::history::{Event, OpKind};
+use crate::outcome::Outcome;
 use crate::redact::Redactor;
 use crate::scenario::plan::{DriverRequest, Extract, LockPlan, Plan, QueuePlan};
 use crate::scenario::template::RenderCx;

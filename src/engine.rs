@@ -17,7 +17,6 @@
 //! prints or decides pass/fail.
 
 pub mod client;
-pub mod outcome;
 pub mod schedule;
 pub mod tls;
 
@@ -36,10 +35,10 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::metrics::{Recorder, ShardHandle};
+use crate::outcome::Outcome;
 use crate::scenario::plan::{Load, Plan};
 use crate::scenario::template::{RenderCx, Template};
 use client::{Conn, Endpoint};
-use outcome::Outcome;
 use schedule::{PhaseSchedule, phase_at};
 
 /// How late an open-loop arrival may be claimed before it counts as dropped. Covers timer

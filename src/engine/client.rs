@@ -14,7 +14,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::outcome::Outcome;
+use crate::outcome::Outcome;
 
 /// Where requests go, resolved once before the run.
 #[derive(Debug, Clone)]

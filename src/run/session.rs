@@ -25,8 +25,8 @@ use crate::engine::Engine;
 use crate::history::{Event, OpKind};
 use crate::live::{Control, Interrupts, Monitor, Snapshot};
 use crate::metrics::{Recorder, thresholds};
-use crate::report::model::{StopReason, TargetInfo};
 use crate::scenario::plan::Plan;
+use crate::summary::{StopReason, TargetInfo};
 use crate::target::Running;
 use crate::timeline::Timeline;
 

@@ -17,9 +17,9 @@ use ratatui::widgets::{
 
 use super::app::{App, FAULT_PRESETS, MenuEntry, Overlay, Point};
 use crate::check::{CheckResult, Verdict};
-use crate::engine::outcome::{CLASSES, class_is_error};
 use crate::live::Snapshot;
 use crate::metrics::{LIVE_BUCKETS_US, RequestLive};
+use crate::outcome::Class;
 
 const FAULT: Color = Color::Red;
 const DIM: Style = Style::new().fg(Color::DarkGray);
@@ -213,12 +213,12 @@ fn pct(n: u64, d: u64) -> f64 {
 /// The error classes of a request that occurred, e.g. `5xx 12 timeout 3`.
 fn error_classes(r: &RequestLive) -> String {
     let mut out = String::new();
-    for (c, n) in r.by_class.iter().enumerate() {
-        if class_is_error(c) && *n > 0 {
+    for (class, n) in Class::ALL.into_iter().zip(r.by_class) {
+        if class.is_error() && n > 0 {
             if !out.is_empty() {
                 out.push(' ');
             }
-            out.push_str(&format!("{} {n}", CLASSES[c]));
+            out.push_str(&format!("{} {n}", class.name()));
         }
     }
     if out.is_empty() { "-".to_owned() } else { out }
@@ -301,7 +301,7 @@ fn draw_histogram(frame: &mut Frame, area: Rect, r: Option<&RequestLive>) {
         ("cor", "svc")
     };
     let pad = " ".repeat(cor.len());
-    let row = |name: &str, p: &crate::report::model::Percentiles| {
+    let row = |name: &str, p: &crate::summary::Percentiles| {
         let mut line = format!("{name:<w$}", w = cor.len());
         for v in [p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us] {
             line.push_str(&format!(" {:>6}", short(v)));
@@ -757,7 +757,7 @@ mod tests {
     use crate::live::{ActiveFault, KvSummary};
     use crate::metrics::Live;
     use crate::mockkv::Op;
-    use crate::report::model::{FaultWindow, Percentiles};
+    use crate::summary::{FaultWindow, Percentiles};
 
     fn pcts(p50: u64) -> Percentiles {
         Percentiles {
@@ -774,7 +774,7 @@ mod tests {
     }
 
     fn request(name: &str, rps: f64, p50: u64, errors: &[(usize, u64)]) -> RequestLive {
-        let mut by_class = [0; CLASSES.len()];
+        let mut by_class = [0; Class::COUNT];
         by_class[0] = 1000;
         for (c, n) in errors {
             by_class[*c] = *n;
