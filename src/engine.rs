@@ -164,7 +164,7 @@ impl Engine {
         let requests = plan
             .requests
             .iter()
-            .map(|r| prepare(r, &endpoint.base_path))
+            .map(|r| prepare(r, endpoint.base_path()))
             .collect::<Result<Vec<_>, _>>()?;
         let mut total = 0u64;
         let cumulative = plan
@@ -196,7 +196,7 @@ impl Engine {
             seed: plan.seed,
             requests,
             cumulative,
-            base_path: endpoint.base_path.clone(),
+            base_path: endpoint.base_path().to_owned(),
             endpoint,
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -487,7 +487,7 @@ impl Shared {
         // hyper reuses the request's header map for the response's headers, so it gets room for
         // a typical response too: growing it there costs a reallocation and a rehash per request.
         let mut headers = HeaderMap::with_capacity((r.headers.len() + 2).max(RESPONSE_HEADERS));
-        headers.append(HOST, self.endpoint.authority.clone());
+        headers.append(HOST, self.endpoint.authority().clone());
         for (name, v) in &r.headers {
             let v = match v {
                 Part::Static(v) => v.clone(),

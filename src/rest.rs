@@ -194,7 +194,7 @@ fn build(call: &Call, url: &url::Url, ep: &Endpoint) -> Result<Request<Full<Byte
     let mut req = Request::builder()
         .method(call.method.clone())
         .uri(path)
-        .header(http::header::HOST, ep.authority.clone());
+        .header(http::header::HOST, ep.authority().clone());
     for (name, value) in &call.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| HttpError::Url(format!("invalid header name \"{name}\"")))?;

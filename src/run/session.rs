@@ -20,7 +20,7 @@ use super::setup::Ready;
 use super::stop::{Input, Step, Stop};
 use super::summary::{self, Facts};
 use crate::driver::Drivers;
-use crate::driver::cron::Firing;
+use crate::driver::cron::{Firing, Schedules};
 use crate::engine::Engine;
 use crate::history::{Event, OpKind};
 use crate::live::{Control, Interrupts, Monitor, Snapshot};
@@ -464,23 +464,23 @@ fn start_crons(
     target: &Running,
     firing: Firing,
     notes: &mut Vec<String>,
-) -> (Vec<String>, Option<JoinHandle<()>>) {
+) -> (Schedules, Option<JoinHandle<()>>) {
     if let (Some(at), Some(kv)) = (plan.kv.start_of_day, target.mock_kv()) {
         kv.clock().set_ms(crate::target::today_at(at));
     }
-    let crons = crate::driver::cron::exprs(plan, target);
+    let crons = crate::driver::cron::schedules(plan, target);
     let task = crate::driver::cron::start(plan, target, &crons, firing, notes);
     (crons, task)
 }
 
 /// The heal phase's length: the fault-free end of the run, before the final reads.
-fn heal_length(plan: &Plan, crons: &[String]) -> Duration {
+fn heal_length(plan: &Plan, crons: &Schedules) -> Duration {
     if !plan.heals() {
         return Duration::ZERO;
     }
     // Only crons that kvchaos fires (or the scenario names) set the heal's minimum.
     let fired = if plan.cron.fire || plan.cron.schedules.is_some() {
-        crons
+        &crons.valid[..]
     } else {
         &[]
     };

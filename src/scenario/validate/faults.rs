@@ -263,7 +263,7 @@ impl Validator<'_> {
             list.iter()
                 .enumerate()
                 .filter_map(|(i, e)| match crate::cron::parse(e.get_ref()) {
-                    Ok(_) => Some(e.get_ref().clone()),
+                    Ok(parsed) => Some((e.get_ref().clone(), parsed)),
                     Err(msg) => {
                         ok = false;
                         self.err(
