@@ -130,6 +130,33 @@ impl Recorder {
     /// Folds the shards into the totals, writes the time-series rows for the interval that ends
     /// at `elapsed_s` (of length `interval_s`) and returns the live snapshot.
     pub fn tick(&mut self, elapsed_s: f64, interval_s: f64, rss_kib: u64) -> Live {
+        self.collect_shards();
+        let all = self.close_requests(elapsed_s, interval_s, rss_kib);
+        std::mem::swap(&mut self.scratch, &mut self.scratch_all);
+        if let Some(sink) = self.sink.as_mut() {
+            let start_s = (elapsed_s - interval_s).max(0.0);
+            sink.interval(None, start_s, interval_s, &self.scratch);
+        }
+        self.write_row(elapsed_s, interval_s, "all", &all, rss_kib, true);
+        self.fold_interval();
+        let live = &mut self.live;
+        live.elapsed_s = elapsed_s;
+        live.rps = if interval_s > 0.0 {
+            all.completed as f64 / interval_s
+        } else {
+            0.0
+        };
+        live.p50_us = quantile(&self.scratch, 0.5);
+        live.p99_us = quantile(&self.scratch, 0.99);
+        live.errors = all.errors;
+        live.completed += all.completed;
+        live.errors_total += all.errors;
+        live.dropped_total += all.dropped;
+        live.clone()
+    }
+
+    /// Moves what the engine threads recorded since the last tick into the interval.
+    fn collect_shards(&mut self) {
         for shard in &self.shards {
             let mut s = shard.lock();
             for (i, cell) in s.cells.cells.iter_mut().enumerate() {
@@ -143,6 +170,11 @@ impl Recorder {
             }
             s.errors.drain_into(&mut self.errors);
         }
+    }
+
+    /// Closes the interval of every request: its sink entry, its last-interval figures and its
+    /// time-series row. Leaves all requests' interval histogram in `scratch_all`.
+    fn close_requests(&mut self, elapsed_s: f64, interval_s: f64, rss_kib: u64) -> IntervalRow {
         let mut all = IntervalRow::default();
         self.scratch_all.reset();
         for r in 0..self.names.len() {
@@ -185,13 +217,11 @@ impl Recorder {
                 false,
             );
         }
-        std::mem::swap(&mut self.scratch, &mut self.scratch_all);
-        if let Some(sink) = self.sink.as_mut() {
-            let start_s = (elapsed_s - interval_s).max(0.0);
-            sink.interval(None, start_s, interval_s, &self.scratch);
-        }
-        self.write_row(elapsed_s, interval_s, "all", &all, rss_kib, true);
-        // Fold the interval into the totals and reuse its histograms.
+        all
+    }
+
+    /// Folds the interval into the totals and reuses its histograms.
+    fn fold_interval(&mut self) {
         for (i, cell) in self.interval.cells.iter_mut().enumerate() {
             if let Some(c) = cell.as_mut().filter(|c| c.count() > 0) {
                 self.totals.get_mut(i).add(c);
@@ -205,20 +235,6 @@ impl Recorder {
         {
             *a += std::mem::take(b);
         }
-        let live = &mut self.live;
-        live.elapsed_s = elapsed_s;
-        live.rps = if interval_s > 0.0 {
-            all.completed as f64 / interval_s
-        } else {
-            0.0
-        };
-        live.p50_us = quantile(&self.scratch, 0.5);
-        live.p99_us = quantile(&self.scratch, 0.99);
-        live.errors = all.errors;
-        live.completed += all.completed;
-        live.errors_total += all.errors;
-        live.dropped_total += all.dropped;
-        live.clone()
     }
 
     fn write_row(
