@@ -24,43 +24,12 @@ pub use wiring::{WORKER_CLOCK_TOLERANCE_MS, judge};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::history::{Event, OpKind};
 
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Verdict {
-    /// No anomaly, and the history was enough to judge.
-    Pass,
-    /// At least one anomaly was proven.
-    Fail,
-    /// No anomaly, but the history cannot support a judgement (e.g. the run never healed).
-    Unknown,
-}
-
-/// What a checker found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckResult {
-    /// The check, e.g. `cron`.
-    pub name: String,
-    /// Its verdict.
-    pub verdict: Verdict,
-    /// One line: the anomalies found, why it is unknown, or what passed.
-    pub reason: String,
-    /// The first offending operations, with times; at most [`MAX_EVIDENCE`] lines (and the
-    /// first line of each further kind of anomaly) plus one
-    /// line saying how many were left out.
-    pub evidence: Vec<String>,
-    /// Counts: operations by outcome, each anomaly by name, measured gaps in ms.
-    pub counts: BTreeMap<String, u64>,
-}
-
-/// How many evidence lines a result keeps.
-pub const MAX_EVIDENCE: usize = 10;
+// The verdict types are part of the summary model (a leaf); checkers produce them.
+pub use crate::summary::{CheckResult, MAX_EVIDENCE, Verdict};
 
 /// The completion of an operation.
 #[derive(Debug, Clone, PartialEq)]

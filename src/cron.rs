@@ -59,15 +59,11 @@ pub fn parse(expr: &str) -> Result<Cron, String> {
         .map_err(|e| format!("invalid cron expression \"{expr}\": {e}"))
 }
 
-/// The shortest time between two consecutive ticks of any of `exprs` (invalid expressions
-/// are skipped), looking a week ahead of the Unix epoch's first Monday; `None` when none ticks.
-pub fn shortest_period(exprs: &[String]) -> Option<Duration> {
+/// The shortest time between two consecutive ticks of any of `crons`, looking a week ahead of
+/// the Unix epoch's first Monday; `None` when none ticks.
+pub fn shortest_period(crons: &[(String, Cron)]) -> Option<Duration> {
     // 1970-01-05T00:00:00Z, a Monday: any expression ticks within the following weeks.
     const FROM: u64 = 345_600_000;
-    let crons: Vec<(String, Cron)> = exprs
-        .iter()
-        .filter_map(|e| parse(e).ok().map(|c| (e.clone(), c)))
-        .collect();
     crons
         .iter()
         .filter_map(|c| {

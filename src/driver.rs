@@ -31,8 +31,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::client::{Conn, Endpoint};
-use crate::engine::outcome::Outcome;
 use crate::history::{Event, OpKind};
+use crate::outcome::Outcome;
 use crate::redact::Redactor;
 use crate::scenario::plan::{DriverRequest, Extract, LockPlan, Plan, QueuePlan};
 use crate::scenario::template::RenderCx;
@@ -218,7 +218,7 @@ fn build(
         rng,
         vars: Some(vars),
     };
-    let mut path = ep.base_path.clone();
+    let mut path = ep.base_path().to_owned();
     req.path.render(&mut cx, &mut path);
     let uri = Uri::try_from(path.as_str())
         .map_err(|e| format!("the path \"{path}\" is not a valid URI: {e}"))?;
@@ -226,7 +226,7 @@ fn build(
     *r.method_mut() = req.method.clone();
     *r.uri_mut() = uri;
     let headers = r.headers_mut();
-    headers.insert(HOST, ep.authority.clone());
+    headers.insert(HOST, ep.authority().clone());
     for (name, t) in &req.headers {
         let mut v = String::new();
         t.render(&mut cx, &mut v);
@@ -604,12 +604,11 @@ mod tests {
 
     #[test]
     fn requests_render_variables_escaped_for_their_place() {
-        let ep = Endpoint {
-            tls: None,
-            addr: "127.0.0.1:9".parse().unwrap_or_else(|e| panic!("{e}")),
-            authority: HeaderValue::from_static("127.0.0.1:9"),
-            base_path: "/base".into(),
-        };
+        let ep = Endpoint::http(
+            "127.0.0.1:9".parse().unwrap_or_else(|e| panic!("{e}")),
+            HeaderValue::from_static("127.0.0.1:9"),
+            "/base",
+        );
         let mut rng = SmallRng::seed_from_u64(1);
         let vars = obj([("lock", Value::from("a b/c"))]);
         let built = build(&ep, &req(vec![]), &vars, 0, &mut rng).unwrap_or_else(|e| panic!("{e}"));

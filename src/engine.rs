@@ -19,7 +19,6 @@
 pub mod client;
 pub mod errors;
 pub mod expect;
-pub mod outcome;
 pub mod schedule;
 pub mod tls;
 
@@ -38,10 +37,10 @@ use rand::{Rng, SeedableRng};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::metrics::{Recorder, ShardHandle};
+use crate::outcome::Outcome;
 use crate::scenario::plan::{Load, Plan};
 use crate::scenario::template::{RenderCx, Template};
 use client::{Conn, Endpoint};
-use outcome::Outcome;
 use schedule::{PhaseSchedule, phase_at};
 
 /// How late an open-loop arrival may be claimed before it counts as dropped. Covers timer
@@ -168,7 +167,7 @@ impl Engine {
         let requests = plan
             .requests
             .iter()
-            .map(|r| prepare(r, &endpoint.base_path))
+            .map(|r| prepare(r, endpoint.base_path()))
             .collect::<Result<Vec<_>, _>>()?;
         let mut total = 0u64;
         let cumulative = plan
@@ -200,7 +199,7 @@ impl Engine {
             seed: plan.seed,
             requests,
             cumulative,
-            base_path: endpoint.base_path.clone(),
+            base_path: endpoint.base_path().to_owned(),
             endpoint,
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -492,7 +491,7 @@ impl Shared {
         // hyper reuses the request's header map for the response's headers, so it gets room for
         // a typical response too: growing it there costs a reallocation and a rehash per request.
         let mut headers = HeaderMap::with_capacity((r.headers.len() + 2).max(RESPONSE_HEADERS));
-        headers.append(HOST, self.endpoint.authority.clone());
+        headers.append(HOST, self.endpoint.authority().clone());
         for (name, v) in &r.headers {
             let v = match v {
                 Part::Static(v) => v.clone(),

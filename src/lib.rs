@@ -6,7 +6,8 @@
 //! - [`scenario`]: scenario files parsed and validated into a [`scenario::Plan`].
 //! - [`run`]: one run end to end — setup, the session's event loop, the pure stop protocol, the
 //!   journal of the history, the one summary builder; prints nothing.
-//! - [`engine`]: open- and closed-loop workers, the HTTP client, outcome classes.
+//! - [`engine`]: open- and closed-loop workers, the HTTP client.
+//! - [`outcome`]: how one request ended and its class (a leaf).
 //! - [`metrics`]: the recorder that owns every histogram; thresholds.
 //! - [`history`]: the run's event stream (`history.jsonl`).
 //! - [`check`]: pure checkers of the history (cron, locks, queue), in the manner of Jepsen.
@@ -16,7 +17,8 @@
 //! - [`local`]: a Worker run under miniflare, KV routed to the mock; crons; teardown.
 //! - [`mockkv`]: the fault-injecting mock of Cloudflare Workers KV.
 //! - [`kv`]: `kvchaos kv dump|verify|clean|restore` over the Cloudflare REST API (and R2).
-//! - [`report`]: the run summary model and its writers.
+//! - [`summary`]: the run summary model every report reads (a leaf; `report::model` re-exports it).
+//! - [`report`]: the writers of the run summary (json, md, html, junit, hlog), compare.
 //! - [`live`]: the snapshot live displays get once a second (through a `Monitor`), their
 //!   controls, the `Interrupts`, the plain line printer.
 //! - [`tui`]: the live dashboard (state, pure render, terminal loop).
@@ -42,12 +44,14 @@ pub mod live;
 pub mod local;
 pub mod metrics;
 pub mod mockkv;
+pub mod outcome;
 pub mod redact;
 pub mod report;
 pub mod resources;
 pub mod rest;
 pub mod run;
 pub mod scenario;
+pub mod summary;
 pub mod target;
 pub mod timeline;
 pub mod tui;

@@ -13,7 +13,7 @@ use crate::check::CheckResult;
 use crate::engine::Progress;
 use crate::metrics::{Live, RequestLive};
 use crate::mockkv::{FaultSpec, Op};
-use crate::report::model::FaultWindow;
+use crate::summary::FaultWindow;
 
 /// Everything a live display shows, as of one recorder tick.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -6,189 +6,19 @@
 //!
 //! Does not touch the terminal or decide pass/fail beyond evaluating thresholds on totals.
 
+mod cell;
 pub mod thresholds;
+mod totals;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use hdrhistogram::Histogram;
 
-use crate::engine::outcome::{CLASSES, Outcome, class_is_error};
-use crate::report::model::{ErrorSample, Percentiles, RequestStats};
-
-/// Lowest recordable latency: 1 µs.
-pub const HIST_LOW_US: u64 = 1;
-/// Highest recordable latency: 60 s (larger values are clamped).
-pub const HIST_HIGH_US: u64 = 60_000_000;
-/// Significant decimal digits kept.
-pub const HIST_SIGFIG: u8 = 3;
-/// Distinct error messages kept for the report.
-const MAX_ERROR_SAMPLES: usize = 32;
-
-/// A fresh histogram with the recorder's bounds.
-pub fn new_histogram() -> Histogram<u64> {
-    // The bounds are constants that hdrhistogram accepts; this cannot fail.
-    Histogram::new_with_bounds(HIST_LOW_US, HIST_HIGH_US, HIST_SIGFIG)
-        .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid"))
-}
-
-/// Histograms and counters of one request name × outcome class.
-pub struct Cell {
-    /// Latency from the intended start, µs.
-    pub corrected: Histogram<u64>,
-    /// Latency from the actual send, µs.
-    pub service: Histogram<u64>,
-    /// Body bytes received.
-    pub bytes: u64,
-}
-
-impl Cell {
-    fn new() -> Box<Cell> {
-        Box::new(Cell {
-            corrected: new_histogram(),
-            service: new_histogram(),
-            bytes: 0,
-        })
-    }
-
-    fn count(&self) -> u64 {
-        self.corrected.len()
-    }
-
-    fn add(&mut self, other: &Cell) {
-        // Same bounds everywhere, so adding cannot overflow the range.
-        let _ = self.corrected.add(&other.corrected);
-        let _ = self.service.add(&other.service);
-        self.bytes += other.bytes;
-    }
-
-    fn reset(&mut self) {
-        self.corrected.reset();
-        self.service.reset();
-        self.bytes = 0;
-    }
-}
-
-/// A table of cells indexed by request × class, allocated on first use.
-struct Cells {
-    cells: Vec<Option<Box<Cell>>>,
-}
-
-impl Cells {
-    fn new(requests: usize) -> Self {
-        Cells {
-            cells: (0..requests * CLASSES.len()).map(|_| None).collect(),
-        }
-    }
-
-    fn get_mut(&mut self, i: usize) -> &mut Cell {
-        self.cells[i].get_or_insert_with(Cell::new)
-    }
-}
-
-/// Key of an error message: request, class, and the status for HTTP errors.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct ErrorKey {
-    request: usize,
-    class: usize,
-    message: String,
-}
-
-/// Bounded counts of distinct error messages.
-#[derive(Default)]
-struct ErrorCounts {
-    counts: Vec<(ErrorKey, u64)>,
-}
-
-impl ErrorCounts {
-    fn add(&mut self, key: ErrorKey, n: u64) {
-        if let Some(slot) = self.counts.iter_mut().find(|(k, _)| *k == key) {
-            slot.1 += n;
-        } else if self.counts.len() < MAX_ERROR_SAMPLES {
-            self.counts.push((key, n));
-        }
-    }
-
-    fn drain_into(&mut self, other: &mut ErrorCounts) {
-        for (k, n) in self.counts.drain(..) {
-            other.add(k, n);
-        }
-    }
-}
-
-/// One engine thread's share of the recording; locked per request by its own thread only
-/// (uncontended) and once a second by the recorder.
-pub struct Shard {
-    cells: Cells,
-    dropped: Vec<u64>,
-    errors: ErrorCounts,
-    answers: crate::engine::errors::Answers,
-}
-
-impl Shard {
-    /// Records one completed request.
-    pub fn record(
-        &mut self,
-        request: usize,
-        outcome: Outcome,
-        corrected_us: u64,
-        service_us: u64,
-        bytes: u64,
-        error: Option<String>,
-    ) {
-        let class = outcome.class();
-        let cell = self.cells.get_mut(request * CLASSES.len() + class);
-        cell.corrected.saturating_record(corrected_us);
-        cell.service.saturating_record(service_us);
-        cell.bytes += bytes;
-        if class_is_error(class) {
-            let message = match (outcome, error) {
-                (_, Some(m)) => m,
-                (Outcome::Status(s), None) => status_message(s),
-                (_, None) => CLASSES[class].to_owned(),
-            };
-            self.errors.add(
-                ErrorKey {
-                    request,
-                    class,
-                    message,
-                },
-                1,
-            );
-        }
-    }
-
-    /// Keeps the start of an error answer's body (see [`crate::engine::errors`]).
-    pub fn answer(&mut self, request: usize, status: u16, body: (bytes::Bytes, bool)) {
-        self.answers.add(request, status, body);
-    }
-
-    /// Counts a request that was due but could not start because every slot was busy.
-    pub fn drop_one(&mut self, request: usize) {
-        self.dropped[request] += 1;
-    }
-}
-
-fn status_message(status: u16) -> String {
-    match http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-    {
-        Some(reason) => format!("HTTP {status} {reason}"),
-        None => format!("HTTP {status}"),
-    }
-}
-
-/// Shared handle to a shard.
-#[derive(Clone)]
-pub struct ShardHandle(Arc<Mutex<Shard>>);
-
-impl ShardHandle {
-    /// Locks the shard. A poisoned lock (a panic while recording) still yields the data.
-    pub fn lock(&self) -> MutexGuard<'_, Shard> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::outcome::Class;
+use crate::summary::ErrorSample;
+pub use cell::{Cell, HIST_HIGH_US, HIST_LOW_US, HIST_SIGFIG, Shard, ShardHandle, new_histogram};
+use cell::{Cells, ErrorCounts};
+pub use totals::{LIVE_BUCKETS_US, RequestLive, Totals, percentiles};
 
 /// What the last interval and the run so far look like; sent to the live display.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -209,120 +39,6 @@ pub struct Live {
     pub errors_total: u64,
     /// Requests dropped since the start (recorded so far).
     pub dropped_total: u64,
-}
-
-/// Totals of one request name (or all), for reports and thresholds.
-pub struct Totals {
-    /// Request name or `all`.
-    pub name: String,
-    /// Corrected latency over all outcomes.
-    pub corrected: Histogram<u64>,
-    /// Service time over all outcomes.
-    pub service: Histogram<u64>,
-    /// Completed requests per class (index as [`CLASSES`]).
-    pub by_class: [u64; CLASSES.len()],
-    /// Body bytes.
-    pub bytes: u64,
-    /// Dropped requests.
-    pub dropped: u64,
-}
-
-impl Totals {
-    fn new(name: &str) -> Self {
-        Totals {
-            name: name.to_owned(),
-            corrected: new_histogram(),
-            service: new_histogram(),
-            by_class: [0; CLASSES.len()],
-            bytes: 0,
-            dropped: 0,
-        }
-    }
-
-    /// Completed requests.
-    pub fn completed(&self) -> u64 {
-        self.by_class.iter().sum()
-    }
-
-    /// Completed requests that were errors.
-    pub fn errors(&self) -> u64 {
-        self.by_class
-            .iter()
-            .enumerate()
-            .filter(|(c, _)| class_is_error(*c))
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    /// Errors over completed (0 when nothing completed).
-    pub fn error_rate(&self) -> f64 {
-        ratio(self.errors(), self.completed())
-    }
-
-    /// Dropped over scheduled (completed + dropped).
-    pub fn dropped_rate(&self) -> f64 {
-        ratio(self.dropped, self.completed() + self.dropped)
-    }
-
-    fn add(&mut self, other: &Totals) {
-        let _ = self.corrected.add(&other.corrected);
-        let _ = self.service.add(&other.service);
-        for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
-            *a += b;
-        }
-        self.bytes += other.bytes;
-        self.dropped += other.dropped;
-    }
-
-    /// Report form; `duration_s` is the run time used for the rate.
-    pub fn stats(&self, method: &str, path: &str, duration_s: f64) -> RequestStats {
-        let completed = self.completed();
-        RequestStats {
-            name: self.name.clone(),
-            method: method.to_owned(),
-            path: path.to_owned(),
-            completed,
-            dropped: self.dropped,
-            by_class: CLASSES
-                .iter()
-                .zip(self.by_class)
-                .filter(|(_, n)| *n > 0)
-                .map(|(c, n)| ((*c).to_owned(), n))
-                .collect(),
-            errors: self.errors(),
-            error_rate: self.error_rate(),
-            rps: if duration_s > 0.0 {
-                completed as f64 / duration_s
-            } else {
-                0.0
-            },
-            bytes_received: self.bytes,
-            corrected: percentiles(&self.corrected),
-            service: percentiles(&self.service),
-        }
-    }
-}
-
-fn ratio(n: u64, d: u64) -> f64 {
-    if d == 0 { 0.0 } else { n as f64 / d as f64 }
-}
-
-/// Report percentiles of a histogram (all zero when empty).
-pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
-    if h.is_empty() {
-        return Percentiles::default();
-    }
-    Percentiles {
-        count: h.len(),
-        min_us: h.min(),
-        mean_us: (h.mean() * 10.0).round() / 10.0,
-        p50_us: h.value_at_quantile(0.50),
-        p90_us: h.value_at_quantile(0.90),
-        p95_us: h.value_at_quantile(0.95),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        max_us: h.max(),
-    }
 }
 
 /// The recorder of one run.
@@ -350,54 +66,6 @@ struct LastInterval {
     rps: f64,
     p50_us: u64,
     p99_us: u64,
-}
-
-/// Upper bounds (µs) of the latency buckets shown live: 1-2-5 steps from 10 µs to 50 s, then
-/// the histogram's 60 s ceiling.
-pub const LIVE_BUCKETS_US: [u64; 20] = [
-    10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000,
-    500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 60_000_000,
-];
-
-/// One request's live figures: the last interval, and the run so far as compact summaries (the
-/// dashboard gets these copies, never a histogram).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestLive {
-    /// Request name.
-    pub name: String,
-    /// Completed per second in the last interval.
-    pub rps: f64,
-    /// Median corrected latency of the last interval, µs.
-    pub p50_us: u64,
-    /// 99th percentile corrected latency of the last interval, µs.
-    pub p99_us: u64,
-    /// Completed since the start, per outcome class (index as [`CLASSES`]).
-    pub by_class: [u64; CLASSES.len()],
-    /// Dropped since the start.
-    pub dropped: u64,
-    /// Corrected latency since the start.
-    pub corrected: Percentiles,
-    /// Service time since the start.
-    pub service: Percentiles,
-    /// Corrected latency since the start, counted into [`LIVE_BUCKETS_US`] (same index).
-    pub buckets: Vec<u64>,
-}
-
-impl RequestLive {
-    /// Completed since the start.
-    pub fn completed(&self) -> u64 {
-        self.by_class.iter().sum()
-    }
-
-    /// Errors since the start.
-    pub fn errors(&self) -> u64 {
-        self.by_class
-            .iter()
-            .enumerate()
-            .filter(|(c, _)| class_is_error(*c))
-            .map(|(_, n)| n)
-            .sum()
-    }
 }
 
 /// Receives the corrected-latency histogram of every interval as [`Recorder::tick`] closes it
@@ -428,14 +96,7 @@ impl Recorder {
         }
         Ok(Recorder {
             shards: (0..shards)
-                .map(|_| {
-                    ShardHandle(Arc::new(Mutex::new(Shard {
-                        cells: Cells::new(n),
-                        dropped: vec![0; n],
-                        errors: ErrorCounts::default(),
-                        answers: Default::default(),
-                    })))
-                })
+                .map(|_| ShardHandle::new(Shard::new(n)))
                 .collect(),
             interval: Cells::new(n),
             interval_dropped: vec![0; n],
@@ -471,6 +132,33 @@ impl Recorder {
     /// Folds the shards into the totals, writes the time-series rows for the interval that ends
     /// at `elapsed_s` (of length `interval_s`) and returns the live snapshot.
     pub fn tick(&mut self, elapsed_s: f64, interval_s: f64, rss_kib: u64) -> Live {
+        self.collect_shards();
+        let all = self.close_requests(elapsed_s, interval_s, rss_kib);
+        std::mem::swap(&mut self.scratch, &mut self.scratch_all);
+        if let Some(sink) = self.sink.as_mut() {
+            let start_s = (elapsed_s - interval_s).max(0.0);
+            sink.interval(None, start_s, interval_s, &self.scratch);
+        }
+        self.write_row(elapsed_s, interval_s, "all", &all, rss_kib, true);
+        self.fold_interval();
+        let live = &mut self.live;
+        live.elapsed_s = elapsed_s;
+        live.rps = if interval_s > 0.0 {
+            all.completed as f64 / interval_s
+        } else {
+            0.0
+        };
+        live.p50_us = quantile(&self.scratch, 0.5);
+        live.p99_us = quantile(&self.scratch, 0.99);
+        live.errors = all.errors;
+        live.completed += all.completed;
+        live.errors_total += all.errors;
+        live.dropped_total += all.dropped;
+        live.clone()
+    }
+
+    /// Moves what the engine threads recorded since the last tick into the interval.
+    fn collect_shards(&mut self) {
         for shard in &self.shards {
             let mut s = shard.lock();
             for (i, cell) in s.cells.cells.iter_mut().enumerate() {
@@ -485,7 +173,11 @@ impl Recorder {
             s.errors.drain_into(&mut self.errors);
             s.answers.drain_into(&mut self.answers);
         }
-        let classes = CLASSES.len();
+    }
+
+    /// Closes the interval of every request: its sink entry, its last-interval figures and its
+    /// time-series row. Leaves all requests' interval histogram in `scratch_all`.
+    fn close_requests(&mut self, elapsed_s: f64, interval_s: f64, rss_kib: u64) -> IntervalRow {
         let mut all = IntervalRow::default();
         self.scratch_all.reset();
         for r in 0..self.names.len() {
@@ -494,11 +186,11 @@ impl Recorder {
                 dropped: self.interval_dropped[r],
                 ..IntervalRow::default()
             };
-            for c in 0..classes {
-                if let Some(cell) = self.interval.cells[r * classes + c].as_ref() {
+            for class in Class::ALL {
+                if let Some(cell) = self.interval.get(r, class) {
                     let n = cell.count();
                     row.completed += n;
-                    if class_is_error(c) {
+                    if class.is_error() {
                         row.errors += n;
                     }
                     let _ = self.scratch.add(&cell.corrected);
@@ -528,13 +220,11 @@ impl Recorder {
                 false,
             );
         }
-        std::mem::swap(&mut self.scratch, &mut self.scratch_all);
-        if let Some(sink) = self.sink.as_mut() {
-            let start_s = (elapsed_s - interval_s).max(0.0);
-            sink.interval(None, start_s, interval_s, &self.scratch);
-        }
-        self.write_row(elapsed_s, interval_s, "all", &all, rss_kib, true);
-        // Fold the interval into the totals and reuse its histograms.
+        all
+    }
+
+    /// Folds the interval into the totals and reuses its histograms.
+    fn fold_interval(&mut self) {
         for (i, cell) in self.interval.cells.iter_mut().enumerate() {
             if let Some(c) = cell.as_mut().filter(|c| c.count() > 0) {
                 self.totals.get_mut(i).add(c);
@@ -548,20 +238,6 @@ impl Recorder {
         {
             *a += std::mem::take(b);
         }
-        let live = &mut self.live;
-        live.elapsed_s = elapsed_s;
-        live.rps = if interval_s > 0.0 {
-            all.completed as f64 / interval_s
-        } else {
-            0.0
-        };
-        live.p50_us = quantile(&self.scratch, 0.5);
-        live.p99_us = quantile(&self.scratch, 0.99);
-        live.errors = all.errors;
-        live.completed += all.completed;
-        live.errors_total += all.errors;
-        live.dropped_total += all.dropped;
-        live.clone()
     }
 
     fn write_row(
@@ -599,15 +275,14 @@ impl Recorder {
     /// Live figures of every request (scenario order): the last tick's interval and everything
     /// folded in so far. Costs one pass over each request's histograms; meant for once a tick.
     pub fn requests_live(&mut self) -> Vec<RequestLive> {
-        let classes = CLASSES.len();
         let mut out = Vec::with_capacity(self.names.len());
         for (r, name) in self.names.iter().enumerate() {
             // The scratch histograms are free between ticks.
             self.scratch.reset();
             self.scratch_all.reset();
-            let mut by_class = [0; CLASSES.len()];
-            for (c, n) in by_class.iter_mut().enumerate() {
-                if let Some(cell) = self.totals.cells[r * classes + c].as_ref() {
+            let mut by_class = [0; Class::COUNT];
+            for (class, n) in Class::ALL.into_iter().zip(by_class.iter_mut()) {
+                if let Some(cell) = self.totals.get(r, class) {
                     let _ = self.scratch.add(&cell.corrected);
                     let _ = self.scratch_all.add(&cell.service);
                     *n = cell.count();
@@ -638,16 +313,15 @@ impl Recorder {
 
     /// Per-request totals (scenario order) and overall, for everything folded in so far.
     pub fn totals(&self) -> (Vec<Totals>, Totals) {
-        let classes = CLASSES.len();
         let mut per = Vec::with_capacity(self.names.len());
         let mut all = Totals::new("all");
         for (r, name) in self.names.iter().enumerate() {
             let mut t = Totals::new(name);
-            for c in 0..classes {
-                if let Some(cell) = self.totals.cells[r * classes + c].as_ref() {
+            for class in Class::ALL {
+                if let Some(cell) = self.totals.get(r, class) {
                     let _ = t.corrected.add(&cell.corrected);
                     let _ = t.service.add(&cell.service);
-                    t.by_class[c] = cell.count();
+                    t.by_class[class.index()] = cell.count();
                     t.bytes += cell.bytes;
                 }
             }
@@ -679,7 +353,7 @@ impl Recorder {
             .drain(..)
             .map(|(k, count)| ErrorSample {
                 request: self.names[k.request].clone(),
-                class: CLASSES[k.class].to_owned(),
+                class: k.class.name().to_owned(),
                 message: k.message,
                 count,
             })
@@ -715,6 +389,9 @@ fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
+    use cell::MAX_ERROR_SAMPLES;
+    use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
     struct Sink(Arc<Mutex<Vec<u8>>>);
@@ -773,10 +450,7 @@ mod tests {
         assert_eq!(per[0].bytes, 1000);
         assert!((per[0].corrected.value_at_quantile(0.5) as i64 - 50_000).abs() < 100);
         assert!(per[0].service.max() < per[0].corrected.max());
-        assert_eq!(
-            per[1].by_class[CLASSES.iter().position(|c| *c == "5xx").unwrap_or(99)],
-            1
-        );
+        assert_eq!(per[1].by_class[Class::ServerError.index()], 1);
         assert_eq!(all.completed(), 102);
         assert_eq!(all.errors(), 2);
         assert_eq!(all.dropped, 6);

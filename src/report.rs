@@ -21,7 +21,8 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 mod markup;
-pub mod model;
+/// The summary model, a leaf module of its own; re-exported so writers keep `model::` paths.
+pub use crate::summary as model;
 mod svg;
 pub mod text;
 
@@ -213,7 +214,7 @@ pub fn observed_text(observed: Option<f64>, unit: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::fixture;
+    use crate::summary::fixture;
 
     #[test]
     fn write_all_writes_summary_and_every_format() {

@@ -16,7 +16,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 
 use crate::engine::client::{Conn, Endpoint};
-use crate::engine::outcome::CLASSES;
 
 /// The largest response body read unless the caller asks otherwise (16 MiB).
 pub const DEFAULT_BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -168,7 +167,7 @@ impl Client {
                 url: shown_url,
                 message: x
                     .error
-                    .unwrap_or_else(|| CLASSES[x.outcome.class()].to_owned()),
+                    .unwrap_or_else(|| x.outcome.class().name().to_owned()),
             }),
             Err(_) => {
                 conn.discard();
@@ -195,7 +194,7 @@ fn build(call: &Call, url: &url::Url, ep: &Endpoint) -> Result<Request<Full<Byte
     let mut req = Request::builder()
         .method(call.method.clone())
         .uri(path)
-        .header(http::header::HOST, ep.authority.clone());
+        .header(http::header::HOST, ep.authority().clone());
     for (name, value) in &call.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| HttpError::Url(format!("invalid header name \"{name}\"")))?;

@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime};
 use crate::check::Verdict;
 use crate::exit::Exit;
 use crate::live::{Interrupts, Monitor};
-use crate::report::model::{StopReason, Summary};
 use crate::scenario::plan::{Load, Phase, Plan, TargetKind};
 use crate::scenario::{self, ScenarioErrors};
+use crate::summary::{StopReason, Summary};
 use session::{Finished, Session};
 use setup::Setup;
 

@@ -42,7 +42,7 @@
 //! least one acknowledged enqueue, a final drain, and every acknowledged task completed or
 //! read by the drain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::history::OpKind;
@@ -125,9 +125,67 @@ fn consumer(op: &Operation) -> &str {
 pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
     let mut f = Findings::default();
     stalls(h, cfg, &mut f);
+    let seen = gather(h, cfg, &mut f);
+    let mut undrained = 0u64;
+    let mut last_done: Option<Duration> = None;
+    let mut all_done = true;
+    for (id, t) in &seen.tasks {
+        f.add("claims_ok", t.claims.len() as u64);
+        f.add("completes_ok", t.completes_ok.len() as u64);
+        let expected = t.enqueue_ok.is_some() || (t.enqueue_maybe.is_some() && t.delivered());
+        unexpected_or_recovered(id, t, &mut f);
+        duplicated(id, t, cfg, &mut f);
+        if expected {
+            match t.done_at() {
+                Some(d) => last_done = last_done.max(Some(d)),
+                None => all_done = false,
+            }
+            if !judge_drain(id, t, &mut f) {
+                undrained += 1;
+            }
+        }
+        deliveries(id, t, cfg, &mut f);
+    }
+    f.set("tasks", seen.tasks.len() as u64);
+    if !seen.foreign.is_empty() {
+        f.set("foreign", seen.foreign.len() as u64);
+    }
+    f.set("undrained", undrained);
+    let mut drain_unknown = None;
+    if seen.drains == 0 {
+        drain_unknown = Some("no final drain: loss cannot be judged".to_owned());
+    } else if all_done {
+        drain_time(h, cfg, last_done, &mut f);
+    }
+    let acked = f.count("enqueues_ok");
+    let unknown = unknown_reason(acked, seen.enqueues, drain_unknown, undrained);
+    f.finish(
+        "queue",
+        unknown,
+        format!(
+            "{acked} acknowledged enqueues, every one judged by the drain; {} tasks accounted for, none lost or unexpected, leases exclusive",
+            seen.tasks.len()
+        ),
+    )
+}
+
+/// What the history holds about each task, keyed by id.
+struct Seen<'a> {
+    /// The driver's own tasks.
+    tasks: BTreeMap<&'a str, Task<'a>>,
+    /// Ids of tasks other traffic enqueued.
+    foreign: BTreeSet<&'a str>,
+    /// Enqueue attempts.
+    enqueues: usize,
+    /// Drain reads.
+    drains: usize,
+}
+
+/// Pairs every enqueue, claim, complete and drain read with its task.
+fn gather<'a>(h: &'a HistoryView, cfg: &QueueConfig, f: &mut Findings) -> Seen<'a> {
     let mut tasks: BTreeMap<&str, Task> = BTreeMap::new();
     let ours = |id: &str| cfg.ours.as_deref().is_none_or(|p| id.starts_with(p));
-    let mut foreign = std::collections::BTreeSet::new();
+    let mut foreign = BTreeSet::new();
     let enqueues: Vec<&Operation> = h.ops_of("producer", "enqueue").collect();
     for e in &enqueues {
         let Some(id) = e.value.get("id").and_then(|v| v.as_str()) else {
@@ -184,137 +242,143 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
             }
         }
     }
+    Seen {
+        tasks,
+        foreign,
+        enqueues: enqueues.len(),
+        drains: drains.len(),
+    }
+}
 
-    let mut undrained = 0u64;
-    let mut last_done: Option<Duration> = None;
-    let mut all_done = true;
-    for (id, t) in &tasks {
-        f.add("claims_ok", t.claims.len() as u64);
-        f.add("completes_ok", t.completes_ok.len() as u64);
-        let expected = t.enqueue_ok.is_some() || (t.enqueue_maybe.is_some() && t.delivered());
-        if t.enqueue_ok.is_none() && t.enqueue_maybe.is_none() && t.exists() {
-            let first = t
-                .claims
-                .first()
-                .or(t.completes_ok.first())
-                .or(t.drain.as_ref())
-                .map_or(String::new(), |o| o.describe());
-            f.anomaly(
-                "unexpected",
+/// A task that exists though no enqueue of it succeeded is unexpected; one whose enqueue was
+/// indeterminate and that was delivered is recovered.
+fn unexpected_or_recovered(id: &str, t: &Task, f: &mut Findings) {
+    if t.enqueue_ok.is_none() && t.enqueue_maybe.is_none() && t.exists() {
+        let first = t
+            .claims
+            .first()
+            .or(t.completes_ok.first())
+            .or(t.drain.as_ref())
+            .map_or(String::new(), |o| o.describe());
+        f.anomaly(
+            "unexpected",
+            format!(
+                "{id:?} {} but {}: {first}",
+                if t.delivered() {
+                    "was delivered"
+                } else {
+                    "exists"
+                },
+                if t.enqueue_invoked {
+                    "every enqueue of it failed"
+                } else {
+                    "was never enqueued"
+                }
+            ),
+        );
+    }
+    if let (None, Some(e)) = (t.enqueue_ok, t.enqueue_maybe) {
+        if t.delivered() {
+            f.add("recovered", 1);
+            f.note(format!(
+                "recovered: {id:?} enqueue was indeterminate, later delivered: {}",
+                e.describe()
+            ));
+        }
+    }
+}
+
+/// A task completed more than once: an anomaly under exactly-once-effect, else a note.
+fn duplicated(id: &str, t: &Task, cfg: &QueueConfig, f: &mut Findings) {
+    if t.completes_ok.len() > 1 {
+        let list: Vec<String> = t
+            .completes_ok
+            .iter()
+            .map(|c| format!("{} at {}", consumer(c), secs(c.t)))
+            .collect();
+        let line = format!(
+            "{id:?} completed {} times: {}",
+            t.completes_ok.len(),
+            list.join(", ")
+        );
+        match cfg.mode {
+            QueueMode::ExactlyOnceEffect => f.anomaly("duplicated", line),
+            QueueMode::AtLeastOnce => {
+                f.add("duplicated", 1);
+                f.note(format!("duplicated (allowed): {line}"));
+            }
+        }
+    }
+}
+
+/// Judges an acknowledged task nobody completed by the drain's read; false when the drain
+/// did not read it.
+fn judge_drain(id: &str, t: &Task, f: &mut Findings) -> bool {
+    if let Some(e) = t.enqueue_ok.filter(|_| t.completes_ok.is_empty()) {
+        match t.drain_status() {
+            Some("done") => {}
+            Some("missing") => f.anomaly(
+                "lost",
                 format!(
-                    "{id:?} {} but {}: {first}",
-                    if t.delivered() {
-                        "was delivered"
-                    } else {
-                        "exists"
-                    },
-                    if t.enqueue_invoked {
-                        "every enqueue of it failed"
-                    } else {
-                        "was never enqueued"
+                    "{id:?} acknowledged at {}, the drain found no such task",
+                    secs(e.done_t().unwrap_or(e.t))
+                ),
+            ),
+            Some(status) => f.anomaly(
+                "not-drained",
+                format!(
+                    "{id:?} acknowledged at {}, still {status} when the run ended{}",
+                    secs(e.done_t().unwrap_or(e.t)),
+                    match t.claims.last() {
+                        Some(c) => format!("; last claimed: {}", c.describe()),
+                        None => String::new(),
                     }
+                ),
+            ),
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The drain's time, from the heal's start to the last task done, against `max_drain`.
+fn drain_time(h: &HistoryView, cfg: &QueueConfig, last_done: Option<Duration>, f: &mut Findings) {
+    // No drain time when the run never healed: there is nothing to measure from.
+    // The drain starts when the producers stop and the faults are gone: the heal phase,
+    // or the last fault cleared when the run had no heal phase.
+    let drain_from = h
+        .healed_from
+        .map(|healed| h.heal_started.map_or(healed, |heal| heal.max(healed)));
+    if let (Some(done), Some(drain_from)) = (last_done, drain_from) {
+        let took = done.saturating_sub(drain_from);
+        f.set("drain_ms", took.as_millis() as u64);
+        if let Some(bound) = cfg.max_drain.filter(|b| took > *b) {
+            f.anomaly(
+                "slow-drain",
+                format!(
+                    "every task was done {} ms after {} (the heal phase started), above {} ms",
+                    took.as_millis(),
+                    secs(drain_from),
+                    bound.as_millis()
                 ),
             );
         }
-        if let (None, Some(e)) = (t.enqueue_ok, t.enqueue_maybe) {
-            if t.delivered() {
-                f.add("recovered", 1);
-                f.note(format!(
-                    "recovered: {id:?} enqueue was indeterminate, later delivered: {}",
-                    e.describe()
-                ));
-            }
-        }
-        if t.completes_ok.len() > 1 {
-            let list: Vec<String> = t
-                .completes_ok
-                .iter()
-                .map(|c| format!("{} at {}", consumer(c), secs(c.t)))
-                .collect();
-            let line = format!(
-                "{id:?} completed {} times: {}",
-                t.completes_ok.len(),
-                list.join(", ")
-            );
-            match cfg.mode {
-                QueueMode::ExactlyOnceEffect => f.anomaly("duplicated", line),
-                QueueMode::AtLeastOnce => {
-                    f.add("duplicated", 1);
-                    f.note(format!("duplicated (allowed): {line}"));
-                }
-            }
-        }
-        if expected {
-            match t.done_at() {
-                Some(d) => last_done = last_done.max(Some(d)),
-                None => all_done = false,
-            }
-            if let Some(e) = t.enqueue_ok.filter(|_| t.completes_ok.is_empty()) {
-                match t.drain_status() {
-                    Some("done") => {}
-                    Some("missing") => f.anomaly(
-                        "lost",
-                        format!(
-                            "{id:?} acknowledged at {}, the drain found no such task",
-                            secs(e.done_t().unwrap_or(e.t))
-                        ),
-                    ),
-                    Some(status) => f.anomaly(
-                        "not-drained",
-                        format!(
-                            "{id:?} acknowledged at {}, still {status} when the run ended{}",
-                            secs(e.done_t().unwrap_or(e.t)),
-                            match t.claims.last() {
-                                Some(c) => format!("; last claimed: {}", c.describe()),
-                                None => String::new(),
-                            }
-                        ),
-                    ),
-                    None => undrained += 1,
-                }
-            }
-        }
-        deliveries(id, t, cfg, &mut f);
     }
-    f.set("tasks", tasks.len() as u64);
-    if !foreign.is_empty() {
-        f.set("foreign", foreign.len() as u64);
-    }
-    f.set("undrained", undrained);
+}
 
-    let mut drain_unknown = None;
-    if drains.is_empty() {
-        drain_unknown = Some("no final drain: loss cannot be judged".to_owned());
-    } else if all_done {
-        // No drain time when the run never healed: there is nothing to measure from.
-        // The drain starts when the producers stop and the faults are gone: the heal phase,
-        // or the last fault cleared when the run had no heal phase.
-        let drain_from = h
-            .healed_from
-            .map(|healed| h.heal_started.map_or(healed, |heal| heal.max(healed)));
-        if let (Some(done), Some(drain_from)) = (last_done, drain_from) {
-            let took = done.saturating_sub(drain_from);
-            f.set("drain_ms", took.as_millis() as u64);
-            if let Some(bound) = cfg.max_drain.filter(|b| took > *b) {
-                f.anomaly(
-                    "slow-drain",
-                    format!(
-                        "every task was done {} ms after {} (the heal phase started), above {} ms",
-                        took.as_millis(),
-                        secs(drain_from),
-                        bound.as_millis()
-                    ),
-                );
-            }
-        }
-    }
-    let acked = f.count("enqueues_ok");
-    let unknown = if enqueues.is_empty() {
+/// Why the check cannot judge, if it cannot.
+fn unknown_reason(
+    acked: u64,
+    enqueues: usize,
+    drain_unknown: Option<String>,
+    undrained: u64,
+) -> Option<String> {
+    if enqueues == 0 {
         Some("nothing was enqueued".to_owned())
     } else if acked == 0 {
         Some(format!(
             "no enqueue was acknowledged ({} attempts): nothing shows the queue accepts work",
-            enqueues.len()
+            enqueues
         ))
     } else if drain_unknown.is_some() {
         drain_unknown
@@ -324,15 +388,7 @@ pub fn check(h: &HistoryView, cfg: &QueueConfig) -> CheckResult {
         ))
     } else {
         None
-    };
-    f.finish(
-        "queue",
-        unknown,
-        format!(
-            "{acked} acknowledged enqueues, every one judged by the drain; {} tasks accounted for, none lost or unexpected, leases exclusive",
-            tasks.len()
-        ),
-    )
+    }
 }
 
 /// The longest spans without progress while queue operations failed.

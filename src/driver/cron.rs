@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use croner::Cron;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,43 +29,45 @@ pub struct Firing {
     pub planned_end: Duration,
 }
 
+/// The crons of a run, parsed: the scenario's (parsed by validation) or the Worker's own.
+#[derive(Debug, Clone, Default)]
+pub struct Schedules {
+    /// Each expression as written, with its parsed form.
+    pub valid: Vec<(String, Cron)>,
+    /// Why each of the Worker's expressions that does not parse was left out.
+    pub invalid: Vec<String>,
+}
+
 /// Starts firing the local Worker's crons on the run clock, if the target is a Worker and the
-/// plan wants it. Expressions come from the scenario's `[cron] schedules` or the Worker's config.
-/// An expression that does not parse is not fired, with a note.
+/// plan wants it. An expression of the Worker's that does not parse is not fired, with a note.
 pub fn start(
     plan: &Plan,
     target: &Running,
-    exprs: &[String],
+    schedules: &Schedules,
     firing: Firing,
     notes: &mut Vec<String>,
 ) -> Option<JoinHandle<()>> {
     let (worker, kv) = (target.worker()?, target.mock_kv()?);
-    start_with(plan, worker, kv.clock().now_ms(), exprs, firing, notes)
+    start_with(plan, worker, kv.clock().now_ms(), schedules, firing, notes)
 }
 
-/// Starts firing `exprs` through `worker` (a local Worker, or a canary's shim) on the run
+/// Starts firing `schedules` through `worker` (a local Worker, or a canary's shim) on the run
 /// clock, whose time zero is `start_ms` (ms since the epoch), if the plan wants it.
 pub fn start_with(
     plan: &Plan,
     worker: std::sync::Arc<dyn crate::cron::FireCron>,
     start_ms: u64,
-    exprs: &[String],
+    schedules: &Schedules,
     firing: Firing,
     notes: &mut Vec<String>,
 ) -> Option<JoinHandle<()>> {
     if !plan.cron.fire {
         return None;
     }
-    let crons: Vec<_> = exprs
-        .iter()
-        .filter_map(|e| match crate::cron::parse(e) {
-            Ok(c) => Some((e.clone(), c)),
-            Err(msg) => {
-                notes.push(format!("the Worker's {msg}; it is not fired"));
-                None
-            }
-        })
-        .collect();
+    for msg in &schedules.invalid {
+        notes.push(format!("the Worker's {msg}; it is not fired"));
+    }
+    let crons = &schedules.valid;
     let clock = crate::cron::RunClock {
         start: Instant::now(),
         start_ms,
@@ -72,7 +75,7 @@ pub fn start_with(
     };
     let span_ms = (firing.planned_end.as_secs_f64() * plan.speedup * 1000.0) as u64;
     let ticks = crate::cron::ticks(
-        &crons,
+        crons,
         clock.start_ms,
         clock.start_ms + span_ms,
         MAX_CRON_TICKS,
@@ -87,12 +90,25 @@ pub fn start_with(
     )))
 }
 
-/// The cron expressions of the run: the scenario's `[cron] schedules`, else a local Worker's
-/// own `triggers.crons`.
-pub fn exprs(plan: &Plan, target: &Running) -> Vec<String> {
+/// The crons of the run: the scenario's `[cron] schedules`, else a local Worker's own
+/// `triggers.crons`, which are first seen here (the Worker reports them when it is ready) and
+/// so parsed here.
+pub fn schedules(plan: &Plan, target: &Running) -> Schedules {
     match (&plan.cron.schedules, target.worker()) {
-        (Some(s), _) => s.clone(),
-        (None, Some(w)) => w.ready().crons.clone(),
-        (None, None) => Vec::new(),
+        (Some(s), _) => Schedules {
+            valid: s.clone(),
+            invalid: Vec::new(),
+        },
+        (None, Some(w)) => {
+            let mut out = Schedules::default();
+            for e in &w.ready().crons {
+                match crate::cron::parse(e) {
+                    Ok(c) => out.valid.push((e.clone(), c)),
+                    Err(msg) => out.invalid.push(msg),
+                }
+            }
+            out
+        }
+        (None, None) => Schedules::default(),
     }
 }

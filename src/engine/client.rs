@@ -14,19 +14,19 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::outcome::Outcome;
+use crate::outcome::Outcome;
 
 /// Where requests go, resolved once before the run.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     /// TLS client for https targets.
-    pub tls: Option<super::tls::Tls>,
+    tls: Option<super::tls::Tls>,
     /// Socket address of the target.
-    pub addr: SocketAddr,
+    addr: SocketAddr,
     /// `Host` header value (host and, when not default, port).
-    pub authority: HeaderValue,
+    authority: HeaderValue,
     /// The target URL's path without a trailing slash; request paths are appended to it.
-    pub base_path: String,
+    base_path: String,
 }
 
 /// Errors preparing the endpoint (before any load is sent).
@@ -55,6 +55,36 @@ pub enum EndpointError {
 }
 
 impl Endpoint {
+    /// A plain-HTTP endpoint at a known address, without name resolution.
+    pub fn http(addr: SocketAddr, authority: HeaderValue, base_path: &str) -> Endpoint {
+        Endpoint {
+            tls: None,
+            addr,
+            authority,
+            base_path: base_path.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// The `Host` header value: host and, when not the scheme's default, port.
+    pub fn authority(&self) -> &HeaderValue {
+        &self.authority
+    }
+
+    /// The target URL's path without a trailing slash; request paths are appended to it.
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// The target's socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The TLS client for an https target; `None` for plain HTTP.
+    pub fn tls(&self) -> Option<&super::tls::Tls> {
+        self.tls.as_ref()
+    }
+
     /// Resolves `url` (first IPv4 address preferred); https targets also trust the roots in
     /// `ca_file`.
     pub async fn resolve(

@@ -1,7 +1,7 @@
 //! A request's `expect` list applied to an answer: a listed 4xx/5xx is not an error, an
 //! unlisted 2xx/3xx is. Without a list, the status classes decide (2xx and 3xx are fine).
 
-use super::outcome::Outcome;
+use crate::outcome::Outcome;
 
 /// `outcome` as judged against `expect` (`None`: the default, by status class).
 pub fn judge(outcome: Outcome, expect: Option<&[u16]>) -> Outcome {

@@ -220,11 +220,11 @@ impl Client {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
-        let tcp = TcpStream::connect(self.endpoint.addr)
+        let tcp = TcpStream::connect(self.endpoint.addr())
             .await
             .map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
-        match &self.endpoint.tls {
+        match self.endpoint.tls() {
             Some(tls) => handshake(tls.connect(tcp).await.map_err(|e| e.to_string())?).await,
             None => handshake(tcp).await,
         }
@@ -283,8 +283,8 @@ impl Client {
             .map_err(|_| "the API token is not a valid header value".to_owned())?;
         let mut req = Request::builder()
             .method(method.clone())
-            .uri(format!("{}{path}", self.endpoint.base_path))
-            .header(header::HOST, self.endpoint.authority.clone())
+            .uri(format!("{}{path}", self.endpoint.base_path()))
+            .header(header::HOST, self.endpoint.authority().clone())
             .header(header::AUTHORIZATION, auth)
             .header(
                 header::USER_AGENT,

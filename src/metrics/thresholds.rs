@@ -1,8 +1,8 @@
 //! Threshold evaluation over run totals.
 
 use crate::metrics::Totals;
-use crate::report::model::ThresholdResult;
 use crate::scenario::plan::{LatencyKind, LatencyStat, Threshold, ThresholdMetric, ThresholdScope};
+use crate::summary::ThresholdResult;
 
 /// Evaluates every threshold. `per` is in scenario order with names matching the plan;
 /// `duration_s` is the run time used for `rps`.
@@ -85,8 +85,8 @@ fn observe(metric: ThresholdMetric, t: &Totals, duration_s: f64) -> Option<f64> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::outcome::Outcome;
     use crate::metrics::Recorder;
+    use crate::outcome::Outcome;
     use crate::scenario::plan::CmpOp;
 
     fn th(scope: ThresholdScope, metric: ThresholdMetric, op: CmpOp, limit: f64) -> Threshold {

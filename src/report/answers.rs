@@ -7,9 +7,6 @@
 
 use std::fmt::Write as _;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use super::human;
 use super::markup::xml;
 use crate::engine::errors::Answer;
@@ -19,21 +16,7 @@ const TERMINAL_ROWS: usize = 3;
 /// Body characters shown in the terminal summary.
 const TERMINAL_BODY: usize = 100;
 
-/// One distinct error answer of one request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorAnswer {
-    /// Request name.
-    pub request: String,
-    /// HTTP status.
-    pub status: u16,
-    /// The start of the body (at most 512 bytes, invalid UTF-8 replaced), secrets redacted.
-    pub body: String,
-    /// Whether the body was longer than `body`.
-    pub truncated: bool,
-    /// Answers with this status and body start.
-    pub count: u64,
-}
+pub use crate::summary::ErrorAnswer;
 
 /// The collector's rows as report rows, with request names (bodies not yet redacted).
 pub fn from_rows(rows: &[Answer], names: &[String]) -> Vec<ErrorAnswer> {

@@ -345,18 +345,11 @@ mod tests {
                 let mut s = shard.lock();
                 for i in 1..=500u64 {
                     let us = i * 37 * (second + 1);
-                    s.record(
-                        0,
-                        crate::engine::outcome::Outcome::Status(200),
-                        us,
-                        us,
-                        0,
-                        None,
-                    );
+                    s.record(0, crate::outcome::Outcome::Status(200), us, us, 0, None);
                 }
                 s.record(
                     1,
-                    crate::engine::outcome::Outcome::Status(503),
+                    crate::outcome::Outcome::Status(503),
                     90_000 + second,
                     80_000,
                     0,

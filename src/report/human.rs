@@ -2,32 +2,14 @@
 //! durations, rates, sizes, the run's verdict. Pure functions of numbers; no layout.
 
 use super::model::{RequestStats, StopInfo, StopReason, Summary};
+use crate::outcome::Class;
 
-/// Outcome classes in the order reports show them; see [`RequestStats::by_class`].
-pub(crate) const CLASSES: [&str; 11] = [
-    "2xx",
-    "3xx",
-    "expected",
-    "4xx",
-    "429",
-    "5xx",
-    "unexpected",
-    "connect",
-    "timeout",
-    "reset",
-    "body",
-];
-
-/// Classes that count as success (`expected`: a status the request lists in `expect`); every
-/// other class is an error.
-const OK_CLASSES: [&str; 3] = ["2xx", "3xx", "expected"];
-
-/// Whether `class` counts as an error.
+/// Whether `class` (a [`Class::name`]) counts as an error; a class this build does not know does.
 pub(crate) fn is_error_class(class: &str) -> bool {
-    !OK_CLASSES.contains(&class)
+    Class::from_name(class).is_none_or(Class::is_error)
 }
 
-/// Classes with a non-zero count in any of `stats`, known classes in [`CLASSES`] order first,
+/// Classes with a non-zero count in any of `stats`, known classes in [`Class::ALL`] order first,
 /// then any class this build does not know, sorted (so nothing recorded is hidden).
 pub(crate) fn classes_seen<'a>(stats: impl IntoIterator<Item = &'a RequestStats>) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
@@ -38,12 +20,7 @@ pub(crate) fn classes_seen<'a>(stats: impl IntoIterator<Item = &'a RequestStats>
             }
         }
     }
-    let rank = |c: &str| {
-        CLASSES
-            .iter()
-            .position(|k| *k == c)
-            .unwrap_or(CLASSES.len())
-    };
+    let rank = |c: &str| Class::from_name(c).map_or(Class::COUNT, Class::index);
     seen.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
     seen
 }

@@ -20,13 +20,13 @@ use super::setup::Ready;
 use super::stop::{Input, Step, Stop};
 use super::summary::{self, Facts};
 use crate::driver::Drivers;
-use crate::driver::cron::Firing;
+use crate::driver::cron::{Firing, Schedules};
 use crate::engine::Engine;
 use crate::history::{Event, OpKind};
 use crate::live::{Control, Interrupts, Monitor, Snapshot};
 use crate::metrics::{Recorder, thresholds};
-use crate::report::model::{StopReason, TargetInfo};
 use crate::scenario::plan::Plan;
+use crate::summary::{StopReason, TargetInfo};
 use crate::target::Running;
 use crate::timeline::Timeline;
 
@@ -116,7 +116,10 @@ impl Session {
         let (crons, cron_task) = match &canary {
             Some(c) => {
                 // A deployed Worker's crons: the scenario's schedules, on the real clock.
-                let crons = plan.cron.schedules.clone().unwrap_or_default();
+                let crons = Schedules {
+                    valid: plan.cron.schedules.clone().unwrap_or_default(),
+                    invalid: Vec::new(),
+                };
                 let fire = c.cron_firer();
                 let task = crate::driver::cron::start_with(
                     &plan, fire, started_ms, &crons, firing, &mut notes,
@@ -495,24 +498,24 @@ fn start_crons(
     target: &Running,
     firing: Firing,
     notes: &mut Vec<String>,
-) -> (Vec<String>, Option<JoinHandle<()>>) {
+) -> (Schedules, Option<JoinHandle<()>>) {
     if let (Some(at), Some(kv)) = (plan.kv.start_of_day, target.mock_kv()) {
         kv.clock().set_ms(crate::target::today_at(at));
         target.clock_moved();
     }
-    let crons = crate::driver::cron::exprs(plan, target);
+    let crons = crate::driver::cron::schedules(plan, target);
     let task = crate::driver::cron::start(plan, target, &crons, firing, notes);
     (crons, task)
 }
 
 /// The heal phase's length: the fault-free end of the run, before the final reads.
-fn heal_length(plan: &Plan, crons: &[String]) -> Duration {
+fn heal_length(plan: &Plan, crons: &Schedules) -> Duration {
     if !plan.heals() {
         return Duration::ZERO;
     }
     // Only crons that kvchaos fires (or the scenario names) set the heal's minimum.
     let fired = if plan.cron.fire || plan.cron.schedules.is_some() {
-        crons
+        &crons.valid[..]
     } else {
         &[]
     };

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use super::RunError;
 use crate::engine::client::Endpoint;
 use crate::live::Interrupts;
-use crate::report::model::{StopReason, TargetInfo};
 use crate::scenario::plan::{Plan, TargetKind};
+use crate::summary::{StopReason, TargetInfo};
 use crate::target::Running;
 
 /// How long the pre-flight connection to the target may take.

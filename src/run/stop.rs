@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use crate::history::Event;
-use crate::report::model::StopReason;
+use crate::summary::StopReason;
 
 /// Where a run is in the stop protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

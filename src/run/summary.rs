@@ -12,11 +12,11 @@ use super::stop;
 use crate::check::{CheckResult, Verdict};
 use crate::engine::PhaseCounts;
 use crate::metrics::{Recorder, Totals, thresholds};
-use crate::report::model::{
+use crate::scenario::plan::{Load, Plan};
+use crate::summary::{
     ErrorSample, FaultWindow, PhaseInfo, Resources, ScenarioInfo, StopInfo, StopReason, Summary,
     TargetInfo,
 };
-use crate::scenario::plan::{Load, Plan};
 
 /// What a run measured and judged, as the summary needs it.
 pub struct Facts {
@@ -117,7 +117,7 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
     }
     let never_started = f.stop.reason == StopReason::TargetUnreachable && f.all.completed() == 0;
     let mut summary = Summary {
-        schema_version: crate::report::model::SCHEMA_VERSION,
+        schema_version: crate::summary::SCHEMA_VERSION,
         kvchaos_version: env!("CARGO_PKG_VERSION").to_owned(),
         scenario: ScenarioInfo {
             name: plan.name.clone(),

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use croner::Cron;
 use http::{HeaderName, Method};
 
 use super::template::Template;
@@ -206,7 +207,7 @@ pub struct QueuePlan {
 /// The default heal phase of a run lasting `total`: a fifth of it, and at least one period
 /// (in real time at the run clock's `speedup`) of the shortest of `crons`, never more than
 /// half of it.
-pub fn default_heal(total: Duration, crons: &[String], speedup: f64) -> Duration {
+pub fn default_heal(total: Duration, crons: &[(String, Cron)], speedup: f64) -> Duration {
     let period = crate::cron::shortest_period(crons)
         .map(|p| Duration::from_secs_f64(p.as_secs_f64() / speedup));
     let fifth = total / 5;
@@ -229,8 +230,9 @@ pub struct FaultPlan {
 /// Which crons a local Worker target gets, and whether they fire.
 #[derive(Debug, Clone)]
 pub struct CronPlan {
-    /// Replaces the Worker's `triggers.crons` (validated expressions) when set.
-    pub schedules: Option<Vec<String>>,
+    /// Replaces the Worker's `triggers.crons` when set: each expression as written, parsed once
+    /// by validation.
+    pub schedules: Option<Vec<(String, Cron)>>,
     /// Fire the ticks that fall inside the run (default true).
     pub fire: bool,
     /// FAIL when the gap between runs exceeds this, in run-clock time.
@@ -258,7 +260,7 @@ impl Plan {
 
     /// The fault-free end of the run: `[heal] duration`, or [`default_heal`] with the
     /// shortest period of `crons` (the crons kvchaos fires) on the run clock.
-    pub fn heal_duration(&self, crons: &[String]) -> Duration {
+    pub fn heal_duration(&self, crons: &[(String, Cron)]) -> Duration {
         let total = self.duration();
         match self.heal {
             Some(h) => h.min(total),

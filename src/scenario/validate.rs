@@ -32,8 +32,8 @@ mod phases;
 mod requests;
 mod target;
 mod thresholds;
-mod worker_choice;
 mod traffic;
+mod worker_choice;
 
 /// Highest open-loop rate, requests per second.
 const MAX_RATE: f64 = 10_000_000.0;

@@ -7,19 +7,22 @@
 //! footer with the keys. Panels shrink with the terminal: at 80×24 every panel still shows its
 //! first lines; below that the bottom panels, then the charts, give way to the table.
 
+mod overlay;
+mod panels;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Block, Borders, Cell, Clear, Gauge, Paragraph, Row, Sparkline, Table, Wrap,
-};
+use ratatui::widgets::{Block, Borders, Cell, Gauge, Paragraph, Row, Sparkline, Table};
 
-use super::app::{App, FAULT_PRESETS, MenuEntry, Overlay, Point};
-use crate::check::{CheckResult, Verdict};
-use crate::engine::outcome::{CLASSES, class_is_error};
+use super::app::{App, Overlay, Point};
 use crate::live::Snapshot;
 use crate::metrics::{LIVE_BUCKETS_US, RequestLive};
+use crate::outcome::Class;
+pub use overlay::HELP;
+use overlay::{draw_fault_menu, draw_help};
+use panels::{draw_checks, draw_faults, draw_kv};
 
 const FAULT: Color = Color::Red;
 const DIM: Style = Style::new().fg(Color::DarkGray);
@@ -112,21 +115,7 @@ fn draw_header(frame: &mut Frame, area: Rect, s: &Snapshot, app: &App) {
         ),
         None => "draining".to_owned(),
     };
-    let state = if let Some(why) = &s.stopped {
-        Span::styled(
-            format!(" ■ stopped ({why}) "),
-            Style::new().fg(Color::Yellow),
-        )
-    } else if app.stops > 0 {
-        Span::styled(" ■ stopping ", Style::new().fg(Color::Yellow))
-    } else if s.progress.paused {
-        Span::styled(
-            " ❚❚ PAUSED ",
-            Style::new().fg(Color::Black).bg(Color::Yellow),
-        )
-    } else {
-        Span::styled(" ▶ running ", Style::new().fg(Color::Green))
-    };
+    let state = run_state(s, app);
     frame.render_widget(
         Paragraph::new(Line::from(vec![
             Span::styled(format!("kvchaos {} ", s.scenario), TITLE),
@@ -154,6 +143,30 @@ fn draw_header(frame: &mut Frame, area: Rect, s: &Snapshot, app: &App) {
             .use_unicode(true),
         l2,
     );
+    frame.render_widget(Paragraph::new(Line::from(rates(s))), l3);
+}
+
+/// Whether the run is running, paused, stopping or stopped, as the header shows it.
+fn run_state(s: &Snapshot, app: &App) -> Span<'static> {
+    if let Some(why) = &s.stopped {
+        Span::styled(
+            format!(" ■ stopped ({why}) "),
+            Style::new().fg(Color::Yellow),
+        )
+    } else if app.stops > 0 {
+        Span::styled(" ■ stopping ", Style::new().fg(Color::Yellow))
+    } else if s.progress.paused {
+        Span::styled(
+            " ❚❚ PAUSED ",
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        )
+    } else {
+        Span::styled(" ▶ running ", Style::new().fg(Color::Green))
+    }
+}
+
+/// The header's third line: rate, latency, errors, drops, skips and requests in flight.
+fn rates(s: &Snapshot) -> Vec<Span<'static>> {
     let err = pct(s.live.errors_total, s.live.completed);
     let target = if s.progress.target_rate > 0.0 {
         format!(" (target {:.0})", s.progress.target_rate)
@@ -188,7 +201,7 @@ fn draw_header(frame: &mut Frame, area: Rect, s: &Snapshot, app: &App) {
         spans.push(Span::raw(format!("  skipped {}", s.progress.skipped)));
     }
     spans.push(Span::raw(format!("  in flight {}", s.progress.in_flight)));
-    frame.render_widget(Paragraph::new(Line::from(spans)), l3);
+    spans
 }
 
 /// A latency in at most six columns: `850µs`, `2.4ms`, `21.6ms`, `144ms`, `1.20s`, `12.3s`.
@@ -213,12 +226,12 @@ fn pct(n: u64, d: u64) -> f64 {
 /// The error classes of a request that occurred, e.g. `5xx 12 timeout 3`.
 fn error_classes(r: &RequestLive) -> String {
     let mut out = String::new();
-    for (c, n) in r.by_class.iter().enumerate() {
-        if class_is_error(c) && *n > 0 {
+    for (class, n) in Class::ALL.into_iter().zip(r.by_class) {
+        if class.is_error() && n > 0 {
             if !out.is_empty() {
                 out.push(' ');
             }
-            out.push_str(&format!("{} {n}", CLASSES[c]));
+            out.push_str(&format!("{} {n}", class.name()));
         }
     }
     if out.is_empty() { "-".to_owned() } else { out }
@@ -301,7 +314,7 @@ fn draw_histogram(frame: &mut Frame, area: Rect, r: Option<&RequestLive>) {
         ("cor", "svc")
     };
     let pad = " ".repeat(cor.len());
-    let row = |name: &str, p: &crate::report::model::Percentiles| {
+    let row = |name: &str, p: &crate::summary::Percentiles| {
         let mut line = format!("{name:<w$}", w = cor.len());
         for v in [p.p50_us, p.p90_us, p.p99_us, p.p999_us, p.max_us] {
             line.push_str(&format!(" {:>6}", short(v)));
@@ -449,198 +462,6 @@ fn draw_series(frame: &mut Frame, area: Rect, app: &App, which: Series) {
     frame.render_widget(Paragraph::new(Line::from(cells)), strip);
 }
 
-fn draw_faults(frame: &mut Frame, area: Rect, s: &Snapshot) {
-    let mut lines = Vec::new();
-    if s.active.is_empty() {
-        lines.push(Line::styled("none active", DIM));
-    }
-    for f in &s.active {
-        let left = match f.left_s {
-            Some(l) => format!("{l:>3.0}s "),
-            None => "   ∞ ".to_owned(),
-        };
-        lines.push(Line::from(vec![
-            Span::styled("● ", Style::new().fg(FAULT)),
-            Span::styled(left, Style::new().fg(Color::Yellow)),
-            Span::raw(f.label.clone()),
-        ]));
-    }
-    let closed: Vec<_> = s
-        .faults
-        .iter()
-        .filter(|w| w.cleared_at_s.is_some())
-        .collect();
-    if !closed.is_empty() {
-        lines.push(Line::styled(format!("past windows: {}", closed.len()), DIM));
-        for w in closed.iter().rev() {
-            lines.push(Line::styled(
-                format!(
-                    "{:.0}–{:.0}s {}",
-                    w.set_at_s,
-                    w.cleared_at_s.unwrap_or(w.set_at_s),
-                    w.label
-                ),
-                DIM,
-            ));
-        }
-    }
-    let title = format!("faults ({} active)", s.active.len());
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(panel(&title)),
-        area,
-    );
-}
-
-fn verdict_span(v: Verdict) -> Span<'static> {
-    match v {
-        Verdict::Pass => Span::styled("PASS", Style::new().fg(Color::Green).bold()),
-        Verdict::Fail => Span::styled("FAIL", Style::new().fg(Color::Red).bold()),
-        Verdict::Unknown => Span::styled("UNKNOWN", Style::new().fg(Color::Yellow).bold()),
-    }
-}
-
-fn count(c: &CheckResult, name: &str) -> u64 {
-    c.counts.get(name).copied().unwrap_or(0)
-}
-
-/// Anomaly counters are named in kebab-case (`missed-tick`), plain counters in snake_case.
-fn violations(c: &CheckResult) -> u64 {
-    c.counts
-        .iter()
-        .filter(|(k, _)| k.contains('-'))
-        .map(|(_, n)| n)
-        .sum()
-}
-
-fn draw_checks(frame: &mut Frame, area: Rect, s: &Snapshot) {
-    let mut lines = Vec::new();
-    if s.checks.is_empty() {
-        lines.push(Line::styled("no check drivers in this run", DIM));
-    }
-    for c in &s.checks {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:<6}", c.name), TITLE),
-            verdict_span(c.verdict),
-            Span::styled(" (so far)", DIM),
-        ]));
-        let detail = match c.name.as_str() {
-            "cron" => format!(
-                "last tick {} · missed {} · ok {} fail {}",
-                s.last_cron_ok_s.map_or_else(
-                    || "never".to_owned(),
-                    |t| format!("{:.1}s ago", (s.live.elapsed_s - t).max(0.0))
-                ),
-                count(c, "missed-tick"),
-                count(c, "ticks_ok"),
-                count(c, "ticks_fail"),
-            ),
-            "lock" => format!(
-                "grants {} · waits {} · violations {}",
-                count(c, "acquires_ok"),
-                count(c, "acquires_fail") + count(c, "acquires_info"),
-                violations(c),
-            ),
-            "queue" => {
-                let enq = count(c, "enqueues_ok");
-                let claims = count(c, "claims_ok");
-                let done = count(c, "completes_ok");
-                format!(
-                    "depth {} · in flight {} · drained {} · lost {} dup {}",
-                    enq.saturating_sub(claims),
-                    claims.saturating_sub(done),
-                    done,
-                    count(c, "lost"),
-                    count(c, "duplicated"),
-                )
-            }
-            _ => format!("violations {}", violations(c)),
-        };
-        lines.push(Line::raw(detail));
-        lines.push(Line::styled(c.reason.clone(), DIM));
-        for e in &c.evidence {
-            lines.push(Line::styled(format!("· {e}"), DIM));
-        }
-    }
-    if s.checks.iter().all(|c| c.name != "cron")
-        && let Some(t) = s.last_cron_ok_s
-    {
-        lines.push(Line::raw(format!(
-            "cron last tick {:.1}s ago",
-            (s.live.elapsed_s - t).max(0.0)
-        )));
-    }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(panel("checks")),
-        area,
-    );
-}
-
-fn draw_kv(frame: &mut Frame, area: Rect, s: &Snapshot) {
-    let Some(kv) = &s.kv else {
-        frame.render_widget(
-            Paragraph::new(Line::styled("no mock KV (not a Worker target)", DIM))
-                .block(panel("mock KV")),
-            area,
-        );
-        return;
-    };
-    let join = |items: Vec<String>| {
-        if items.is_empty() {
-            "-".to_owned()
-        } else {
-            items.join(" ")
-        }
-    };
-    let ops = join(
-        kv.ops
-            .iter()
-            .map(|(op, n)| format!("{} {n}", op.as_str()))
-            .collect(),
-    );
-    let quota = join(
-        kv.quota_left
-            .iter()
-            .map(|(op, left)| match left {
-                Some(l) => format!("{} {l}", op.as_str()),
-                None => format!("{} ∞", op.as_str()),
-            })
-            .collect(),
-    );
-    let failures = join(
-        kv.failures
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect(),
-    );
-    let fail_style = if kv.failures.is_empty() {
-        Style::new()
-    } else {
-        Style::new().fg(Color::Red)
-    };
-    let mut lines = vec![
-        Line::from(vec![Span::styled("ops    ", DIM), Span::raw(ops)]),
-        Line::from(vec![Span::styled("left   ", DIM), Span::raw(quota)]),
-        Line::from(vec![
-            Span::styled("failed ", DIM),
-            Span::styled(failures, fail_style),
-        ]),
-        Line::styled("top put prefixes", DIM),
-    ];
-    for (prefix, n) in &kv.top_put_prefixes {
-        lines.push(Line::raw(format!("{n:>7} {prefix}")));
-    }
-    frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(panel("mock KV")),
-        area,
-    );
-}
-
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
     let keys = [
         ("q", "stop"),
@@ -663,86 +484,6 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// A centred rectangle of at most `w`×`h` inside `area`.
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
-    let w = w.min(area.width);
-    let h = h.min(area.height);
-    Rect {
-        x: area.x + (area.width - w) / 2,
-        y: area.y + (area.height - h) / 2,
-        width: w,
-        height: h,
-    }
-}
-
-/// The keys, as the help overlay and the README list them.
-pub const HELP: [(&str, &str); 7] = [
-    (
-        "q, Ctrl-C",
-        "stop sending, write the report (again: abandon in-flight)",
-    ),
-    (
-        "p, space",
-        "pause / resume sending (arrivals due meanwhile are skipped)",
-    ),
-    ("tab ↓ →", "next request (its latency histogram)"),
-    ("⇧tab ↑ ←", "previous request"),
-    ("f", "fault menu: set or clear a mock KV fault by hand"),
-    ("h, ?", "this help"),
-    ("esc", "close a menu or this help"),
-];
-
-fn draw_help(frame: &mut Frame, area: Rect) {
-    let rect = centered(area, 78, HELP.len() as u16 + 2);
-    let lines: Vec<Line> = HELP
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(format!("{k:>10} "), TITLE),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
-    frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(Span::styled(" keys ", TITLE))
-                .title_bottom(Line::styled(" esc closes ", DIM)),
-        ),
-        rect,
-    );
-}
-
-fn draw_fault_menu(frame: &mut Frame, area: Rect, app: &App, cursor: usize) {
-    let menu = app.menu();
-    let rect = centered(area, 60, menu.len() as u16 + 2);
-    let lines: Vec<Line> = menu
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let text = match e {
-                MenuEntry::Set(p) => format!("set    {}", FAULT_PRESETS[*p].0),
-                MenuEntry::Clear { label, .. } => format!("clear  {label}"),
-            };
-            if i == cursor {
-                Line::styled(format!("▸ {text}"), Style::new().reversed())
-            } else {
-                Line::raw(format!("  {text}"))
-            }
-        })
-        .collect();
-    frame.render_widget(Clear, rect);
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::bordered()
-                .title(Span::styled(" mock KV faults ", TITLE))
-                .title_bottom(Line::styled(" ↑↓ choose · enter apply · esc close ", DIM)),
-        ),
-        rect,
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -752,12 +493,12 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::check::CheckResult;
+    use crate::check::{CheckResult, Verdict};
     use crate::engine::Progress;
     use crate::live::{ActiveFault, KvSummary};
     use crate::metrics::Live;
     use crate::mockkv::Op;
-    use crate::report::model::{FaultWindow, Percentiles};
+    use crate::summary::{FaultWindow, Percentiles};
 
     fn pcts(p50: u64) -> Percentiles {
         Percentiles {
@@ -774,7 +515,7 @@ mod tests {
     }
 
     fn request(name: &str, rps: f64, p50: u64, errors: &[(usize, u64)]) -> RequestLive {
-        let mut by_class = [0; CLASSES.len()];
+        let mut by_class = [0; Class::COUNT];
         by_class[0] = 1000;
         for (c, n) in errors {
             by_class[*c] = *n;

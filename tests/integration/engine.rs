@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 use kvchaos::exit::Exit;
 use kvchaos::live::{Interrupts, Silent};
 use kvchaos::redact::Redactor;
-use kvchaos::report::model::{StopReason, Summary};
 use kvchaos::run::{RunOptions, run};
 use kvchaos::scenario::plan::{
     CmpOp, Load, Phase, Plan, RequestPlan, TargetKind, TargetPlan, Threshold, ThresholdMetric,
     ThresholdScope,
 };
 use kvchaos::scenario::template::{Part, Template};
+use kvchaos::summary::{StopReason, Summary};
 
 use crate::servers;
 

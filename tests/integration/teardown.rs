@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -153,6 +153,33 @@ impl Run {
         }
     }
 
+    /// Reads both streams to their end (a reader thread hangs up at EOF), at most `within`: a
+    /// pipe still held open after that is for the leftover check to report.
+    fn drain(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut open = [true, true];
+        while open.contains(&true) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let streams = [
+                (&self.stdout, &mut self.stdout_seen),
+                (&self.stderr, &mut self.stderr_seen),
+            ];
+            for (i, (rx, seen)) in streams.into_iter().enumerate() {
+                if !open[i] {
+                    continue;
+                }
+                match rx.recv_timeout(left.min(Duration::from_millis(20))) {
+                    Ok(line) => seen.push(line),
+                    Err(RecvTimeoutError::Disconnected) => open[i] = false,
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+            }
+        }
+    }
+
     /// Both streams so far, for failure messages.
     fn output(&mut self) -> String {
         self.stdout_seen.extend(self.stdout.try_iter());
@@ -229,11 +256,23 @@ impl Run {
         }
     }
 
+    /// Whether the child is still running after `within` (checked all along, so an early exit
+    /// is seen at once).
+    fn keeps_running(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
     /// Waits for the exit (at most `within`), then asserts `code` and that nothing is left.
     fn expect_exit(&mut self, within: Duration, code: i32) {
         let status = self.wait(within);
-        // Let the reader threads drain what the child wrote last.
-        std::thread::sleep(Duration::from_millis(50));
+        self.drain(Duration::from_secs(2));
         let output = self.output();
         assert_eq!(status.code(), Some(code), "{output}");
         self.assert_no_leftovers();
@@ -385,9 +424,8 @@ fn a_second_sigint_abandons_requests_that_never_answer() {
     // Signals that arrive together may be seen as one: wait until the first one is handled.
     run.wait_stderr(Duration::from_secs(5), "interrupted");
     // The first Ctrl-C waits for the requests in flight (30 s of grace): still running.
-    std::thread::sleep(Duration::from_millis(500));
     assert!(
-        run.child.try_wait().expect("try_wait").is_none(),
+        run.keeps_running(Duration::from_millis(500)),
         "the first SIGINT must wait for in-flight requests:\n{}",
         run.output()
     );

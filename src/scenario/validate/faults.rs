@@ -56,25 +56,75 @@ impl Validator<'_> {
         f: &Spanned<RawFault>,
         total: Option<Duration>,
     ) -> Option<FaultPlan> {
-        use crate::mockkv::fault::FaultKindName;
-        use crate::mockkv::{FaultSpec, Op};
-        const KINDS: &str = "daily-limit, rate-limit, error, latency, hang, reset, stale-reads";
+        use crate::mockkv::FaultSpec;
         let at_table = f.span().start;
-        let field = |name: &str| format!("faults[{n}].{name}");
+        let field = |name: &str| fault_field(n, name);
         let f = f.get_ref();
-        let kind = match &f.kind {
+        let kind = self.fault_kind(f, n, at_table)?;
+        let ops = self.fault_ops(f, n)?;
+        let (at, until) = self.fault_window(f, n, total)?;
+        let probability = self.fault_probability(f, n)?;
+        let status = self.fault_status(f, n)?;
+        let mut ms = |v: &Option<RawValue>, name: &str, example: &str| -> Option<Option<u64>> {
+            match v {
+                None => Some(None),
+                Some(v) => self
+                    .duration(v, &field(name), example)
+                    .map(|d| Some(d.as_millis() as u64)),
+            }
+        };
+        let latency_ms = ms(&f.latency, "latency", "latency = \"200ms\"")?;
+        let jitter_ms = ms(&f.jitter, "jitter", "jitter = \"50ms\"")?;
+        let lag_ms = ms(&f.lag, "lag", "lag = \"30s\"")?;
+        let spec = FaultSpec {
+            kind,
+            ops,
+            prefix: f.prefix.clone().unwrap_or_default(),
+            namespace: f.namespace.clone(),
+            p: probability,
+            status,
+            latency_ms,
+            jitter_ms,
+            lag_ms,
+            after_ms: None,
+            for_ms: None,
+        };
+        if let Err(e) = spec.validate() {
+            self.err(at_table, format!("faults[{n}]"), e.0.clone());
+            return None;
+        }
+        let label = fault_label(&spec);
+        Some(FaultPlan {
+            at,
+            until,
+            spec,
+            label,
+        })
+    }
+
+    /// `kind = "daily-limit"`, required.
+    fn fault_kind(
+        &mut self,
+        f: &RawFault,
+        n: usize,
+        at_table: usize,
+    ) -> Option<crate::mockkv::fault::FaultKindName> {
+        use crate::mockkv::fault::FaultKindName;
+        const KINDS: &str = "daily-limit, rate-limit, error, latency, hang, reset, stale-reads";
+        let field = |name: &str| fault_field(n, name);
+        match &f.kind {
             None => {
                 self.err(
                     at_table,
                     field("kind"),
                     format!("missing kind: add kind = \"daily-limit\" (one of {KINDS})"),
                 );
-                return None;
+                None
             }
             Some(k) => match serde_json::from_value::<FaultKindName>(serde_json::Value::String(
                 k.get_ref().clone(),
             )) {
-                Ok(kind) => kind,
+                Ok(kind) => Some(kind),
                 Err(_) => {
                     self.err(
                         k.span().start,
@@ -84,10 +134,15 @@ impl Validator<'_> {
                             k.get_ref()
                         ),
                     );
-                    return None;
+                    None
                 }
             },
-        };
+        }
+    }
+
+    /// `ops = ["put"]`: the KV operations the fault applies to (none: all).
+    fn fault_ops(&mut self, f: &RawFault, n: usize) -> Option<Vec<crate::mockkv::Op>> {
+        use crate::mockkv::Op;
         let mut ops = Vec::new();
         for (j, o) in f.ops.iter().flatten().enumerate() {
             match serde_json::from_value::<Op>(serde_json::Value::String(
@@ -100,6 +155,17 @@ impl Validator<'_> {
                 }
             }
         }
+        Some(ops)
+    }
+
+    /// `at`, and `until` or `for`: when the fault is set and cleared.
+    fn fault_window(
+        &mut self,
+        f: &RawFault,
+        n: usize,
+        total: Option<Duration>,
+    ) -> Option<(Duration, Option<Duration>)> {
+        let field = |name: &str| fault_field(n, name);
         let at = match &f.at {
             None => Duration::ZERO,
             Some(v) => self.duration(v, &field("at"), "at = \"10s\"")?,
@@ -149,21 +215,32 @@ impl Validator<'_> {
             }
             (None, None) => None,
         };
-        let probability = match &f.probability {
-            None => 1.0,
+        Some((at, until))
+    }
+
+    /// `probability = 0.25`: the share of matching operations it hits.
+    fn fault_probability(&mut self, f: &RawFault, n: usize) -> Option<f64> {
+        let field = |name: &str| fault_field(n, name);
+        match &f.probability {
+            None => Some(1.0),
             Some(v) => match v.get_ref() {
-                Value::Float(x) if *x > 0.0 && *x <= 1.0 => *x,
-                Value::Integer(1) => 1.0,
+                Value::Float(x) if *x > 0.0 && *x <= 1.0 => Some(*x),
+                Value::Integer(1) => Some(1.0),
                 other => {
                     self.err(v.span().start, field("probability"), format!("invalid probability {}: expected a number above 0 and at most 1, e.g. probability = 0.25", show(other)));
-                    return None;
+                    None
                 }
             },
-        };
-        let status = match &f.status {
-            None => None,
+        }
+    }
+
+    /// `status = 503`: the 5xx an `error` fault answers with.
+    fn fault_status(&mut self, f: &RawFault, n: usize) -> Option<Option<u16>> {
+        let field = |name: &str| fault_field(n, name);
+        match &f.status {
+            None => Some(None),
             Some(v) => match v.get_ref() {
-                Value::Integer(s) if (500..=599).contains(s) => Some(*s as u16),
+                Value::Integer(s) if (500..=599).contains(s) => Some(Some(*s as u16)),
                 other => {
                     self.err(
                         v.span().start,
@@ -173,59 +250,10 @@ impl Validator<'_> {
                             show(other)
                         ),
                     );
-                    return None;
+                    None
                 }
             },
-        };
-        let mut ms = |v: &Option<RawValue>, name: &str, example: &str| -> Option<Option<u64>> {
-            match v {
-                None => Some(None),
-                Some(v) => self
-                    .duration(v, &field(name), example)
-                    .map(|d| Some(d.as_millis() as u64)),
-            }
-        };
-        let latency_ms = ms(&f.latency, "latency", "latency = \"200ms\"")?;
-        let jitter_ms = ms(&f.jitter, "jitter", "jitter = \"50ms\"")?;
-        let lag_ms = ms(&f.lag, "lag", "lag = \"30s\"")?;
-        let spec = FaultSpec {
-            kind,
-            ops,
-            prefix: f.prefix.clone().unwrap_or_default(),
-            namespace: f.namespace.clone(),
-            p: probability,
-            status,
-            latency_ms,
-            jitter_ms,
-            lag_ms,
-            after_ms: None,
-            for_ms: None,
-        };
-        if let Err(e) = spec.validate() {
-            self.err(at_table, format!("faults[{n}]"), e.0.clone());
-            return None;
         }
-        let ops_text = if spec.ops.is_empty() {
-            "all ops".to_owned()
-        } else {
-            spec.ops
-                .iter()
-                .map(|o| o.as_str())
-                .collect::<Vec<_>>()
-                .join("+")
-        };
-        let prefix_text = if spec.prefix.is_empty() {
-            String::new()
-        } else {
-            format!(" {}*", spec.prefix)
-        };
-        let label = format!("{} {ops_text}{prefix_text}", kind.as_str());
-        Some(FaultPlan {
-            at,
-            until,
-            spec,
-            label,
-        })
     }
 
     pub(super) fn speedup(&mut self, clock: Option<&Spanned<RawClock>>) -> Option<f64> {
@@ -263,7 +291,7 @@ impl Validator<'_> {
             list.iter()
                 .enumerate()
                 .filter_map(|(i, e)| match crate::cron::parse(e.get_ref()) {
-                    Ok(_) => Some(e.get_ref().clone()),
+                    Ok(parsed) => Some((e.get_ref().clone(), parsed)),
                     Err(msg) => {
                         ok = false;
                         self.err(
@@ -286,4 +314,28 @@ impl Validator<'_> {
             status: status?,
         })
     }
+}
+
+/// The field path of fault `n`'s `name`, e.g. `faults[2].at`.
+fn fault_field(n: usize, name: &str) -> String {
+    format!("faults[{n}].{name}")
+}
+
+/// How reports name a fault: kind, operations and prefix, e.g. `error put orders:*`.
+fn fault_label(spec: &crate::mockkv::FaultSpec) -> String {
+    let ops_text = if spec.ops.is_empty() {
+        "all ops".to_owned()
+    } else {
+        spec.ops
+            .iter()
+            .map(|o| o.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let prefix_text = if spec.prefix.is_empty() {
+        String::new()
+    } else {
+        format!(" {}*", spec.prefix)
+    };
+    format!("{} {ops_text}{prefix_text}", spec.kind.as_str())
 }

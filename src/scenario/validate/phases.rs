@@ -58,26 +58,7 @@ impl Validator<'_> {
         let base = format!("phases[{n}]");
         let header = p.span().start;
         let raw = p.get_ref();
-        let mut ok = true;
-
-        let name = match &raw.name {
-            Some(s)
-                if s.get_ref().is_empty()
-                    || s.get_ref().chars().count() > 64
-                    || s.get_ref().contains(char::is_control) =>
-            {
-                self.err(
-                    s.span().start,
-                    format!("{base}.name"),
-                    format!("invalid phase name {:?}: use 1 to 64 characters on one line, e.g. name = \"warm-up\"", s.get_ref()),
-                );
-                ok = false;
-                None
-            }
-            Some(s) => Some(s.get_ref().clone()),
-            None => None,
-        };
-
+        let name = self.phase_name(raw, &base);
         let field = format!("{base}.duration");
         let duration = match &raw.duration {
             None => {
@@ -93,6 +74,37 @@ impl Validator<'_> {
                 .and_then(|x| self.positive(d, &field, x, "duration = \"30s\"")),
         };
 
+        let load = self.phase_load(raw, header, &base);
+        let load = self.max_in_flight(load, raw, &base);
+        Some(Phase {
+            name: name?,
+            duration: duration?,
+            load: load?,
+        })
+    }
+
+    /// `name = "warm-up"`: `None` when it is invalid.
+    fn phase_name(&mut self, raw: &RawPhase, base: &str) -> Option<Option<String>> {
+        match &raw.name {
+            Some(s)
+                if s.get_ref().is_empty()
+                    || s.get_ref().chars().count() > 64
+                    || s.get_ref().contains(char::is_control) =>
+            {
+                self.err(
+                    s.span().start,
+                    format!("{base}.name"),
+                    format!("invalid phase name {:?}: use 1 to 64 characters on one line, e.g. name = \"warm-up\"", s.get_ref()),
+                );
+                None
+            }
+            Some(s) => Some(Some(s.get_ref().clone())),
+            None => Some(None),
+        }
+    }
+
+    /// Exactly one of `rate`, `vus` or `pause`.
+    fn phase_load(&mut self, raw: &RawPhase, header: usize, base: &str) -> Option<Load> {
         let kinds: Vec<(&str, &RawValue)> = [
             ("rate", &raw.rate),
             ("vus", &raw.vus),
@@ -101,9 +113,9 @@ impl Validator<'_> {
         .into_iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
         .collect();
-        let load = match kinds.as_slice() {
+        match kinds.as_slice() {
             [] => {
-                self.err(header, base.clone(), "no load for this phase: add exactly one of rate = 500 (open loop), rate = { from = 10, to = 500 } (ramp), vus = 16 (closed loop) or pause = true (no traffic)");
+                self.err(header, base.to_owned(), "no load for this phase: add exactly one of rate = 500 (open loop), rate = { from = 10, to = 500 } (ramp), vus = 16 (closed loop) or pause = true (no traffic)");
                 None
             }
             [(kind, v)] => match *kind {
@@ -128,9 +140,12 @@ impl Validator<'_> {
                 );
                 None
             }
-        };
+        }
+    }
 
-        let load = match (load, &raw.max_in_flight) {
+    /// `max_in_flight` bounds a rate phase's `load`; on any other phase it is an error.
+    fn max_in_flight(&mut self, load: Option<Load>, raw: &RawPhase, base: &str) -> Option<Load> {
+        match (load, &raw.max_in_flight) {
             (Some(Load::Rate { from, to, .. }), Some(m)) => self
                 .int_in(
                     m,
@@ -159,15 +174,7 @@ impl Validator<'_> {
                 None
             }
             (load, _) => load,
-        };
-        if !ok {
-            return None;
         }
-        Some(Phase {
-            name,
-            duration: duration?,
-            load: load?,
-        })
     }
 
     pub(super) fn rate_number(v: &Value) -> Option<f64> {

@@ -1,5 +1,6 @@
 //! The report data model: one `Summary` per run, written as `summary.json` and read back by
-//! `kvchaos report` to re-render every other format. Field names carry their unit
+//! `kvchaos report` to re-render every other format. A leaf: the recorder (`metrics`) fills it,
+//! the run builds it, the writers under `report` read it; it depends on none of them. Field names carry their unit
 //! (`_us` microseconds, `_s` seconds, `_kib` kibibytes).
 //!
 //! Schema changes: adding an optional field keeps `schema_version`; removing or changing the
@@ -10,6 +11,39 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    /// No anomaly, and the history was enough to judge.
+    Pass,
+    /// At least one anomaly was proven.
+    Fail,
+    /// No anomaly, but the history cannot support a judgement (e.g. the run never healed).
+    Unknown,
+}
+
+/// What a checker found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckResult {
+    /// The check, e.g. `cron`.
+    pub name: String,
+    /// Its verdict.
+    pub verdict: Verdict,
+    /// One line: the anomalies found, why it is unknown, or what passed.
+    pub reason: String,
+    /// The first offending operations, with times; at most [`MAX_EVIDENCE`] lines (and the
+    /// first line of each further kind of anomaly) plus one
+    /// line saying how many were left out.
+    pub evidence: Vec<String>,
+    /// Counts: operations by outcome, each anomaly by name, measured gaps in ms.
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// How many evidence lines a result keeps.
+pub const MAX_EVIDENCE: usize = 10;
 
 /// Current version of the `summary.json` layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -51,7 +85,7 @@ pub struct Summary {
     pub errors: Vec<ErrorSample>,
     /// First distinct 4xx/5xx answers per request with the start of their bodies (bounded).
     #[serde(default)]
-    pub error_answers: Vec<super::answers::ErrorAnswer>,
+    pub error_answers: Vec<ErrorAnswer>,
     /// What the generator itself used.
     pub resources: Resources,
     /// Mock KV faults the timeline set, with when they were active (run time).
@@ -60,7 +94,7 @@ pub struct Summary {
     /// Progress checks judged on the run's history (cron today; locks and queues with their
     /// drivers). A FAIL fails the run; an UNKNOWN does with `--strict`.
     #[serde(default)]
-    pub checks: Vec<crate::check::CheckResult>,
+    pub checks: Vec<CheckResult>,
     /// What weakens the verdicts without failing them (a fault that reached no KV operation,
     /// a Worker without KV bindings); `--strict` fails the run on any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -260,6 +294,22 @@ pub struct Resources {
     pub cpu_s: f64,
     /// Engine threads used to generate load.
     pub engine_threads: u64,
+}
+
+/// One distinct error answer of one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorAnswer {
+    /// Request name.
+    pub request: String,
+    /// HTTP status.
+    pub status: u16,
+    /// The start of the body (at most 512 bytes, invalid UTF-8 replaced), secrets redacted.
+    pub body: String,
+    /// Whether the body was longer than `body`.
+    pub truncated: bool,
+    /// Answers with this status and body start.
+    pub count: u64,
 }
 
 /// A realistic summary for writer tests: two requests (one with 5xx, 429 and timeouts), drops
@@ -504,7 +554,7 @@ pub(crate) fn fixture() -> Summary {
                 count: 12,
             },
         ],
-        error_answers: vec![super::answers::ErrorAnswer {
+        error_answers: vec![ErrorAnswer {
             request: "acquire_lock".to_owned(),
             status: 500,
             body: "Error: KV PUT failed: 429 KV put() limit exceeded for the day.".to_owned(),
@@ -523,9 +573,9 @@ pub(crate) fn fixture() -> Summary {
             cleared_at_s: Some(50.5),
             kv_ops: None,
         }],
-        checks: vec![crate::check::CheckResult {
+        checks: vec![CheckResult {
             name: "cron".to_owned(),
-            verdict: crate::check::Verdict::Fail,
+            verdict: Verdict::Fail,
             reason: "missed-tick: 3 of 9 ticks failed".to_owned(),
             evidence: vec!["missed-tick: */1 * * * * scheduled 2026-11-23T10:01:00Z failed at 21.3 s: the scheduled handler threw".to_owned()],
             counts: [("ok".to_owned(), 6), ("fail".to_owned(), 3), ("missed-tick".to_owned(), 3)]
