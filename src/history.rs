@@ -2,11 +2,13 @@
 //! holds the run's own milestones; fault changes and the operations of check drivers join the
 //! same stream, so checkers can judge them together.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::redact::Redactor;
 
 /// One event of the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,34 +147,75 @@ pub fn read(path: &Path) -> std::io::Result<Vec<(Duration, Event)>> {
     Ok(out)
 }
 
-/// Writer of `history.jsonl`.
+/// Writer of `history.jsonl`: each event is one complete line written at once, so the file
+/// only ever holds whole records; after a failed write (a full disk) the partial line is cut
+/// off and nothing more is written.
 pub struct History {
-    out: BufWriter<std::fs::File>,
+    out: std::fs::File,
+    /// Bytes of whole records written so far.
+    good_len: u64,
+    redactor: Redactor,
+    /// The first write error; once set, recording stops.
+    failed: Option<std::io::Error>,
 }
 
 impl History {
     /// Creates (truncates) the history file.
     pub fn create(path: &Path) -> std::io::Result<History> {
         Ok(History {
-            out: BufWriter::new(std::fs::File::create(path)?),
+            out: std::fs::File::create(path)?,
+            good_len: 0,
+            redactor: Redactor::default(),
+            failed: None,
         })
     }
 
+    /// Masks `redactor`'s secrets in every event written from now on.
+    pub fn redacting(mut self, redactor: Redactor) -> History {
+        self.redactor = redactor;
+        self
+    }
+
     /// Appends `event` at `t` since the start of the run. A write error loses the line, never
-    /// the run; it surfaces at [`History::finish`].
+    /// the run: it is kept for [`History::failed`] and [`History::finish`].
     pub fn record(&mut self, t: Duration, event: &Event) {
+        if self.failed.is_some() {
+            return;
+        }
         let line = Line {
-            t_us: t.as_micros() as u64,
+            t_us: u64::try_from(t.as_micros()).unwrap_or(u64::MAX),
             event,
         };
-        if serde_json::to_writer(&mut self.out, &line).is_ok() {
-            let _ = self.out.write_all(b"\n");
+        let mut value = match serde_json::to_value(&line) {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        self.redactor.redact_json(&mut value);
+        let Ok(mut bytes) = serde_json::to_vec(&value) else {
+            return;
+        };
+        bytes.push(b'\n');
+        match self.out.write_all(&bytes) {
+            Ok(()) => self.good_len += bytes.len() as u64,
+            Err(e) => {
+                // Cut a partly written record off (best effort: /dev/full cannot be cut).
+                let _ = self.out.set_len(self.good_len);
+                self.failed = Some(e);
+            }
         }
     }
 
-    /// Flushes the file.
+    /// The first write that failed, if any.
+    pub fn failed(&self) -> Option<&std::io::Error> {
+        self.failed.as_ref()
+    }
+
+    /// Syncs the file; the first write error if one happened.
     pub fn finish(mut self) -> std::io::Result<()> {
-        self.out.flush()
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => self.out.flush(),
+        }
     }
 }
 

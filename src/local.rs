@@ -172,6 +172,8 @@ pub struct LocalSpec {
     pub log_path: PathBuf,
     /// The launcher directory (see [`default_launcher_dir`]).
     pub launcher_dir: PathBuf,
+    /// Secrets masked in the log as it is written.
+    pub redactor: crate::redact::Redactor,
 }
 
 impl LocalSpec {
@@ -189,6 +191,7 @@ impl LocalSpec {
             ready_timeout: Duration::from_secs(60),
             log_path: log_path.into(),
             launcher_dir: default_launcher_dir(),
+            redactor: crate::redact::Redactor::default(),
         }
     }
 }
@@ -297,6 +300,7 @@ impl LocalWorker {
             what: format!("creating the Worker log '{}'", spec.log_path.display()),
             source,
         })?;
+        let (log, log_file) = crate::redact::log_sink(&spec.redactor, log);
 
         let mut cmd = tokio::process::Command::new(node);
         cmd.arg(&launcher).arg("--worker").arg(&worker);
@@ -320,7 +324,7 @@ impl LocalWorker {
             .env("TMPDIR", run_dir.0.join("tmp"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
+            .stderr(log)
             .process_group(0)
             .kill_on_drop(true);
         let began = Instant::now();
@@ -333,6 +337,7 @@ impl LocalWorker {
         })?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
+        crate::redact::copy_log(child.stderr.take(), log_file, spec.redactor.clone());
         let mut group = Group {
             child,
             pgid,

@@ -97,6 +97,7 @@ pub async fn start(
     report_dir: &Path,
     seed: u64,
     speedup: f64,
+    redactor: &crate::redact::Redactor,
 ) -> Result<Running, String> {
     let kind = &target.kind;
     let stop = CancellationToken::new();
@@ -146,6 +147,7 @@ pub async fn start(
             tokio::spawn(crate::mockkv::serve(listener, kv.clone(), stop.clone()));
             let mut spec = LocalSpec::new(dir, Some(kv_addr), report_dir.join("worker.log"));
             spec.kv_binding = target.kv_binding;
+            spec.redactor = redactor.clone();
             crate::local::ensure_installed(&spec.launcher_dir)
                 .await
                 .map_err(|e| e.to_string())?;

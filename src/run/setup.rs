@@ -67,8 +67,14 @@ pub async fn start(
     report_dir: &Path,
     interrupts: &Interrupts,
 ) -> Result<Setup, RunError> {
-    let starting =
-        crate::target::start(&plan.target, &plan.kv, report_dir, plan.seed, plan.speedup);
+    let starting = crate::target::start(
+        &plan.target,
+        &plan.kv,
+        report_dir,
+        plan.seed,
+        plan.speedup,
+        &plan.redactor,
+    );
     let target = match or_interrupted(interrupts, starting).await {
         Some(Ok(t)) => t,
         failed => {

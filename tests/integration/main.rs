@@ -9,6 +9,7 @@ mod launcher;
 mod local;
 mod proof;
 mod reference_workers;
+mod secrets;
 mod servers;
 mod support;
 mod teardown;
