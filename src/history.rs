@@ -126,21 +126,42 @@ struct OwnedLine {
     event: Event,
 }
 
+/// Largest `history.jsonl` read back (a run writes a few MiB at most).
+pub const MAX_HISTORY_BYTES: u64 = 1 << 30;
+/// Longest line of `history.jsonl` read back.
+const MAX_LINE_BYTES: u64 = 1 << 20;
+
 /// Reads a `history.jsonl` back: each event with its time since the start of the run, in file
 /// order. A line that is not an event is an `InvalidData` error naming its line number.
 pub fn read(path: &Path) -> std::io::Result<Vec<(Duration, Event)>> {
-    let file = BufReader::new(std::fs::File::open(path)?);
+    use std::io::Read as _;
+    let bad = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+    // Bounded per line and in all, so an endless file (`/dev/zero`) ends with an error.
+    let mut file = BufReader::new(std::fs::File::open(path)?.take(MAX_HISTORY_BYTES + 1));
     let mut out = Vec::new();
-    for (i, line) in file.lines().enumerate() {
-        let line = line?;
+    let mut buf = Vec::new();
+    for i in 0.. {
+        buf.clear();
+        let n = (&mut file)
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if n as u64 > MAX_LINE_BYTES {
+            let limit = format!("over the {MAX_LINE_BYTES}-byte limit for one event");
+            return Err(bad(format!("{}:{}: {limit}", path.display(), i + 1)));
+        }
+        let line = String::from_utf8_lossy(&buf);
         if line.trim().is_empty() {
             continue;
         }
         let parsed: OwnedLine = serde_json::from_str(&line).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}:{}: not a history event: {e}", path.display(), i + 1),
-            )
+            bad(format!(
+                "{}:{}: not a history event: {e}",
+                path.display(),
+                i + 1
+            ))
         })?;
         out.push((Duration::from_micros(parsed.t_us), parsed.event));
     }
@@ -252,6 +273,50 @@ mod tests {
         }
         h.finish().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read(&path).unwrap_or_else(|e| panic!("{e}")), events);
+    }
+
+    #[test]
+    fn an_endless_history_is_refused_not_read_into_memory() {
+        let e = read(Path::new("/dev/zero"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("/dev/zero:1: over the 1048576-byte limit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_stops_recording_and_leaves_whole_lines() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("history.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap_or_else(|e| panic!("{e}"));
+        let mut h = History::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        h.record(Duration::ZERO, &Event::RunEnded);
+        assert!(h.failed().is_some());
+        h.record(Duration::ZERO, &Event::RunEnded);
+        assert!(h.finish().is_err());
+    }
+
+    #[test]
+    fn secrets_are_masked_in_every_event() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("history.jsonl");
+        let mut r = Redactor::default();
+        r.add("tok\"en");
+        let mut h = History::create(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .redacting(r);
+        let v = serde_json::json!({"body": "got tok\"en", "tok\"en": 1});
+        h.record(
+            Duration::ZERO,
+            &Event::op("lock-0", OpKind::Ok, "acquire", v),
+        );
+        h.finish().unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(!text.contains("tok") && text.contains("got ***"), "{text}");
+        assert_eq!(read(&path).map(|v| v.len()).unwrap_or(0), 1);
     }
 
     #[test]

@@ -241,7 +241,9 @@ pub async fn run(
 ) -> Result<RunOutcome, RunError> {
     let plan = Arc::new(plan);
     let started = SystemTime::now();
+    setup::check_open_files(&plan)?;
     let report_dir = setup::report_folder(&opts.out, &plan.name, started)?;
+    crate::resources::check_writable(&report_dir).map_err(RunError::Environment)?;
     let finished = match setup::start(&plan, &opts.scenario, &report_dir, &interrupts).await? {
         Setup::Ready(ready) => {
             let threads = engine_threads(opts, &plan);
