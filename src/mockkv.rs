@@ -48,6 +48,7 @@ pub mod server;
 pub mod standalone;
 pub mod stats;
 pub mod store;
+pub mod wire;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
