@@ -39,6 +39,7 @@
 
 pub mod binding;
 pub mod clock;
+pub mod conns;
 pub mod control;
 pub mod fault;
 pub mod quota;
