@@ -174,6 +174,8 @@ pub struct LocalSpec {
     pub launcher_dir: PathBuf,
     /// Secrets masked in the log as it is written.
     pub redactor: crate::redact::Redactor,
+    /// Extra launcher arguments (e.g. `--kv-keep-local CACHE` in differential tests).
+    pub launcher_args: Vec<String>,
 }
 
 impl LocalSpec {
@@ -192,6 +194,7 @@ impl LocalSpec {
             log_path: log_path.into(),
             launcher_dir: default_launcher_dir(),
             redactor: crate::redact::Redactor::default(),
+            launcher_args: Vec::new(),
         }
     }
 }
@@ -312,6 +315,7 @@ impl LocalWorker {
                 .arg(spec.kv_binding.as_str()),
             None => cmd.arg("--no-kv-routing"),
         };
+        cmd.args(&spec.launcher_args);
         cmd.arg("--persist")
             .arg(run_dir.0.join("state"))
             // The launcher removes it too: when kvchaos dies, the launcher

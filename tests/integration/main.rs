@@ -2,6 +2,7 @@
 
 mod audit;
 mod cli;
+mod differential;
 mod engine;
 mod foreign_worker;
 mod kv;
