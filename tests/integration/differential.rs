@@ -172,7 +172,10 @@ async fn one_worker_two_bindings_mock_and_miniflare_agree_on_seeded_operations()
     stop.cancel();
     // Only KV reached the mock: CACHE really was miniflare's own KV, so the comparison is real.
     let stats = serde_json::to_string(&kv.stats()).expect("stats");
-    assert!(stats.contains("\"KV\"") && !stats.contains("\"CACHE\""), "{stats}");
+    assert!(
+        stats.contains("\"KV\"") && !stats.contains("\"CACHE\""),
+        "{stats}"
+    );
     assert!(compared >= 1_000, "{compared}");
     assert!(
         diffs.is_empty(),
