@@ -7,6 +7,7 @@ mod engine;
 mod foreign_worker;
 mod kv;
 mod launcher;
+mod limits;
 mod local;
 mod proof;
 mod reference_workers;
