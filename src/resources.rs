@@ -153,6 +153,19 @@ mod tests {
     }
 
     #[test]
+    fn endless_files_are_refused_after_the_cap() {
+        let e = super::read_capped(std::path::Path::new("/dev/zero"), 4096)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("over the 4096-byte limit"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        std::fs::write(&p, "abc").expect("write");
+        assert_eq!(super::read_capped_text(&p, 3).ok().as_deref(), Some("abc"));
+    }
+
+    #[test]
     fn a_full_disk_is_found_by_the_write_test() {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(super::check_writable(dir.path()).is_ok());
