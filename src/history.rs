@@ -2,11 +2,13 @@
 //! holds the run's own milestones; fault changes and the operations of check drivers join the
 //! same stream, so checkers can judge them together.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::redact::Redactor;
 
 /// One event of the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,55 +126,117 @@ struct OwnedLine {
     event: Event,
 }
 
+/// Largest `history.jsonl` read back (a run writes a few MiB at most).
+pub const MAX_HISTORY_BYTES: u64 = 1 << 30;
+/// Longest line of `history.jsonl` read back.
+const MAX_LINE_BYTES: u64 = 1 << 20;
+
 /// Reads a `history.jsonl` back: each event with its time since the start of the run, in file
 /// order. A line that is not an event is an `InvalidData` error naming its line number.
 pub fn read(path: &Path) -> std::io::Result<Vec<(Duration, Event)>> {
-    let file = BufReader::new(std::fs::File::open(path)?);
+    use std::io::Read as _;
+    let bad = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidData, msg);
+    // Bounded per line and in all, so an endless file (`/dev/zero`) ends with an error.
+    let mut file = BufReader::new(std::fs::File::open(path)?.take(MAX_HISTORY_BYTES + 1));
     let mut out = Vec::new();
-    for (i, line) in file.lines().enumerate() {
-        let line = line?;
+    let mut buf = Vec::new();
+    for i in 0.. {
+        buf.clear();
+        let n = (&mut file)
+            .take(MAX_LINE_BYTES + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if n as u64 > MAX_LINE_BYTES {
+            let limit = format!("over the {MAX_LINE_BYTES}-byte limit for one event");
+            return Err(bad(format!("{}:{}: {limit}", path.display(), i + 1)));
+        }
+        let line = String::from_utf8_lossy(&buf);
         if line.trim().is_empty() {
             continue;
         }
         let parsed: OwnedLine = serde_json::from_str(&line).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}:{}: not a history event: {e}", path.display(), i + 1),
-            )
+            bad(format!(
+                "{}:{}: not a history event: {e}",
+                path.display(),
+                i + 1
+            ))
         })?;
         out.push((Duration::from_micros(parsed.t_us), parsed.event));
     }
     Ok(out)
 }
 
-/// Writer of `history.jsonl`.
+/// Writer of `history.jsonl`: each event is one complete line written at once, so the file
+/// only ever holds whole records; after a failed write (a full disk) the partial line is cut
+/// off and nothing more is written.
 pub struct History {
-    out: BufWriter<std::fs::File>,
+    out: std::fs::File,
+    /// Bytes of whole records written so far.
+    good_len: u64,
+    redactor: Redactor,
+    /// The first write error; once set, recording stops.
+    failed: Option<std::io::Error>,
 }
 
 impl History {
     /// Creates (truncates) the history file.
     pub fn create(path: &Path) -> std::io::Result<History> {
         Ok(History {
-            out: BufWriter::new(std::fs::File::create(path)?),
+            out: std::fs::File::create(path)?,
+            good_len: 0,
+            redactor: Redactor::default(),
+            failed: None,
         })
     }
 
+    /// Masks `redactor`'s secrets in every event written from now on.
+    pub fn redacting(mut self, redactor: Redactor) -> History {
+        self.redactor = redactor;
+        self
+    }
+
     /// Appends `event` at `t` since the start of the run. A write error loses the line, never
-    /// the run; it surfaces at [`History::finish`].
+    /// the run: it is kept for [`History::failed`] and [`History::finish`].
     pub fn record(&mut self, t: Duration, event: &Event) {
+        if self.failed.is_some() {
+            return;
+        }
         let line = Line {
-            t_us: t.as_micros() as u64,
+            t_us: u64::try_from(t.as_micros()).unwrap_or(u64::MAX),
             event,
         };
-        if serde_json::to_writer(&mut self.out, &line).is_ok() {
-            let _ = self.out.write_all(b"\n");
+        let mut value = match serde_json::to_value(&line) {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        self.redactor.redact_json(&mut value);
+        let Ok(mut bytes) = serde_json::to_vec(&value) else {
+            return;
+        };
+        bytes.push(b'\n');
+        match self.out.write_all(&bytes) {
+            Ok(()) => self.good_len += bytes.len() as u64,
+            Err(e) => {
+                // Cut a partly written record off (best effort: /dev/full cannot be cut).
+                let _ = self.out.set_len(self.good_len);
+                self.failed = Some(e);
+            }
         }
     }
 
-    /// Flushes the file.
+    /// The first write that failed, if any.
+    pub fn failed(&self) -> Option<&std::io::Error> {
+        self.failed.as_ref()
+    }
+
+    /// Syncs the file; the first write error if one happened.
     pub fn finish(mut self) -> std::io::Result<()> {
-        self.out.flush()
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => self.out.flush(),
+        }
     }
 }
 
@@ -209,6 +273,50 @@ mod tests {
         }
         h.finish().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read(&path).unwrap_or_else(|e| panic!("{e}")), events);
+    }
+
+    #[test]
+    fn an_endless_history_is_refused_not_read_into_memory() {
+        let e = read(Path::new("/dev/zero"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("/dev/zero:1: over the 1048576-byte limit"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_stops_recording_and_leaves_whole_lines() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("history.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap_or_else(|e| panic!("{e}"));
+        let mut h = History::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        h.record(Duration::ZERO, &Event::RunEnded);
+        assert!(h.failed().is_some());
+        h.record(Duration::ZERO, &Event::RunEnded);
+        assert!(h.finish().is_err());
+    }
+
+    #[test]
+    fn secrets_are_masked_in_every_event() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("history.jsonl");
+        let mut r = Redactor::default();
+        r.add("tok\"en");
+        let mut h = History::create(&path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .redacting(r);
+        let v = serde_json::json!({"body": "got tok\"en", "tok\"en": 1});
+        h.record(
+            Duration::ZERO,
+            &Event::op("lock-0", OpKind::Ok, "acquire", v),
+        );
+        h.finish().unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(!text.contains("tok") && text.contains("got ***"), "{text}");
+        assert_eq!(read(&path).map(|v| v.len()).unwrap_or(0), 1);
     }
 
     #[test]

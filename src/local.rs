@@ -98,6 +98,10 @@ pub struct LocalSpec {
     pub env: Option<String>,
     /// The run's clock for the Worker's `Date`; `None` keeps real time.
     pub clock: Option<ClockAnchor>,
+    /// Secrets masked in the log as it is written.
+    pub redactor: crate::redact::Redactor,
+    /// Extra launcher arguments (e.g. `--kv-keep-local CACHE` in differential tests).
+    pub launcher_args: Vec<String>,
 }
 
 impl LocalSpec {
@@ -118,6 +122,8 @@ impl LocalSpec {
             config: None,
             env: None,
             clock: None,
+            redactor: crate::redact::Redactor::default(),
+            launcher_args: Vec::new(),
         }
     }
 }
@@ -242,6 +248,7 @@ impl LocalWorker {
             cmd.arg("--clock")
                 .arg(format!("{},{},{}", c.now_ms, c.wall_ms, c.speed));
         }
+        cmd.args(&spec.launcher_args);
         cmd.arg("--persist")
             .arg(run_dir.0.join("state"))
             // The launcher removes it too: when kvchaos dies, the launcher
@@ -268,10 +275,14 @@ impl LocalWorker {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let log_clock = log::LogClock::new(began);
-        let log_writer = child
-            .stderr
-            .take()
-            .map(|err| tokio::spawn(log::copy_lines(err, log, log_clock.clone())));
+        let log_writer = child.stderr.take().map(|err| {
+            tokio::spawn(log::copy_lines(
+                err,
+                log,
+                log_clock.clone(),
+                spec.redactor.clone(),
+            ))
+        });
         // A failed start quotes the log: let the launcher's last lines land first.
         let log_tail = || async {
             if let Some(w) = log_writer {

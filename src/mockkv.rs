@@ -39,6 +39,7 @@
 
 pub mod binding;
 pub mod clock;
+pub mod conns;
 pub mod control;
 pub mod fault;
 pub mod group;
@@ -49,6 +50,7 @@ pub mod server;
 pub mod standalone;
 pub mod stats;
 pub mod store;
+pub mod wire;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -251,7 +251,9 @@ pub async fn run(
 ) -> Result<RunOutcome, RunError> {
     let plan = Arc::new(plan);
     let started = SystemTime::now();
+    setup::check_open_files(&plan)?;
     let report_dir = setup::report_folder(&opts.out, &plan.name, started)?;
+    crate::resources::check_writable(&report_dir).map_err(RunError::Environment)?;
     let finished = match setup::start(&plan, &opts.scenario, &report_dir, &interrupts).await? {
         Setup::Ready(ready) => {
             let threads = engine_threads(opts, &plan);
@@ -266,16 +268,23 @@ pub async fn run(
         },
     };
     let summary = summary::build(&plan, started, finished.facts);
-    crate::report::write_all(&report_dir, &summary)
-        .map_err(|e| RunError::Environment(format!("cannot write the report: {e}")))?;
-    finished
+    // A full disk loses files, never the verdict: the summary still goes to stdout, exit 3.
+    let mut exit = exit_code(&summary, opts.strict);
+    let mut notes = finished.notes;
+    let report = crate::report::write_all(&report_dir, &summary)
+        .map_err(|e| format!("cannot write the report: {e}"));
+    let history = finished
         .history
-        .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
+        .map_err(|e| format!("cannot write history.jsonl: {e}"));
+    for failed in [report.err(), history.err()].into_iter().flatten() {
+        notes.push(format!("{failed} (the summary below is printed instead)"));
+        exit = Exit::Environment;
+    }
     Ok(RunOutcome {
-        exit: exit_code(&summary, opts.strict),
+        exit,
         report_dir,
         summary,
-        notes: finished.notes,
+        notes,
     })
 }
 

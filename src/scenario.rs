@@ -357,6 +357,28 @@ mod tests {
             .filter_map(|f| std::fs::read_to_string(&f).ok().map(|t| (f, t)))
             .collect();
         assert!(texts.len() > 20, "corpus: {}", texts.len());
+        // The corpus holds every table kind of a scenario, so each one's validator is mutated.
+        for table in [
+            "target",
+            "phases",
+            "requests",
+            "thresholds",
+            "clock",
+            "cron",
+            "faults",
+            "heal",
+            "kv",
+            "lock",
+            "queue",
+        ] {
+            let header = |t: &str| {
+                t.contains(&format!("\n[{table}]")) || t.contains(&format!("\n[[{table}]]"))
+            };
+            assert!(
+                texts.iter().any(|(_, t)| header(t)),
+                "no [{table}] in the corpus"
+            );
+        }
         let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
         let started = std::time::Instant::now();
         let mut runs = 0;

@@ -111,6 +111,7 @@ pub async fn start(
     report_dir: &Path,
     seed: u64,
     speedup: f64,
+    redactor: &crate::redact::Redactor,
 ) -> Result<Running, String> {
     let kind = &target.kind;
     let stop = CancellationToken::new();
@@ -167,6 +168,7 @@ pub async fn start(
             if speedup != 1.0 || kv_plan.start_of_day.is_some() {
                 spec.clock = Some(ClockAnchor::of(&kv.clock().view()));
             }
+            spec.redactor = redactor.clone();
             crate::local::ensure_installed(&spec.launcher_dir)
                 .await
                 .map_err(|e| e.to_string())?;

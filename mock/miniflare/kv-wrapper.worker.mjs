@@ -22,6 +22,32 @@ const PUT_TYPE_ERROR =
   "KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.";
 
 const utf8 = new TextEncoder();
+const MAX_UINT32 = 4294967295;
+
+/**
+ * A key as workerd's class turns a JS string into UTF-8: a lone surrogate becomes U+FFFD
+ * (encodeURIComponent would throw a URIError on it).
+ */
+function wellFormed(name) {
+  const s = String(name);
+  if (typeof s.toWellFormed === "function") return s.toWellFormed();
+  return s.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, "\uFFFD");
+}
+
+/**
+ * `expiration` / `expirationTtl` as workerd's class converts them to its integer option:
+ * the number truncated toward zero (60.5 sends 60); outside 0..2^32-1 (1e10, -1) or not a
+ * number, a RangeError before any request (as observed against workerd in issue 13).
+ */
+function integerOption(field, v) {
+  const n = Number(v);
+  if (!Number.isFinite(n) || Math.trunc(n) < 0 || Math.trunc(n) > MAX_UINT32) {
+    throw new RangeError(
+      `Value out of range for ${field}. Must be between 0 and ${MAX_UINT32} (inclusive).`,
+    );
+  }
+  return String(Math.trunc(n));
+}
 
 function validateKeyName(method, name) {
   if (name === "") throw new TypeError("Key name cannot be empty.");
@@ -67,13 +93,13 @@ class KvNamespace {
 
   async get(name, options) {
     if (Array.isArray(name)) return this.#getBulk(name, options, false);
-    const { value } = await this.#getOne(String(name), options);
+    const { value } = await this.#getOne(wellFormed(name), options);
     return value;
   }
 
   async getWithMetadata(name, options) {
     if (Array.isArray(name)) return this.#getBulk(name, options, true);
-    return this.#getOne(String(name), options);
+    return this.#getOne(wellFormed(name), options);
   }
 
   async #getOne(name, options) {
@@ -114,10 +140,10 @@ class KvNamespace {
 
   async #getBulk(names, options, withMetadata) {
     const { type, cacheTtl } = getOptions(options);
-    const body = { keys: names.map(String) };
+    const body = { keys: names.map(wellFormed) };
     if (type !== undefined && type !== "") body.type = String(type);
     if (withMetadata) body.withMetadata = true;
-    if (cacheTtl !== undefined) body.cacheTtl = String(cacheTtl);
+    if (cacheTtl !== undefined) body.cacheTtl = cacheTtl;
     const resp = await this.#fetcher.fetch(`${BASE}/bulk/get`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -134,7 +160,7 @@ class KvNamespace {
     if (o.limit !== undefined && o.limit !== null && o.limit > 0) {
       params.push(["key_count_limit", String(o.limit)]);
     }
-    if (o.prefix !== undefined && o.prefix !== null) params.push(["prefix", String(o.prefix)]);
+    if (o.prefix !== undefined && o.prefix !== null) params.push(["prefix", wellFormed(o.prefix)]);
     if (o.cursor !== undefined && o.cursor !== null) params.push(["cursor", String(o.cursor)]);
     const query = params.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&");
     const resp = await this.#fetcher.fetch(`${BASE}/${query ? `?${query}` : ""}`, { method: "GET" });
@@ -152,13 +178,17 @@ class KvNamespace {
   }
 
   async put(name, value, options) {
-    name = String(name);
+    name = wellFormed(name);
     validateKeyName("PUT", name);
     const params = [];
     const headers = {};
     const o = options ?? {};
-    if (o.expiration !== undefined) params.push(["expiration", String(o.expiration)]);
-    if (o.expirationTtl !== undefined) params.push(["expiration_ttl", String(o.expirationTtl)]);
+    if (o.expiration !== undefined) {
+      params.push(["expiration", integerOption("expiration", o.expiration)]);
+    }
+    if (o.expirationTtl !== undefined) {
+      params.push(["expiration_ttl", integerOption("expirationTtl", o.expirationTtl)]);
+    }
     if (o.metadata !== undefined && o.metadata !== null) {
       headers["cf-kv-metadata"] = JSON.stringify(o.metadata);
     }
@@ -180,7 +210,7 @@ class KvNamespace {
   }
 
   async delete(name) {
-    name = String(name);
+    name = wellFormed(name);
     validateKeyName("DELETE", name);
     const resp = await this.#fetcher.fetch(keyUrl(name), { method: "DELETE" });
     if (!resp.ok) await throwFor("DELETE", resp);

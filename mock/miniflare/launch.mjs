@@ -98,6 +98,7 @@ function parseArgs(argv) {
     config: null,
     env: null,
     clock: null,
+    kvKeepLocal: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -117,6 +118,8 @@ function parseArgs(argv) {
       case "--config": args.config = value(); break;
       case "--env": args.env = value(); break;
       case "--clock": args.clock = parseClock(value()); break;
+      // A binding left on miniflare's own KV while the others are routed (differential tests).
+      case "--kv-keep-local": args.kvKeepLocal.push(value()); break;
       default: throw new UsageError(`unknown argument '${a}'`);
     }
   }
@@ -212,10 +215,12 @@ async function start(args) {
   const kvBindings = kv.map(([binding, id]) => ({ binding, id, namespace: binding }));
   const opts = { ...workerOptions };
   if (args.kvRouting) {
-    delete opts.kvNamespaces;
+    const keep = new Set(args.kvKeepLocal);
+    if (keep.size > 0) opts.kvNamespaces = Object.fromEntries(kv.filter(([b]) => keep.has(b)));
+    else delete opts.kvNamespaces;
     opts.unsafeBindings = [
       ...(opts.unsafeBindings ?? []),
-      ...kvBindings.map((b) => ({
+      ...kvBindings.filter((b) => !keep.has(b.binding)).map((b) => ({
         name: b.binding,
         type: "kvchaos-kv",
         plugin: { package: PLUGIN_PATH, name: "kvchaos-kv" },

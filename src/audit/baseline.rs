@@ -56,7 +56,7 @@ pub fn load(path: &Path) -> Result<Report, AuditError> {
             meta.len()
         )));
     }
-    let text = std::fs::read_to_string(path)
+    let text = crate::resources::read_capped_text(path, 64 * 1024 * 1024)
         .map_err(|e| input(format!("cannot read the baseline: {e}")))?;
     serde_json::from_str(&text).map_err(|e| {
         input(format!(

@@ -184,7 +184,7 @@ pub fn excludes(root: &Path) -> Globs {
         let p: PathBuf = root.join(name);
         if let Ok(m) = std::fs::metadata(&p)
             && m.len() <= 256 * 1024
-            && let Ok(text) = std::fs::read_to_string(&p)
+            && let Ok(text) = crate::resources::read_capped_text(&p, 256 * 1024)
         {
             g.extend(Globs::parse(&text));
         }

@@ -278,7 +278,9 @@ pub fn read_local(p: &Path, limit: u64) -> Result<Bytes, StoreError> {
             limit,
         });
     }
-    std::fs::read(p).map(Bytes::from).map_err(err)
+    crate::resources::read_capped(p, limit)
+        .map(Bytes::from)
+        .map_err(err)
 }
 
 /// Write a local file atomically: a temporary file beside it, then a rename.

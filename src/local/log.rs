@@ -71,11 +71,19 @@ pub fn write_line(out: &mut impl Write, stamp: &str, line: &str) -> std::io::Res
 }
 
 /// Copy `input` line by line into `out` until EOF, each line stamped by
-/// `clock`; a line over [`MAX_LINE`] bytes is cut and marked. Errors writing
-/// the file end the copy (the Worker keeps running; its log is then short).
-pub async fn copy_lines(input: impl AsyncRead + Unpin, mut out: impl Write, clock: LogClock) {
+/// `clock`; a line over [`MAX_LINE`] bytes is cut and marked. After an error
+/// writing the file (a full disk) the rest is read and dropped, so the Worker
+/// never blocks on a full pipe; its log is then short. Every secret of
+/// `redactor` is masked in each line.
+pub async fn copy_lines(
+    input: impl AsyncRead + Unpin,
+    mut out: impl Write,
+    clock: LogClock,
+    redactor: crate::redact::Redactor,
+) {
     let mut reader = BufReader::new(input);
     let mut buf = Vec::new();
+    let mut writable = true;
     loop {
         buf.clear();
         let cut = match read_bounded_line(&mut reader, &mut buf).await {
@@ -83,19 +91,16 @@ pub async fn copy_lines(input: impl AsyncRead + Unpin, mut out: impl Write, cloc
             Ok(Some(cut)) => cut,
             Err(_) => return,
         };
+        if !writable {
+            continue;
+        }
         let mut line = String::from_utf8_lossy(&buf).into_owned();
         if cut {
             line.push_str(" …[line cut at 64 KiB]");
         }
-        if write_line(
-            &mut out,
-            &clock.stamp(Instant::now()),
-            line.trim_end_matches('\r'),
-        )
-        .is_err()
-        {
-            return;
-        }
+        // Secrets are masked line by line before anything reaches the file.
+        let line = redactor.redact(line.trim_end_matches('\r'));
+        writable = write_line(&mut out, &clock.stamp(Instant::now()), &line).is_ok();
     }
 }
 
@@ -153,7 +158,13 @@ mod tests {
         let input =
             format!("[log] hello\r\n[uncaught] Error: boom\n    at f (a.js:1:2)\n{long}\nlast");
         let mut out = Vec::new();
-        copy_lines(input.as_bytes(), &mut out, LogClock::new(Instant::now())).await;
+        copy_lines(
+            input.as_bytes(),
+            &mut out,
+            LogClock::new(Instant::now()),
+            crate::redact::Redactor::default(),
+        )
+        .await;
         let text = String::from_utf8(out).expect("utf8");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text:.200}");

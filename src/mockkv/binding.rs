@@ -147,24 +147,36 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
             return bulk_get(kv, ctx, body, conn).await;
         }
         (&Method::GET | &Method::PUT | &Method::DELETE, p) => {
+            // A put's body is read first, so every error reaches the Worker as an answer
+            // (an unread body makes the connection close under the client: a reset).
+            let value = if method == Method::PUT {
+                Some(read_value(&parts.headers, body).await)
+            } else {
+                None
+            };
             let Some(key) = percent_decode_strict(&p[1..]) else {
                 return bad_key();
             };
             match method {
-                Method::GET => OpRequest::Get { key },
+                Method::GET => {
+                    let ttl = query_param(&query, "cache_ttl");
+                    if let Err(reason) = super::wire::check_cache_ttl_param(ttl.as_deref()) {
+                        return status_with_reason(400, &reason);
+                    }
+                    OpRequest::Get { key }
+                }
                 Method::DELETE => OpRequest::Delete { key },
                 _ => {
-                    let metadata = match parts.headers.get(METADATA_HEADER).map(HeaderValue::to_str)
-                    {
-                        None => None,
-                        Some(Ok(m)) => Some(m.to_owned()),
-                        Some(Err(_)) => {
-                            return status_with_reason(400, "Metadata is not valid JSON.");
-                        }
-                    };
-                    let value = match read_value(&parts.headers, body).await {
-                        Ok(v) => v,
-                        Err(e) => return kv_error(&e),
+                    // workerd sends the metadata's JSON as UTF-8 bytes (non-ASCII included);
+                    // the store checks expiration, then size, then JSON, as miniflare does.
+                    let metadata = parts
+                        .headers
+                        .get(METADATA_HEADER)
+                        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned());
+                    let value = match value {
+                        Some(Ok(v)) => v,
+                        Some(Err(e)) => return kv_error(&e),
+                        None => bytes::Bytes::new(),
                     };
                     OpRequest::Put {
                         key,
@@ -189,7 +201,11 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
     match kv.perform(&ctx, op_request).await {
         Ok(OpReply::Entry(Some(e))) => {
             let mut resp = Response::new(Body::from(e.value));
-            if let Some(m) = e.metadata.and_then(|m| HeaderValue::from_str(&m).ok()) {
+            // from_bytes: metadata JSON may hold non-ASCII UTF-8 (a header's obs-text).
+            if let Some(m) = e
+                .metadata
+                .and_then(|m| HeaderValue::from_bytes(m.as_bytes()).ok())
+            {
                 resp.headers_mut().insert(METADATA_HEADER, m);
             }
             if let Some(exp) = e.expiration {
@@ -262,12 +278,7 @@ pub(crate) async fn read_value(headers: &HeaderMap, body: Body) -> Result<bytes:
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if let Some(len) = declared.filter(|l| *l > store::MAX_VALUE_BYTES) {
-        return Err(store::value_too_large(len));
-    }
-    axum::body::to_bytes(body, store::MAX_VALUE_BYTES + 1)
-        .await
-        .map_err(|_| store::value_too_large(store::MAX_VALUE_BYTES + 1))
+    super::wire::read_value(declared, body).await
 }
 
 #[derive(Deserialize)]
@@ -279,6 +290,8 @@ struct BulkGetBody {
     kind: Option<String>,
     #[serde(default)]
     with_metadata: bool,
+    #[serde(default)]
+    cache_ttl: Option<Value>,
 }
 
 async fn bulk_get(kv: MockKv, ctx: OpContext, body: Body, conn: Option<ConnControl>) -> Response {
@@ -304,6 +317,9 @@ async fn bulk_get(kv: MockKv, ctx: OpContext, body: Body, conn: Option<ConnContr
     if req.keys.len() > MAX_BULK_KEYS {
         return status_with_reason(400, "You can request a maximum of 100 keys");
     }
+    if let Err(reason) = super::wire::check_cache_ttl_value(req.cache_ttl.as_ref()) {
+        return status_with_reason(400, &reason);
+    }
     let entries = match kv
         .perform(&ctx, OpRequest::GetMany { keys: req.keys })
         .await
@@ -320,7 +336,12 @@ async fn bulk_get(kv: MockKv, ctx: OpContext, body: Body, conn: Option<ConnContr
     let Some(out) = bulk_values(entries, shape) else {
         return status_with_reason(400, NON_JSON_VALUE);
     };
-    json_response(&Value::Object(out))
+    let mut resp = Response::new(Body::from(super::wire::js_ordered_object(out)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// How a listed key's metadata is written.
@@ -365,13 +386,13 @@ pub(crate) struct BulkShape {
     pub with_expiration: bool,
 }
 
-/// Key → value (or `{value, metadata[, expiration]}`, or null for a miss) for a bulk get;
-/// `None` when JSON was asked for and a value is not JSON.
+/// Key → value (or `{value, metadata[, expiration]}`, or null for a miss) for a bulk get, in
+/// the order asked; `None` when JSON was asked for and a value is not JSON.
 pub(crate) fn bulk_values(
     entries: Vec<(String, Option<store::Entry>)>,
     shape: BulkShape,
-) -> Option<Map<String, Value>> {
-    let mut out = Map::new();
+) -> Option<Vec<(String, Value)>> {
+    let mut out = Vec::new();
     for (key, entry) in entries {
         let v = match entry {
             None => Value::Null,
@@ -397,7 +418,7 @@ pub(crate) fn bulk_values(
                 }
             }
         };
-        out.insert(key, v);
+        out.push((key, v));
     }
     Some(out)
 }

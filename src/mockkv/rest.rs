@@ -470,7 +470,7 @@ async fn bulk_get(c: &Call, body: Body) -> Response {
     let Some(values) = super::binding::bulk_values(entries, shape) else {
         return fail(400, 10001, super::binding::NON_JSON_VALUE);
     };
-    ok(json!({ "values": values }))
+    ok(json!({ "values": Value::Object(values.into_iter().collect()) }))
 }
 
 /// Bulk writes as puts, base64 values decoded; `Err(key)` names a value that is not base64.

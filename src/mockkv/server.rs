@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
+use super::conns::{ConnLimits, ConnState, Registry};
 use super::{MockKv, router};
 
 /// How long open connections get to finish after the server is cancelled.
@@ -72,6 +74,8 @@ impl ConnControl {
 struct ResettableStream {
     stream: TcpStream,
     reset: CancellationToken,
+    /// Bytes moving count as activity for the idle timeout.
+    state: Arc<ConnState>,
 }
 
 impl Drop for ResettableStream {
@@ -90,7 +94,13 @@ impl AsyncRead for ResettableStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.state.touch();
+        }
+        r
     }
 }
 
@@ -100,7 +110,12 @@ impl AsyncWrite for ResettableStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.touch();
+        }
+        r
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_flush(cx)
@@ -112,8 +127,19 @@ impl AsyncWrite for ResettableStream {
 
 /// Serve the mock on `listener` until `cancel` fires, then give open
 /// connections a moment to finish and return. Refuses a non-loopback
-/// listener unless the mock was configured to allow it.
+/// listener unless the mock was configured to allow it. Connections get the
+/// default [`ConnLimits`].
 pub async fn serve(listener: TcpListener, kv: MockKv, cancel: CancellationToken) -> io::Result<()> {
+    serve_with(listener, kv, cancel, ConnLimits::default()).await
+}
+
+/// [`serve`] with explicit header-read and idle timeouts and connection cap.
+pub async fn serve_with(
+    listener: TcpListener,
+    kv: MockKv,
+    cancel: CancellationToken,
+    limits: ConnLimits,
+) -> io::Result<()> {
     let local = listener.local_addr()?;
     if !local.ip().is_loopback() && !kv.config().allow_non_loopback {
         return Err(io::Error::new(
@@ -122,6 +148,7 @@ pub async fn serve(listener: TcpListener, kv: MockKv, cancel: CancellationToken)
         ));
     }
     let app = router(kv);
+    let registry = Registry::default();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, _peer) = tokio::select! {
@@ -136,17 +163,26 @@ pub async fn serve(listener: TcpListener, kv: MockKv, cancel: CancellationToken)
                 }
             },
         };
+        let Some(state) = registry.admit(limits.max_connections) else {
+            // Every connection is busy answering: refuse this one (closed at once).
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let reset = CancellationToken::new();
         let conn_ctl = ConnControl {
             reset: reset.clone(),
         };
         let app = app.clone();
+        let svc_state = state.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(conn_ctl.clone());
             let mut app = app.clone();
+            let state = svc_state.clone();
             async move {
+                state.begin();
                 let resp = app.call(req.map(axum::body::Body::new)).await;
+                state.end();
                 Ok::<_, Infallible>(match resp {
                     Ok(r) => r,
                     Err(never) => match never {},
@@ -156,17 +192,23 @@ pub async fn serve(listener: TcpListener, kv: MockKv, cancel: CancellationToken)
         let io = TokioIo::new(ResettableStream {
             stream,
             reset: reset.clone(),
+            state: state.clone(),
         });
         let cancel = cancel.clone();
         conns.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(64 * 1024)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read)
                 .serve_connection(io, svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
                 // Dropping the connection drops the stream: RST (see above).
                 () = reset.cancelled() => {}
+                // Idle, or closed to make room under the cap: an orderly close.
+                () = super::conns::idle_expired(&state, limits.idle) => {}
+                () = state.close.cancelled() => {}
                 () = cancel.cancelled() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(DRAIN, conn).await;

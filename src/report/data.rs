@@ -93,7 +93,8 @@ impl RunData {
         }
         let csv = dir.join(TIMESERIES_FILE);
         if csv.exists() {
-            match std::fs::read_to_string(&csv) {
+            // A time series is one line a second: 256 MiB is years of it.
+            match crate::resources::read_capped_text(&csv, 256 * 1024 * 1024) {
                 Ok(text) => match parse_series(&text) {
                     Ok(rows) => d.series = rows,
                     Err(line) => d.notes.push(format!(

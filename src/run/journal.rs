@@ -39,6 +39,19 @@ impl Journal {
         })
     }
 
+    /// Masks `redactor`'s secrets in everything written to `history.jsonl`.
+    pub fn redacting(mut self, redactor: crate::redact::Redactor) -> Journal {
+        self.history = self.history.redacting(redactor);
+        self
+    }
+
+    /// The first failed write of `history.jsonl` (a full disk), as a message naming the file.
+    pub fn write_error(&self) -> Option<String> {
+        self.history
+            .failed()
+            .map(|e| format!("cannot write history.jsonl: {e}"))
+    }
+
     /// Records `event` at run time `t`.
     pub fn record(&mut self, t: Duration, event: Event) {
         self.history.record(t, &event);

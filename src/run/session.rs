@@ -91,6 +91,7 @@ impl Session {
         } = *ready;
         let (mut recorder, hlog) = open_recorder(&plan, report_dir, threads)?;
         let mut journal = Journal::create(&report_dir.join("history.jsonl"))
+            .map(|j| j.redacting(plan.redactor.clone()))
             .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
         let engine = Engine::start(&plan, endpoint.clone(), threads, &recorder)
             .map_err(|e| RunError::Environment(e.to_string()))?;
@@ -304,9 +305,11 @@ impl Session {
         }
         monitor.tick(&snap);
         if self.stop.sending()
+            // A history that can no longer be written (a full disk) ends the run as a dead target.
             && let Some(why) = self
                 .target
                 .died()
+                .or_else(|| self.journal.write_error())
                 .or_else(|| self.canary.as_ref().and_then(|c| c.failure()))
         {
             self.on_stop(Input::TargetDied(why), now);
@@ -441,7 +444,10 @@ impl Session {
         };
         drop(engine);
         if let Some(kv) = target.mock_kv() {
-            write_json(&report_dir.join("mockkv.json"), &kv.stats())?;
+            write_json(
+                &report_dir.join("mockkv.json"),
+                &plan.redactor.redacted(&kv.stats()),
+            )?;
         }
         notes.extend(target.shutdown().await);
         Ok(Finished {

@@ -61,6 +61,35 @@ pub fn report_folder(out: &Path, name: &str, at: SystemTime) -> Result<PathBuf, 
     })
 }
 
+/// Raises the open-file limit to the hard limit, then refuses a plan whose busiest phase still
+/// does not fit: each request in flight holds a socket, and against a Worker one more for the
+/// Worker's call to the in-process mock KV.
+pub fn check_open_files(plan: &Plan) -> Result<(), RunError> {
+    let Some(limit) = crate::resources::raise_open_file_limit() else {
+        return Ok(());
+    };
+    let per = if matches!(plan.target.kind, TargetKind::Worker(_)) {
+        2
+    } else {
+        1
+    };
+    let Some((i, busiest)) = plan
+        .phases
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, p)| p.concurrency())
+    else {
+        return Ok(());
+    };
+    let n = busiest.concurrency() as u64;
+    let field = match busiest.load {
+        crate::scenario::plan::Load::Vus(_) => "vus",
+        _ => "max_in_flight",
+    };
+    let what = format!("phase {} ({field} = {n})", i + 1);
+    crate::resources::check_open_files(n, per, limit, &what).map_err(RunError::Usage)
+}
+
 /// Starts the target, checks its KV bindings and connects to it once. Starting a Worker can
 /// take seconds: an interrupt meanwhile ends the run at once.
 pub async fn start(
@@ -69,8 +98,14 @@ pub async fn start(
     report_dir: &Path,
     interrupts: &Interrupts,
 ) -> Result<Setup, RunError> {
-    let starting =
-        crate::target::start(&plan.target, &plan.kv, report_dir, plan.seed, plan.speedup);
+    let starting = crate::target::start(
+        &plan.target,
+        &plan.kv,
+        report_dir,
+        plan.seed,
+        plan.speedup,
+        &plan.redactor,
+    );
     let target = match or_interrupted(interrupts, starting).await {
         Some(Ok(t)) => t,
         failed => {

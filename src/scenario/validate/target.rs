@@ -109,8 +109,9 @@ impl Validator<'_> {
             _ => raw.to_path_buf(),
         };
         let at = f.span().start;
-        let certs = match CertificateDer::pem_file_iter(&path) {
-            Ok(iter) => iter.collect::<Result<Vec<_>, _>>(),
+        // Size-capped (4 MiB, as the TLS client reads it): /dev/zero is refused, not streamed.
+        let certs = match crate::resources::read_capped(&path, 4 * 1024 * 1024) {
+            Ok(pem) => CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>(),
             Err(e) => {
                 self.err(at, "target.ca_file", format!("cannot read CA file \"{}\": {e}: give a PEM file of root certificates, relative to the scenario file", path.display()));
                 return None;
