@@ -25,7 +25,9 @@ use crate::redact::Redactor;
 
 mod drivers;
 mod faults;
+mod idempotency;
 mod phases;
+mod ratelimit;
 mod requests;
 mod target;
 mod thresholds;
@@ -115,6 +117,8 @@ struct Parts {
     kv: Option<(super::plan::KvPlan, Option<f64>)>,
     lock: Option<Option<super::plan::LockPlan>>,
     queue: Option<Option<super::plan::QueuePlan>>,
+    idempotency: Option<Option<super::plan::IdempotencyPlan>>,
+    ratelimit: Option<Option<super::plan::RateLimitPlan>>,
 }
 
 impl Parts {
@@ -138,6 +142,8 @@ impl Parts {
             kv: self.kv?.0,
             lock: self.lock?,
             queue: self.queue?,
+            idempotency: self.idempotency?,
+            ratelimit: self.ratelimit?,
         })
     }
 }
@@ -176,6 +182,8 @@ impl Validator<'_> {
         let kv = self.kv(raw.kv.as_ref());
         let lock = self.lock(raw.lock.as_ref());
         let queue = self.queue(raw.queue.as_ref());
+        let idempotency = self.idempotency(raw.idempotency.as_ref());
+        let ratelimit = self.ratelimit(raw.ratelimit.as_ref());
         let speedup = self.one_clock_speed(raw, speedup, &kv);
         Parts {
             name,
@@ -193,6 +201,8 @@ impl Validator<'_> {
             kv,
             lock,
             queue,
+            idempotency,
+            ratelimit,
         }
     }
 
@@ -510,7 +520,6 @@ impl Validator<'_> {
     // ---- requests ----
 
     // ---- thresholds ----
-
 }
 
 #[cfg(test)]

@@ -65,6 +65,8 @@ fn plan(addr: SocketAddr, phases: Vec<Phase>, requests: Vec<RequestPlan>) -> Pla
         kv: kvchaos::scenario::plan::KvPlan::default(),
         lock: None,
         queue: None,
+        idempotency: None,
+        ratelimit: None,
     }
 }
 
