@@ -30,8 +30,10 @@
 //!
 //! UNKNOWN, without an anomaly, unless the history holds the evidence a PASS rests on: an
 //! admission, and a refusal outside fault windows (otherwise the limit was never reached, and
-//! a limiter that admits everything would look the same); with `on_fault` declared, at least
-//! one fault window whose policy could be observed.
+//! a limiter that admits everything would look the same); with `on_fault` declared in a run
+//! with faults, at least one fault window whose policy could be observed (a run without
+//! faults says `on_fault` was not exercised, as the lock check asks for a faulted attempt only
+//! in a run with faults).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -168,7 +170,7 @@ pub fn check(view: &HistoryView, cfg: &RateLimitConfig) -> CheckResult {
             cfg.limit,
             humantime::format_duration(cfg.window)
         ))
-    } else if cfg.on_fault.is_some() && observed == 0 {
+    } else if cfg.on_fault.is_some() && !view.fault_windows.is_empty() && observed == 0 {
         Some("on_fault is declared but no fault window showed the limiter's policy (no faults, or too few answers during them)".to_owned())
     } else {
         None

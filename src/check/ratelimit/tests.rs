@@ -197,3 +197,13 @@ fn errors_during_a_fault_show_no_policy() {
     let r = check(&faulted(short).view(), &cfg(Some(OnFault::Open)));
     assert_eq!(r.verdict, Verdict::Unknown, "{r:#?}");
 }
+
+#[test]
+fn on_fault_is_judged_only_in_a_run_with_faults() {
+    let r = check(
+        &steady(H::default(), 0, 30, 3, "a").view(),
+        &cfg(Some(OnFault::Closed)),
+    );
+    assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
+    assert!(r.reason.contains("on_fault not exercised"), "{}", r.reason);
+}
