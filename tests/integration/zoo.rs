@@ -1,4 +1,4 @@
-//! The bug zoo (`tests/fixtures/workers/zoo-*`): six Workers with APIs of their own, each
+//! The bug zoo (`tests/fixtures/workers/zoo-*`): eight Workers with APIs of their own, each
 //! with one classic control-plane bug, next to a twin that differs only by the fix. Each test
 //! runs the pair's scenario end to end against the buggy Worker and asserts the anomaly by
 //! name, then against the twin and asserts that every check passes — with the fault where
