@@ -180,10 +180,10 @@ pub fn check(view: &HistoryView, cfg: &RateLimitConfig) -> CheckResult {
         humantime::format_duration(cfg.window),
         cfg.limit,
         f.count("refused"),
-        if observed > 0 {
-            "; fault policy as declared"
-        } else {
-            ""
+        match (observed, cfg.on_fault) {
+            (0, Some(_)) => "; on_fault not exercised (the run had no faults)",
+            (0, None) => "",
+            _ => "; fault policy as declared",
         }
     );
     f.finish("ratelimit", unknown, pass)
