@@ -15,8 +15,10 @@
 //! named `*_ms`, `*_at`, `*_until` are the Worker's clock in ms since the Unix epoch.
 
 pub mod cron;
+pub mod idempotency;
 pub mod lock;
 pub mod queue;
+pub mod ratelimit;
 pub mod wiring;
 
 pub use wiring::{WORKER_CLOCK_TOLERANCE_MS, judge};

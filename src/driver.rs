@@ -13,8 +13,10 @@
 //! effect.
 
 pub mod cron;
+pub mod idempotency;
 pub mod lock;
 pub mod queue;
+pub mod ratelimit;
 pub mod status;
 
 use std::sync::Arc;
@@ -34,7 +36,7 @@ use crate::engine::client::{Conn, Endpoint};
 use crate::history::{Event, OpKind};
 use crate::outcome::Outcome;
 use crate::redact::Redactor;
-use crate::scenario::plan::{DriverRequest, Extract, LockPlan, Plan, QueuePlan};
+use crate::scenario::plan::{DriverRequest, Extract, IdempotencyPlan, LockPlan, Plan, QueuePlan};
 use crate::scenario::template::RenderCx;
 
 /// Largest answer body a driver reads.
@@ -356,6 +358,7 @@ pub struct Drivers {
     ctx: Ctx,
     lock: Option<(Arc<LockPlan>, Arc<lock::LastGrants>)>,
     queue: Option<(Arc<QueuePlan>, Arc<queue::Book>)>,
+    idempotency: Option<(Arc<IdempotencyPlan>, Arc<idempotency::Keys>)>,
     /// The id prefix of this run's tasks.
     prefix: Option<Arc<str>>,
     /// Stops everything at the end of the run.
@@ -410,11 +413,13 @@ impl Drivers {
         if let Some(s) = &plan.cron.status {
             tasks.spawn(status::probe(s.clone(), ctx.clone(), stop.clone()));
         }
+        let idempotency = start_keyed(plan, &ctx, &mut tasks, (&produce, &stop));
         Drivers {
             tasks,
             ctx,
             lock,
             queue,
+            idempotency,
             prefix,
             stop,
             produce,
@@ -467,8 +472,53 @@ impl Drivers {
                 queue::final_round(q, ctx, book).await;
             }
         };
-        let _ = tokio::time::timeout(wait, async { tokio::join!(locks, tasks) }).await;
+        let effects = async {
+            if let Some((p, keys)) = &self.idempotency {
+                idempotency::final_reads(p, ctx, keys).await;
+            }
+        };
+        let _ = tokio::time::timeout(wait, async { tokio::join!(locks, tasks, effects) }).await;
     }
+}
+
+/// Starts the idempotency clients (new keys until the heal phase) and the rate limiter
+/// clients (until the end), each with a prefix of its own so runs never share keys.
+fn start_keyed(
+    plan: &Plan,
+    ctx: &Ctx,
+    tasks: &mut tokio::task::JoinSet<()>,
+    (produce, stop): (&CancellationToken, &CancellationToken),
+) -> Option<(Arc<IdempotencyPlan>, Arc<idempotency::Keys>)> {
+    if let Some(r) = &plan.ratelimit {
+        let r = Arc::new(r.clone());
+        let prefix: Arc<str> = Arc::from(queue::id_prefix());
+        for k in 0..r.keys.len() {
+            for c in 0..r.clients {
+                tasks.spawn(ratelimit::client(
+                    k,
+                    c,
+                    r.clone(),
+                    ctx.clone(),
+                    prefix.clone(),
+                    stop.clone(),
+                ));
+            }
+        }
+    }
+    let p = Arc::new(plan.idempotency.clone()?);
+    let keys = Arc::new(idempotency::Keys::default());
+    let prefix: Arc<str> = Arc::from(queue::id_prefix());
+    for i in 0..p.clients {
+        tasks.spawn(idempotency::client(
+            i,
+            p.clone(),
+            ctx.clone(),
+            prefix.clone(),
+            keys.clone(),
+            (produce.clone(), stop.clone()),
+        ));
+    }
+    Some((p, keys))
 }
 
 #[cfg(test)]

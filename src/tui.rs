@@ -12,6 +12,7 @@
 //! happens after [`Tui::finish`] has restored the terminal).
 
 pub mod app;
+pub mod keyed;
 pub mod term;
 pub mod ui;
 

@@ -11,8 +11,8 @@ use crate::scenario::plan::Plan;
 /// How far a local Worker's clock may be from kvchaos's (same machine: timer coarsening only).
 pub const WORKER_CLOCK_TOLERANCE_MS: u64 = 1_000;
 
-/// The checks that apply: cron when ticks were fired or its status probed, lock and queue when
-/// the scenario drives them.
+/// The checks that apply: cron when ticks were fired or its status probed, lock, queue,
+/// idempotency and ratelimit when the scenario drives them.
 pub fn judge(
     plan: &Plan,
     events: &[(Duration, Event)],
@@ -48,6 +48,20 @@ pub fn judge(
             ours: queue_prefix.map(str::to_owned),
         };
         out.push(queue::check(&view, &cfg));
+    }
+    if plan.idempotency.is_some() {
+        out.push(super::idempotency::check(&view));
+    }
+    if let Some(r) = &plan.ratelimit {
+        out.push(super::ratelimit::check(
+            &view,
+            &super::ratelimit::RateLimitConfig {
+                limit: r.limit,
+                window: r.window,
+                tolerance: r.tolerance,
+                on_fault: r.on_fault,
+            },
+        ));
     }
     out
 }

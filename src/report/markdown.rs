@@ -419,6 +419,46 @@ mod tests {
     }
 
     #[test]
+    fn idempotency_and_ratelimit_verdicts_render_like_any_check() {
+        use crate::check::{CheckResult, Verdict};
+        let mut s = fixture();
+        let result = |name: &str, verdict, reason: &str, evidence: &str| CheckResult {
+            name: name.to_owned(),
+            verdict,
+            reason: reason.to_owned(),
+            evidence: vec![evidence.to_owned()],
+            counts: Default::default(),
+        };
+        s.checks = vec![
+            result(
+                "idempotency",
+                Verdict::Fail,
+                "duplicate-effect ×2",
+                "duplicate-effect: key \"k\" took effect 2 times",
+            ),
+            result(
+                "ratelimit",
+                Verdict::Pass,
+                "at most 3 admitted per 1s per key (limit 3)",
+                "fault window 6.000s–16.000s: held (9 admitted, 30 refused)",
+            ),
+        ];
+        let md = render(&s);
+        assert!(
+            md.contains("| idempotency | **FAIL** | duplicate-effect ×2 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| ratelimit | **PASS** | at most 3 admitted per 1s per key (limit 3) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Evidence for ratelimit:\n\n- fault window 6.000s–16.000s: held"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn completed_run_without_thresholds() {
         let mut s = fixture();
         s.thresholds.clear();

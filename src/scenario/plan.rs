@@ -50,6 +50,10 @@ pub struct Plan {
     pub lock: Option<LockPlan>,
     /// The queue driver and check, when configured.
     pub queue: Option<QueuePlan>,
+    /// The idempotency driver and check, when configured.
+    pub idempotency: Option<IdempotencyPlan>,
+    /// The rate limiter driver and check, when configured.
+    pub ratelimit: Option<RateLimitPlan>,
     /// Faults on a deployed canary through its chaos shim, when configured.
     pub canary: Option<CanaryPlan>,
 }
@@ -204,6 +208,53 @@ pub struct QueuePlan {
     pub done: Vec<String>,
 }
 
+/// Clients send operations carrying idempotency keys, each key several times (concurrent
+/// copies, then retries), and a final read counts each key's effects.
+#[derive(Debug, Clone)]
+pub struct IdempotencyPlan {
+    /// Concurrent clients (processes `idem-<i>-<copy>`), each working through its own keys.
+    pub clients: usize,
+    /// Copies of each key's first send, sent at once (1: no concurrent duplicate).
+    pub duplicates: usize,
+    /// Later sends of each key, one after another once the first sends answered.
+    pub retries: usize,
+    /// Wait range before each retry.
+    pub retry_after: (Duration, Duration),
+    /// The first copy of each key gives up after this (the answer is then unknown), so the
+    /// retries are retries after a timeout; `None` uses the request's own timeout.
+    pub first_timeout: Option<Duration>,
+    /// Pause range between one key's last send and the next key.
+    pub pause: (Duration, Duration),
+    /// The operation (`{{key}}`, `{{copy}}`, `{{attempt}}`): may read `duplicate`.
+    pub apply: DriverRequest,
+    /// The effect count of a key (`{{key}}`): reads `effects`; an empty answer is 0.
+    pub effects: DriverRequest,
+}
+
+/// Clients hit a rate limiter above its declared limit over several keys and record each
+/// answer as admitted or refused.
+#[derive(Debug, Clone)]
+pub struct RateLimitPlan {
+    /// Admissions the limiter allows per key per `window`.
+    pub limit: u64,
+    /// The limiter's window.
+    pub window: Duration,
+    /// Admissions above `limit` in one window that are still accepted.
+    pub tolerance: u64,
+    /// The policy the limiter should follow when its storage fails.
+    pub on_fault: Option<crate::check::ratelimit::OnFault>,
+    /// Key names (each run prefixes them, so runs never share a counter).
+    pub keys: Vec<String>,
+    /// Clients per key (processes `rl-<key index>-<n>`).
+    pub clients: usize,
+    /// Hits per second per key, all its clients together.
+    pub rate: f64,
+    /// Statuses meaning "refused by the limiter" (default 429).
+    pub refused: Vec<u16>,
+    /// The limited call (`{{key}}`, `{{limit}}`, `{{window_ms}}`).
+    pub hit: DriverRequest,
+}
+
 /// The default heal phase of a run lasting `total`: a fifth of it, and at least one period
 /// (in real time at the run clock's `speedup`) of the shortest of `crons`, never more than
 /// half of it.
@@ -271,7 +322,11 @@ impl Plan {
     /// Whether the run has anything to heal from or to check after healing: faults, or a
     /// check driver.
     pub fn heals(&self) -> bool {
-        !self.faults.is_empty() || self.lock.is_some() || self.queue.is_some()
+        !self.faults.is_empty()
+            || self.lock.is_some()
+            || self.queue.is_some()
+            || self.idempotency.is_some()
+            || self.ratelimit.is_some()
     }
 
     /// The largest number of concurrent requests any phase may have, which is how many

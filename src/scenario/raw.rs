@@ -50,6 +50,10 @@ pub struct ScenarioFile {
     pub lock: Option<Spanned<RawLock>>,
     /// `[queue]`: the queue driver and check.
     pub queue: Option<Spanned<RawQueue>>,
+    /// `[idempotency]`: the idempotency driver and check.
+    pub idempotency: Option<Spanned<RawIdempotency>>,
+    /// `[ratelimit]`: the rate limiter driver and check.
+    pub ratelimit: Option<Spanned<RawRateLimit>>,
     /// `[canary]`: faults on a deployed canary through its chaos shim.
     pub canary: Option<Spanned<RawCanary>>,
 }
@@ -150,6 +154,8 @@ pub struct RawDriverRequest {
     pub status: Option<RawValue>,
     /// Task result of a result read.
     pub result: Option<RawValue>,
+    /// Effect count of an idempotency key.
+    pub effects: Option<RawValue>,
     /// Named values read from the answer for later requests: name → `"/pointer"` or
     /// `"header:Name"`.
     pub extract: Option<Spanned<OrderedMap<Spanned<String>>>>,
@@ -213,6 +219,52 @@ pub struct RawQueue {
     pub complete: Option<Spanned<RawDriverRequest>>,
     /// Result request.
     pub result: Option<Spanned<RawDriverRequest>>,
+}
+
+/// `[idempotency]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdempotency {
+    /// Concurrent clients.
+    pub clients: Option<RawValue>,
+    /// Concurrent copies of each key's first send.
+    pub duplicates: Option<RawValue>,
+    /// Later sends of each key.
+    pub retries: Option<RawValue>,
+    /// Wait before each retry.
+    pub retry_after: Option<RawValue>,
+    /// Timeout of each key's first copy.
+    pub first_timeout: Option<RawValue>,
+    /// Pause between keys.
+    pub pause: Option<RawValue>,
+    /// The operation.
+    pub apply: Option<Spanned<RawDriverRequest>>,
+    /// The effect count read.
+    pub effects: Option<Spanned<RawDriverRequest>>,
+}
+
+/// `[ratelimit]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Admissions per key per window.
+    pub limit: Option<RawValue>,
+    /// The window.
+    pub window: Option<RawValue>,
+    /// Admissions above the limit still accepted.
+    pub tolerance: Option<RawValue>,
+    /// `open`, `closed` or `held`.
+    pub on_fault: Option<Spanned<String>>,
+    /// Key names.
+    pub keys: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Clients per key.
+    pub clients: Option<RawValue>,
+    /// Hits per second per key.
+    pub rate: Option<RawValue>,
+    /// Statuses meaning refused.
+    pub refused: Option<Spanned<Vec<RawValue>>>,
+    /// The limited call.
+    pub hit: Option<Spanned<RawDriverRequest>>,
 }
 
 /// One `[[faults]]` table.

@@ -27,8 +27,10 @@ mod canary;
 mod drivers;
 mod expect;
 mod faults;
+mod idempotency;
 mod kvgroup;
 mod phases;
+mod ratelimit;
 mod requests;
 mod target;
 mod thresholds;
@@ -121,6 +123,8 @@ struct Parts {
     lock: Option<Option<super::plan::LockPlan>>,
     queue: Option<Option<super::plan::QueuePlan>>,
     canary: Option<Option<super::plan::CanaryPlan>>,
+    idempotency: Option<Option<super::plan::IdempotencyPlan>>,
+    ratelimit: Option<Option<super::plan::RateLimitPlan>>,
 }
 
 impl Parts {
@@ -145,6 +149,8 @@ impl Parts {
             lock: self.lock?,
             queue: self.queue?,
             canary: self.canary?,
+            idempotency: self.idempotency?,
+            ratelimit: self.ratelimit?,
         })
     }
 }
@@ -186,6 +192,8 @@ impl Validator<'_> {
         let kv = self.kv(raw.kv.as_ref());
         let lock = self.lock(raw.lock.as_ref());
         let queue = self.queue(raw.queue.as_ref());
+        let idempotency = self.idempotency(raw.idempotency.as_ref());
+        let ratelimit = self.ratelimit(raw.ratelimit.as_ref());
         let speedup = self.one_clock_speed(raw, speedup, &kv);
         let run_length = total.zip(grace).map(|(t, g)| t + g);
         let canary = self.canary(raw, phases.as_deref(), run_length);
@@ -206,6 +214,8 @@ impl Validator<'_> {
             lock,
             queue,
             canary,
+            idempotency,
+            ratelimit,
         }
     }
 

@@ -69,6 +69,8 @@ fn plan(addr: SocketAddr, phases: Vec<Phase>, requests: Vec<RequestPlan>) -> Pla
         lock: None,
         queue: None,
         canary: None,
+        idempotency: None,
+        ratelimit: None,
     }
 }
 

@@ -113,12 +113,24 @@ async fn smoke_fails_the_kv_worker_naming_the_stall_and_passes_the_migrated_one(
     );
     // Nothing acknowledged was lost: the KV Worker stalls, it does not drop tasks.
     assert_eq!(count(queue, "lost"), 0, "{queue:#?}");
+    // Its read-then-write idempotency lets concurrent copies of a key both apply, and its
+    // limiter admits everything once its counter writes fail: it fails open, not closed.
+    let idem = check(&kv, "idempotency");
+    assert!(count(idem, "duplicate-effect") > 0, "{idem:#?}");
+    let rl = check(&kv, "ratelimit");
+    assert_eq!(rl.verdict, Verdict::Fail, "{rl:#?}");
+    assert_eq!(count(rl, "policy_fail_open"), 1, "{rl:#?}");
+    assert_eq!(count(rl, "wrong-fault-policy"), 1, "{rl:#?}");
 
     let (d1, _t2) = go("scenarios/smoke.toml", None, false, None).await;
     all_pass(&d1);
     assert!(count(check(&d1, "cron"), "ticks_ok") >= 20);
     assert!(count(check(&d1, "lock"), "acquires_ok") >= 20);
     assert!(count(check(&d1, "queue"), "completes_ok") >= 40);
+    assert!(count(check(&d1, "idempotency"), "exercised") >= 10);
+    let rl = check(&d1, "ratelimit");
+    assert_eq!(count(rl, "policy_held"), 1, "{rl:#?}");
+    assert!(count(rl, "refused") > 0, "{rl:#?}");
     // The migrated Worker's puts did meet the limit (its cache), and it did not notice.
     assert_eq!(d1.summary.overall.errors, 0, "{:?}", d1.summary.errors);
 }
@@ -133,7 +145,22 @@ async fn without_faults_both_reference_workers_pass() {
     for worker in ["kv-control-plane", "d1-do-control-plane"] {
         let (o, _t) = go("scenarios/smoke.toml", Some(worker), true, twelve).await;
         assert!(o.summary.faults.is_empty());
-        assert_eq!(o.summary.checks.len(), 3, "{worker}");
+        assert_eq!(o.summary.checks.len(), 5, "{worker}");
+        // Its idempotency and its limiter are read-then-write: concurrent copies of a key both
+        // apply, and concurrent hits over-admit, faults or not. Only those anomalies.
+        if worker == "kv-control-plane" {
+            let idem = check(&o, "idempotency");
+            assert_eq!(
+                idem.reason,
+                format!("duplicate-effect ×{}", count(idem, "duplicate-effect")),
+                "{idem:#?}"
+            );
+            let rl = check(&o, "ratelimit");
+            assert!(
+                rl.verdict != Verdict::Fail || rl.reason.starts_with("over-admitted"),
+                "{rl:#?}"
+            );
+        }
         // Without injected faults a control plane in KV can still meet KV's own limit of one
         // write per second per key (the mock enforces it on the 60x run clock): its cron and a
         // queue consumer writing one task key at once. Then, and only then, may its cron miss
@@ -146,7 +173,24 @@ async fn without_faults_both_reference_workers_pass() {
                 "{cron:#?}"
             );
             assert!(same_key_refusals(&o) > 0, "{cron:#?}");
-            for c in o.summary.checks.iter().filter(|c| c.name != "cron") {
+            let judged = ["lock", "queue"];
+            for c in o
+                .summary
+                .checks
+                .iter()
+                .filter(|c| judged.contains(&c.name.as_str()))
+            {
+                assert_eq!(c.verdict, Verdict::Pass, "{c:#?}");
+            }
+            continue;
+        }
+        if worker == "kv-control-plane" {
+            for c in o
+                .summary
+                .checks
+                .iter()
+                .filter(|c| matches!(c.name.as_str(), "cron" | "lock" | "queue"))
+            {
                 assert_eq!(c.verdict, Verdict::Pass, "{c:#?}");
             }
             continue;

@@ -1,4 +1,4 @@
-//! The bug zoo (`tests/fixtures/workers/zoo-*`): six Workers with APIs of their own, each
+//! The bug zoo (`tests/fixtures/workers/zoo-*`): eight Workers with APIs of their own, each
 //! with one classic control-plane bug, next to a twin that differs only by the fix. Each test
 //! runs the pair's scenario end to end against the buggy Worker and asserts the anomaly by
 //! name, then against the twin and asserts that every check passes — with the fault where
@@ -292,4 +292,70 @@ async fn zoo_cooldown_d1_passes_strict_on_evidence() {
         "{:#?}",
         fix.summary.warnings
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_charge_mark_first_loses_effects_under_the_fault_only() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (bug, _t1) = go(
+        "zoo-charge-mark-first",
+        "zoo-charge-mark-first",
+        Mode::AsWritten,
+    )
+    .await;
+    fails_with(&bug, "idempotency", &["lost-effect"]);
+    let (calm, _t2) = go(
+        "zoo-charge-mark-first",
+        "zoo-charge-mark-first",
+        Mode::NoFaults,
+    )
+    .await;
+    all_pass(&calm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_charge_one_write_passes_under_the_fault() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (fix, _t) = go(
+        "zoo-charge-mark-first",
+        "zoo-charge-one-write",
+        Mode::AsWritten,
+    )
+    .await;
+    all_pass(&fix);
+    faults_reached_kv(&fix);
+    // The fault did meet the fixed Worker: the charges it could not write were answered 503.
+    assert!(completions(&fix, "apply", "info") > 0);
+    assert!(count(check(&fix, "idempotency"), "exercised") >= 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_limit_open_fails_open_under_the_fault_only() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (bug, _t1) = go("zoo-limit-open", "zoo-limit-open", Mode::AsWritten).await;
+    fails_with(&bug, "ratelimit", &["wrong-fault-policy", "over-admitted"]);
+    assert_eq!(count(check(&bug, "ratelimit"), "policy_fail_open"), 1);
+    let (calm, _t2) = go("zoo-limit-open", "zoo-limit-open", Mode::NoFaults).await;
+    all_pass(&calm);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zoo_limit_closed_fails_closed_as_declared() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (fix, _t) = go("zoo-limit-open", "zoo-limit-closed", Mode::AsWritten).await;
+    all_pass(&fix);
+    faults_reached_kv(&fix);
+    assert_eq!(count(check(&fix, "ratelimit"), "policy_fail_closed"), 1);
 }

@@ -83,6 +83,16 @@ function segment(raw, what) {
   return name(decoded, what);
 }
 
+function intParam(url, param, fallback, min, max) {
+  const raw = url.searchParams.get(param);
+  if (raw === null) return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new ClientError(400, `query parameter '${param}' must be an integer in ${min}..=${max}`);
+  }
+  return v;
+}
+
 function header(request, h) {
   const v = request.headers.get(h);
   if (v === null || v === "") throw new ClientError(400, `missing header '${h}'`);
@@ -211,6 +221,28 @@ async function route(request, env, backend, workerName) {
     const retry = String(Math.max(1, Math.ceil((r.reset_at - now) / 1000)));
     return json({ error: `rate limit of ${limit} per minute exceeded for this key`, limit, reset_at: r.reset_at }, 429, {
       "retry-after": retry,
+    });
+  }
+
+  if (parts[0] === "idem" && parts.length === 2) {
+    const key = segment(parts[1], "idempotency key");
+    if (request.method === "GET") {
+      return json({ key, effects: await backend.idemEffects(key) });
+    }
+    method(request, "POST");
+    const applied = await backend.idemApply(key, now);
+    return json({ key, applied, duplicate: !applied });
+  }
+
+  if (parts[0] === "ratelimit" && parts.length === 2) {
+    method(request, "POST");
+    const key = segment(parts[1], "rate limit key");
+    const limit = intParam(url, "limit", 10, 1, 1_000_000);
+    const windowMs = intParam(url, "window_ms", 1000, 1, 86_400_000);
+    const r = await backend.rateHit(key, limit, windowMs, now);
+    if (r.admitted) return json({ admitted: true, key, limit, window_ms: windowMs, count: r.count });
+    return json({ admitted: false, error: `rate limit of ${limit} per ${windowMs} ms exceeded for this key`, limit }, 429, {
+      "retry-after": String(Math.max(1, Math.ceil(windowMs / 1000))),
     });
   }
 

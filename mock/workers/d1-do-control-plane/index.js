@@ -72,6 +72,16 @@ export class RateLimiterDO extends DurableObject {
     return { allowed: true, count: this.state.count, reset_at };
   }
 
+  /** A sliding window: at most `limit` admissions in any `windowMs`, kept in memory (one
+   * instance per key runs one call at a time, so the check and the admission are atomic). */
+  slide(limit, windowMs) {
+    const now = Date.now();
+    this.log = (this.log ?? []).filter((t) => t > now - windowMs);
+    if (this.log.length >= limit) return { admitted: false, count: this.log.length };
+    this.log.push(now);
+    return { admitted: true, count: this.log.length };
+  }
+
   /** The window is over: forget it. */
   async alarm() {
     this.state = undefined;
@@ -177,6 +187,35 @@ function backend(env) {
         const row = await db.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE scope = 'webhook'").first();
         return row.n;
       }),
+
+    // The key is UNIQUE and the effect is written in the same transaction (a D1 batch):
+    // only the copy whose insert won applies it, and never without the key.
+    idemApply: (key, now) =>
+      d1(async () => {
+        const op = crypto.randomUUID();
+        const [ins] = await db.batch([
+          db
+            .prepare("INSERT INTO idem_ops (key, op, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (key) DO NOTHING")
+            .bind(key, op, now),
+          db
+            .prepare(
+              `INSERT INTO idem_effects (key, effects)
+               SELECT ?1, 1 WHERE EXISTS (SELECT 1 FROM idem_ops WHERE key = ?1 AND op = ?2)
+               ON CONFLICT (key) DO UPDATE SET effects = effects + 1`,
+            )
+            .bind(key, op),
+        ]);
+        return ins.meta.changes === 1;
+      }),
+
+    idemEffects: (key) =>
+      d1(async () => {
+        const row = await db.prepare("SELECT effects FROM idem_effects WHERE key = ?1").bind(key).first();
+        return row?.effects ?? 0;
+      }),
+
+    rateHit: (key, limit, windowMs) =>
+      via("do", () => env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`slide:${key}`)).slide(limit, windowMs)),
 
     rateLimit: (apiKey, limit) =>
       via("do", () => env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(apiKey)).hit(limit)),

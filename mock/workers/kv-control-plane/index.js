@@ -22,6 +22,8 @@ const TASK = "queue:task:";
 const LEASE = "queue:lease:";
 const DONE = "queue:done:";
 const IDEM = "idem:webhook:";
+const IDEM_OP = "idem:op:";
+const IDEM_EFFECT = "idem:effect:";
 /** KV refuses an expirationTtl under 60 s: round TTLs up to whole seconds, at least 60. */
 const ttlSeconds = (ms) => Math.max(60, Math.ceil(ms / 1000));
 
@@ -172,6 +174,34 @@ function backend(env) {
       if (count >= limit) return { allowed: false, count, reset_at };
       await kv.put(prefix + `${now}-${crypto.randomUUID()}`, "1", { expirationTtl: 120 });
       return { allowed: true, count: count + 1, reset_at };
+    },
+
+    async idemApply(key, now) {
+      // Read, apply, then mark: two copies that both read before either marks both apply
+      // (and a mark that fails after the effect lets the retry apply it again).
+      if ((await kv.get(IDEM_OP + key)) !== null) return false;
+      await kv.put(`${IDEM_EFFECT}${key}:${now}-${crypto.randomUUID()}`, "1");
+      await kv.put(IDEM_OP + key, JSON.stringify({ at: now }));
+      return true;
+    },
+
+    async idemEffects(key) {
+      return (await kv.listAll(`${IDEM_EFFECT}${key}:`)).length;
+    },
+
+    async rateHit(key, limit, windowMs, now) {
+      // A fixed-window counter, read then written: concurrent hits read the same count, and
+      // a counter write that fails (the daily write limit, KV's one write per second per key)
+      // lets the call through anyway — it fails open without anyone having decided so.
+      const counter = `rl:${key}:${Math.floor(now / windowMs)}`;
+      const count = Number((await kv.get(counter)) ?? 0);
+      if (count >= limit) return { admitted: false, count };
+      try {
+        await kv.put(counter, String(count + 1), { expirationTtl: ttlSeconds(2 * windowMs) });
+      } catch (e) {
+        console.error(`${WORKER}: rate limit counter not written, admitting: ${e?.message ?? e}`);
+      }
+      return { admitted: true, count: count + 1 };
     },
 
     async cacheGet(key, ttlS, originFn) {

@@ -117,7 +117,8 @@ pub(super) fn draw_checks(frame: &mut Frame, area: Rect, s: &Snapshot) {
                     count(c, "duplicated"),
                 )
             }
-            _ => format!("violations {}", violations(c)),
+            _ => super::super::keyed::detail(c)
+                .unwrap_or_else(|| format!("violations {}", violations(c))),
         };
         lines.push(Line::raw(detail));
         lines.push(Line::styled(c.reason.clone(), DIM));

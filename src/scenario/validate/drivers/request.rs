@@ -12,8 +12,19 @@ use crate::scenario::raw::{OrderedMap, RawDriverRequest, RawValue};
 use crate::scenario::validate::{Validator, show};
 
 /// Variables the drivers set themselves: an `extract` name may not shadow one.
-const DRIVER_VARS: [&str; 7] = [
-    "lock", "holder", "ttl_ms", "token", "id", "consumer", "lease_ms",
+const DRIVER_VARS: [&str; 12] = [
+    "lock",
+    "holder",
+    "ttl_ms",
+    "token",
+    "id",
+    "consumer",
+    "lease_ms",
+    "key",
+    "copy",
+    "attempt",
+    "limit",
+    "window_ms",
 ];
 /// Most named values one request may extract.
 const MAX_EXTRACT: usize = 16;
@@ -21,7 +32,7 @@ const MAX_EXTRACT: usize = 16;
 const BOOLEAN_READS: [&str; 1] = ["duplicate"];
 
 /// Every read field a driver request table may hold, with its value.
-fn read_fields(r: &RawDriverRequest) -> [(&'static str, Option<&RawValue>); 10] {
+fn read_fields(r: &RawDriverRequest) -> [(&'static str, Option<&RawValue>); 11] {
     [
         ("token", r.token.as_ref()),
         ("expires_at", r.expires_at.as_ref()),
@@ -33,6 +44,7 @@ fn read_fields(r: &RawDriverRequest) -> [(&'static str, Option<&RawValue>); 10] 
         ("lease_until", r.lease_until.as_ref()),
         ("status", r.status.as_ref()),
         ("result", r.result.as_ref()),
+        ("effects", r.effects.as_ref()),
     ]
 }
 
