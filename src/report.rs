@@ -20,6 +20,7 @@ pub mod json;
 pub mod junit;
 pub mod markdown;
 pub mod model;
+pub mod shards;
 mod svg;
 pub mod text;
 

@@ -510,7 +510,6 @@ impl Validator<'_> {
     // ---- requests ----
 
     // ---- thresholds ----
-
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod local;
 mod proof;
 mod reference_workers;
 mod servers;
+mod shards;
 mod support;
 mod teardown;
 mod tls;

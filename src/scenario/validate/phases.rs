@@ -3,7 +3,10 @@
 use super::*;
 
 impl Validator<'_> {
-    pub(super) fn phases(&mut self, phases: Option<&Spanned<Vec<Spanned<RawPhase>>>>) -> Option<Vec<Phase>> {
+    pub(super) fn phases(
+        &mut self,
+        phases: Option<&Spanned<Vec<Spanned<RawPhase>>>>,
+    ) -> Option<Vec<Phase>> {
         const FIX: &str = "add a [[phases]] table with duration = \"30s\" and rate = 100";
         let Some(phases) = phases.filter(|p| !p.get_ref().is_empty()) else {
             let at = phases.map_or(self.top, |p| p.span().start);
