@@ -7,6 +7,9 @@ kvchaos and, where installed, wrk and oha with the same settings:
   closed   N connections back to back for D seconds            (kvchaos vus=N, wrk -cN, oha -cN)
   open     open loop at --open-rate req/s, N*2 in flight        (kvchaos rate, oha -q --latency-correction)
   paced    open loop at --paced-rate req/s (CPU per request)    (kvchaos rate, oha -q --latency-correction)
+  openmax  the open-loop maximum: the highest rate kvchaos sustains with < 1% dropped, searched by
+           bisection in --search-steps runs of --search-duration seconds (compared with wrk's
+           closed-loop rate)
   mockkv   the mock Workers KV (kvchaos mock-kv) under kvchaos: binding-protocol ops/s on one core
            (closed loop, 80% get / 20% put) and p99 at --mockkv-rate ops/s
   tui      the dashboard's cost: kvchaos closed loop on a pseudo-terminal of --tui-size, with the
@@ -175,12 +178,12 @@ def us(s):
     return v * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
 
 
-def kvchaos(binary, url, mode, args, tmp):
-    d = args.duration
+def kvchaos(binary, url, mode, args, tmp, rate=None, duration=None):
+    d = duration or args.duration
     if mode == "closed":
         load = f"vus = {args.connections}"
     elif mode == "open":
-        load = f"rate = {args.open_rate}\nmax_in_flight = {args.connections * 2}"
+        load = f"rate = {rate or args.open_rate}\nmax_in_flight = {args.connections * 2}"
     else:
         load = f"rate = {args.paced_rate}\nmax_in_flight = {args.connections}"
     scen = os.path.join(tmp, f"bench-{mode}.toml")
@@ -206,6 +209,27 @@ def kvchaos(binary, url, mode, args, tmp):
         "svc_p50": o["service"]["p50_us"], "svc_p99": o["service"]["p99_us"],
         "errors": o["errors"], "cpu_us": cpu * 1e6 / max(n, 1), "rss": rss,
     }
+
+
+def open_max(binary, url, args, tmp, start):
+    """Bisects the open-loop rate kvchaos sustains with < 1% dropped; returns (rate, row)."""
+    ok, ok_row, bad = 0, None, None
+    rate = int(start)
+    for _ in range(args.search_steps):
+        r = kvchaos(binary, url, "open", args, tmp, rate=rate, duration=args.search_duration)
+        sched = r["n"] + r["dropped"]
+        frac = r["dropped"] / max(sched, 1)
+        print(f"  open-loop search: {rate} req/s -> {100 * frac:.2f}% dropped, "
+              f"harness lag {fmt_us(r['p50'] - r['svc_p50'])}", file=sys.stderr)
+        if frac < 0.01:
+            ok, ok_row = rate, r
+            rate = int(rate * 1.25) if bad is None else (rate + bad) // 2
+        else:
+            bad = rate
+            rate = (ok + bad) // 2
+        if bad is not None and bad - ok <= max(ok // 50, 100):
+            break
+    return ok, ok_row
 
 
 def wrk(url, args):
@@ -324,16 +348,19 @@ def main():
     ap.add_argument("--server", choices=["auto", "nginx", "builtin"], default="auto")
     ap.add_argument("--kvchaos", default=os.path.join(ROOT, "target", "release", "kvchaos"))
     ap.add_argument("--mockkv-rate", type=int, default=10000)
-    ap.add_argument("--modes", default="closed,open,paced,mockkv",
+    ap.add_argument("--modes", default="closed,open,paced,openmax,mockkv",
                     help="comma-separated: closed, open, paced, mockkv, tui")
     ap.add_argument("--tui-size", default="160x48", help="tui mode: terminal COLSxROWS")
     ap.add_argument("--tui-reps", type=int, default=3, help="tui mode: runs of each variant")
+    ap.add_argument("--search-duration", type=int, default=5, help="openmax: seconds per try")
+    ap.add_argument("--search-steps", type=int, default=7, help="openmax: at most this many tries")
     args = ap.parse_args()
     if not os.path.exists(args.kvchaos):
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     tmp = tempfile.mkdtemp(prefix="kvchaos-bench-")
     server, url, server_name = start_server(args.server, args.kvchaos, tmp)
     rows = []
+    found = None
     try:
         modes = args.modes.split(",")
         for mode in modes:
@@ -341,6 +368,10 @@ def main():
                 tui_bench(args.kvchaos, url, args, tmp)
                 continue
             if mode == "mockkv":
+                continue
+            if mode == "openmax":
+                ref = next((r["rps"] for m, t, r in rows if m == "closed"), args.open_rate)
+                found = open_max(args.kvchaos, url, args, tmp, ref)
                 continue
             rows.append((mode, "kvchaos", kvchaos(args.kvchaos, url, mode, args, tmp)))
             if mode == "closed" and shutil.which("wrk"):
@@ -374,6 +405,17 @@ def main():
         if k and mode == "open":
             sched = k["n"] + k["dropped"]
             print(f"  open: kvchaos dropped {k['dropped']} of {sched} ({100 * k['dropped'] / max(sched, 1):.2f}%)")
+        if k and mode in ("open", "paced"):
+            # What the generator adds to every corrected latency: its own lateness in sending.
+            print(f"  {mode:7} harness lag (kvchaos corrected p50 - service p50): "
+                  f"{fmt_us(k['p50'] - k['svc_p50'])}")
+    if found is not None:
+        rate, r = found
+        w = next((r2["rps"] for m, t, r2 in rows if m == "closed" and t == "wrk"), None)
+        vs = f", {rate / w:.2f}x wrk's closed-loop rate" if w else ""
+        lag = f", harness lag {fmt_us(r['p50'] - r['svc_p50'])}, p99 {fmt_us(r['p99'])}" if r else ""
+        print(f"  open-loop maximum with < 1% dropped: {rate} req/s{vs}{lag}")
+    print(f"  machine load at the end: {os.getloadavg()[0]:.2f} (1-minute average)")
 
 
 if __name__ == "__main__":

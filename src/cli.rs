@@ -65,6 +65,18 @@ enum Command {
     /// Dump, verify, clean and restore Workers KV namespaces (the REST API; see docs/kv.md).
     #[command(after_help = crate::kv::args::KV_EXIT_CODES)]
     Kv(crate::kv::KvArgs),
+    /// Merge the report folders of a run's shards (`run --shard I/N`) into one report.
+    #[command(
+        after_help = "Exit codes:\n  0    merged; every threshold (and check) passed\n  1    a threshold or check failed, or the merge is INCOMPLETE (a shard missing, or a different scenario, binary or configuration)\n  2    a shard's report folder could not be read\n  3    the merged report could not be written"
+    )]
+    Merge {
+        /// The shards' report folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Folder to write the merged report into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
     #[command(hide = true)]
     BuiltinServer {
@@ -148,6 +160,24 @@ struct RunArgs {
     /// Leave out the scenario's [[faults]]: the baseline run, which every check should pass.
     #[arg(long)]
     no_faults: bool,
+    /// Send only shard I of N of the load (request k of the open-loop schedule when
+    /// k mod N = I; closed-loop users split); only shard 0 runs faults, crons, drivers, checks.
+    #[arg(long, value_name = "I/N", value_parser = clap::value_parser!(crate::engine::Shard))]
+    shard: Option<crate::engine::Shard>,
+    /// Split the run over N shards, this one's index from JOB_COMPLETION_INDEX (a Kubernetes
+    /// Indexed Job).
+    #[arg(long, value_name = "N", conflicts_with = "shard")]
+    shards: Option<u64>,
+    /// Start the schedule at this time (RFC 3339, e.g. 2026-12-02T01:30:00Z), the same for
+    /// every shard; how far off each shard started is recorded.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_start_at)]
+    start_at: Option<std::time::SystemTime>,
+}
+
+fn parse_start_at(s: &str) -> Result<std::time::SystemTime, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(std::time::SystemTime::from)
+        .map_err(|e| format!("{e}: expected an RFC 3339 time, e.g. 2026-12-02T01:30:00Z"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -185,6 +215,7 @@ async fn dispatch(cli: Cli) -> Exit {
         Command::Validate { scenarios } => validate(&scenarios),
         Command::Report { dir } => report(&dir),
         Command::Compare(args) => compare(&args),
+        Command::Merge { dirs, out } => merge(&dirs, &out),
         Command::BuiltinServer { listen } => builtin_server(listen).await,
         Command::MockKv(args) => mock_kv(args).await,
         Command::Watch(args) => watch(args).await,
@@ -194,6 +225,30 @@ async fn dispatch(cli: Cli) -> Exit {
         }
         Command::Audit(args) => crate::audit::args::run(args),
         Command::Canary(args) => crate::canary::args::run(args),
+    }
+}
+
+fn merge(dirs: &[PathBuf], out: &Path) -> Exit {
+    match crate::merge::merge(dirs, out) {
+        Ok(m) => {
+            for w in m
+                .summary
+                .warnings
+                .iter()
+                .filter(|w| w.starts_with("INCOMPLETE"))
+            {
+                eprintln!("warning: {w}");
+            }
+            for f in &m.files {
+                println!("wrote {}", f.display());
+            }
+            println!("{}", crate::report::text::terminal_summary(&m.summary));
+            m.exit
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit()
+        }
     }
 }
 
@@ -343,6 +398,18 @@ async fn run(args: RunArgs) -> Exit {
         threads: args.threads,
         strict: args.strict,
         no_faults: args.no_faults,
+        shard: match crate::engine::Shard::resolve(
+            args.shard,
+            args.shards,
+            std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Usage;
+            }
+        },
+        start_at: args.start_at,
     };
     let prepared = match &args.scenario {
         Some(_) => crate::run::prepare(&opts),

@@ -19,7 +19,9 @@
 pub mod client;
 pub mod errors;
 pub mod expect;
+pub mod pacing;
 pub mod schedule;
+pub mod shard;
 pub mod tls;
 
 use std::pin::Pin;
@@ -41,10 +43,12 @@ use crate::outcome::Outcome;
 use crate::scenario::plan::{Load, Plan};
 use crate::scenario::template::{RenderCx, Template};
 use client::{Conn, Endpoint};
+use pacing::Pacer;
 use schedule::{PhaseSchedule, phase_at};
+pub use shard::Shard;
 
-/// How late an open-loop arrival may be claimed before it counts as dropped. Covers timer
-/// granularity (tokio timers tick every millisecond) and scheduling jitter.
+/// How late an open-loop arrival may be claimed before it counts as dropped. Covers scheduling
+/// jitter (and tokio's millisecond timer where no precise timer is available).
 pub const LATE_TOLERANCE: Duration = Duration::from_millis(10);
 
 /// Header map capacity reserved per request: hyper parses the response's headers into the
@@ -100,6 +104,19 @@ struct Shared {
     stop: CancellationToken,
     /// Abandon requests in flight (the grace period is over).
     abort: CancellationToken,
+    /// The part of the schedule this process sends; phase counters count this shard's own
+    /// arrivals.
+    shard: Shard,
+}
+
+/// How a run's load is placed in time and across processes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Placement {
+    /// The share of the schedule this process sends.
+    pub shard: Shard,
+    /// When the schedule starts (time zero); `None`: in a few milliseconds. Shards of one run
+    /// are given the same instant (from `--start-at`).
+    pub start: Option<Instant>,
 }
 
 /// Per-phase counts at the end of a run.
@@ -162,6 +179,17 @@ impl Engine {
         threads: usize,
         recorder: &Recorder,
     ) -> Result<Engine, EngineError> {
+        Engine::start_placed(plan, endpoint, threads, recorder, Placement::default())
+    }
+
+    /// As [`Engine::start`], sending `placement`'s share of the schedule from its start.
+    pub fn start_placed(
+        plan: &Plan,
+        endpoint: Endpoint,
+        threads: usize,
+        recorder: &Recorder,
+        placement: Placement,
+    ) -> Result<Engine, EngineError> {
         let phases = PhaseSchedule::build(&plan.phases);
         let end = phases.last().map_or(Duration::ZERO, PhaseSchedule::end);
         let requests = plan
@@ -194,7 +222,9 @@ impl Engine {
             in_flight: AtomicU64::new(0),
             unfinished: AtomicU64::new(0),
             // Threads need a moment to start; the schedule begins just after.
-            start: Instant::now() + Duration::from_millis(20),
+            start: placement
+                .start
+                .unwrap_or_else(|| Instant::now() + Duration::from_millis(20)),
             end,
             seed: plan.seed,
             requests,
@@ -203,6 +233,7 @@ impl Engine {
             endpoint,
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
+            shard: placement.shard,
         });
         let mut done = Vec::with_capacity(threads);
         for t in 0..threads {
@@ -216,6 +247,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name(format!("kvchaos-engine-{t}"))
                 .spawn(move || {
+                    pacing::tighten_timer_slack();
                     rt.block_on(async move {
                         let mut set = tokio::task::JoinSet::new();
                         for id in ids {
@@ -268,7 +300,9 @@ impl Engine {
         let phase = phase_at(&sh.phases, elapsed);
         Progress {
             phase,
-            target_rate: phase.map_or(0.0, |p| sh.phases[p].rate_at(elapsed - sh.phases[p].offset)),
+            target_rate: phase.map_or(0.0, |p| {
+                sh.phases[p].rate_at(elapsed - sh.phases[p].offset) / sh.shard.count as f64
+            }),
             in_flight: sh.in_flight.load(Ordering::Relaxed),
             paused: sh.paused.load(Ordering::Relaxed),
             skipped: sh.skipped.iter().map(|n| n.load(Ordering::Relaxed)).sum(),
@@ -321,14 +355,14 @@ impl Engine {
             if ph.total == 0 || to <= ph.offset || from >= ph.end() {
                 continue;
             }
-            let due_from = ph.due_by(from.saturating_sub(ph.offset));
-            let due_to = ph.due_by(to - ph.offset);
+            let due_from = sh.local_due(p, from.saturating_sub(ph.offset));
+            let due_to = sh.local_due(p, to - ph.offset);
             let prev = sh.claimed[p].fetch_max(due_to, Ordering::SeqCst);
             if prev >= due_to {
                 continue;
             }
-            for k in prev..due_from.min(due_to) {
-                recorder.add_dropped(sh.drop_choice(p, k), 1);
+            for j in prev..due_from.min(due_to) {
+                recorder.add_dropped(sh.drop_choice(p, sh.shard.global(j)), 1);
                 sh.late_dropped[p].fetch_add(1, Ordering::Relaxed);
             }
             sh.skipped[p].fetch_add(due_to - prev.max(due_from), Ordering::SeqCst);
@@ -368,10 +402,11 @@ impl Engine {
             .map(|(p, ph)| {
                 let mut dropped = sh.late_dropped[p].load(Ordering::Relaxed);
                 if stopped_at > ph.offset {
-                    let due = ph.due_by(stopped_at - ph.offset);
-                    let claimed = sh.claimed[p].load(Ordering::Relaxed).min(ph.total);
-                    for k in claimed..due {
-                        recorder.add_dropped(sh.drop_choice(p, k), 1);
+                    let due = sh.local_due(p, stopped_at - ph.offset);
+                    let total = sh.shard.local_count(ph.total);
+                    let claimed = sh.claimed[p].load(Ordering::Relaxed).min(total);
+                    for j in claimed..due {
+                        recorder.add_dropped(sh.drop_choice(p, sh.shard.global(j)), 1);
                     }
                     dropped += due.saturating_sub(claimed);
                 }
@@ -454,6 +489,11 @@ fn mix(seed: u64, index: u64) -> u64 {
 }
 
 impl Shared {
+    /// This shard's arrivals of phase `p` intended strictly before `elapsed` into the phase.
+    fn local_due(&self, p: usize, elapsed: Duration) -> u64 {
+        self.shard.local_count(self.phases[p].due_by(elapsed))
+    }
+
     fn choose(&self, rng: &mut SmallRng) -> usize {
         let total = self.cumulative.last().copied().unwrap_or(1);
         let x = rng.random_range(0..total);
@@ -536,8 +576,10 @@ impl Shared {
 /// and one registered waiter on each token. Resetting a pending timer to a later deadline is a
 /// single atomic update, and the timeout deadline only moves forward while requests succeed.
 struct Waits {
-    /// Fires at the next intended start time (open loop) or the phase end.
+    /// Fires at the phase end (or the end of a pause's wait).
     start: Pin<Box<tokio::time::Sleep>>,
+    /// Wakes at intended start times, to the microsecond.
+    pacer: Pacer,
     /// Fires when the request in flight times out.
     timeout: Pin<Box<tokio::time::Sleep>>,
     stop: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -549,6 +591,7 @@ impl Waits {
         let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
         Waits {
             start: Box::pin(tokio::time::sleep_until(far)),
+            pacer: Pacer::default(),
             timeout: Box::pin(tokio::time::sleep_until(far)),
             stop: Box::pin(sh.stop.clone().cancelled_owned()),
             abort: Box::pin(sh.abort.clone().cancelled_owned()),
@@ -564,6 +607,16 @@ impl Waits {
             _ = self.start.as_mut() => true,
         }
     }
+
+    /// Sleeps until the intended start `deadline` with the precise timer; false when sending
+    /// was stopped first.
+    async fn pace_until(&mut self, deadline: Instant) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.stop.as_mut() => false,
+            () = self.pacer.sleep_until(deadline) => true,
+        }
+    }
 }
 
 async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
@@ -575,6 +628,13 @@ async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
             return;
         }
         let now = Instant::now();
+        if now < sh.start {
+            // A start given ahead (`--start-at`): nothing, closed loop included, goes before.
+            if !waits.pace_until(sh.start).await {
+                return;
+            }
+            continue;
+        }
         let elapsed = now.saturating_duration_since(sh.start);
         if elapsed >= sh.end {
             return;
@@ -592,8 +652,11 @@ async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
         let phase_end = sh.start + ph.end();
         let intended = match ph.load {
             Load::Pause => None,
-            Load::Vus(n) => (id < n).then_some(now),
-            Load::Rate { max_in_flight, .. } if id < max_in_flight => claim(&sh, p, now, &shard),
+            Load::Vus(n) => (id < sh.shard.share(n)).then_some(now),
+            // A cap smaller than the shard count still leaves each shard one worker.
+            Load::Rate { max_in_flight, .. } if id < sh.shard.share(max_in_flight).max(1) => {
+                claim(&sh, p, now, &shard)
+            }
             Load::Rate { .. } => None,
         };
         let Some(intended) = intended else {
@@ -603,7 +666,7 @@ async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
             }
             continue;
         };
-        if intended > now && !waits.sleep_until(intended).await {
+        if intended > now && !waits.pace_until(intended).await {
             return;
         }
         if sh.paused.load(Ordering::SeqCst) {
@@ -644,7 +707,9 @@ async fn wait_resumed(sh: &Shared, waits: &mut Waits) -> bool {
 fn claim(sh: &Shared, p: usize, now: Instant, shard: &ShardHandle) -> Option<Instant> {
     let ph = &sh.phases[p];
     loop {
-        let k = sh.claimed[p].fetch_add(1, Ordering::Relaxed);
+        let k = sh
+            .shard
+            .global(sh.claimed[p].fetch_add(1, Ordering::Relaxed));
         let at = sh.start + ph.offset + ph.intended(k)?;
         if at + LATE_TOLERANCE >= now {
             return Some(at);
@@ -665,7 +730,8 @@ async fn send(
     shard: &ShardHandle,
     waits: &mut Waits,
 ) -> bool {
-    let seq = sh.seq.fetch_add(1, Ordering::Relaxed);
+    // Shards number their requests apart, so together they send the whole run's mix.
+    let seq = sh.shard.global(sh.seq.fetch_add(1, Ordering::Relaxed));
     let (idx, built) = sh.build(seq, buf);
     sh.sent[p].fetch_add(1, Ordering::Relaxed);
     let Some((req, timeout)) = built else {

@@ -42,6 +42,7 @@ pub mod history;
 pub mod kv;
 pub mod live;
 pub mod local;
+pub mod merge;
 pub mod metrics;
 pub mod mockkv;
 pub mod outcome;

@@ -23,6 +23,7 @@ pub mod markdown;
 mod markup;
 /// The summary model, a leaf module of its own; re-exported so writers keep `model::` paths.
 pub use crate::summary as model;
+pub mod shards;
 mod svg;
 pub mod text;
 

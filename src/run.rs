@@ -23,6 +23,7 @@ use setup::Setup;
 mod journal;
 mod session;
 mod setup;
+mod shard;
 mod stop;
 mod summary;
 
@@ -53,6 +54,10 @@ pub struct RunOptions {
     pub strict: bool,
     /// Leave out the scenario's faults (a baseline run).
     pub no_faults: bool,
+    /// The share of the load this process sends (`--shard I/N`); the whole run by default.
+    pub shard: crate::engine::Shard,
+    /// When the schedule starts, shared by every shard (`--start-at`).
+    pub start_at: Option<SystemTime>,
 }
 
 /// Ways a run fails before producing a report.
@@ -172,6 +177,9 @@ fn apply_overrides(mut plan: Plan, opts: &RunOptions) -> Result<Plan, RunError> 
     if opts.no_faults {
         plan.faults.clear();
     }
+    if !opts.shard.is_lead() {
+        shard::strip_for_follower(&mut plan);
+    }
     if !plan.faults.is_empty() && !matches!(plan.target.kind, TargetKind::Worker(_)) {
         return Err(RunError::Usage(format!(
             "{}: [[faults]] act on kvchaos's mock KV, which only a local Worker target has: use [target] worker = \"path/to/worker\" (or --worker DIR), or remove [[faults]]",
@@ -254,10 +262,13 @@ pub async fn run(
     setup::check_open_files(&plan)?;
     let report_dir = setup::report_folder(&opts.out, &plan.name, started)?;
     crate::resources::check_writable(&report_dir).map_err(RunError::Environment)?;
+    let mut skew_us = 0;
     let finished = match setup::start(&plan, &opts.scenario, &report_dir, &interrupts).await? {
         Setup::Ready(ready) => {
             let threads = engine_threads(opts, &plan);
-            let mut session = Session::start(plan.clone(), ready, &report_dir, threads)?;
+            let (placement, skew) = shard::placement(opts);
+            skew_us = skew;
+            let mut session = Session::start(plan.clone(), ready, &report_dir, threads, placement)?;
             session.drive(&interrupts, monitor).await;
             session.finish(&report_dir).await?
         }
@@ -267,12 +278,23 @@ pub async fn run(
             notes: ended.notes,
         },
     };
-    let summary = summary::build(&plan, started, finished.facts);
+    let sending_s = finished.facts.sending.as_secs_f64();
+    let histograms =
+        crate::merge::histograms::write(&report_dir, &finished.facts.per, &finished.facts.all)
+            .map_err(|e| format!("cannot write the histograms: {e}"));
+    let mut summary = summary::build(&plan, started, finished.facts);
+    summary.shard = shard::info(opts, &plan, skew_us, sending_s);
+    if !opts.shard.is_lead() {
+        // Shard 0 judges the checks; a follower's would only repeat its drivers' absence.
+        summary.checks.clear();
+    }
     // A full disk loses files, never the verdict: the summary still goes to stdout, exit 3.
     let mut exit = exit_code(&summary, opts.strict);
     let mut notes = finished.notes;
-    let report = crate::report::write_all(&report_dir, &summary)
-        .map_err(|e| format!("cannot write the report: {e}"));
+    let report = histograms.and_then(|()| {
+        crate::report::write_all(&report_dir, &summary)
+            .map_err(|e| format!("cannot write the report: {e}"))
+    });
     let history = finished
         .history
         .map_err(|e| format!("cannot write history.jsonl: {e}"));
@@ -299,7 +321,7 @@ fn engine_threads(opts: &RunOptions, plan: &Plan) -> usize {
 
 /// The exit code of a run: how it stopped, then its checks (UNKNOWN and warnings fail a strict
 /// run) and thresholds.
-fn exit_code(summary: &Summary, strict: bool) -> Exit {
+pub fn exit_code(summary: &Summary, strict: bool) -> Exit {
     let checks_hold = summary.checks.iter().all(|c| match c.verdict {
         Verdict::Pass => true,
         Verdict::Fail => false,

@@ -99,6 +99,9 @@ pub struct Summary {
     /// a Worker without KV bindings); `--strict` fails the run on any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Set when the run was one shard of a split run, or is the merge of one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::report::shards::ShardInfo>,
 }
 
 /// When a scheduled mock KV fault was active.
@@ -583,5 +586,6 @@ pub(crate) fn fixture() -> Summary {
                 .collect(),
         }],
         warnings: Vec::new(),
+        shard: None,
     }
 }

@@ -81,6 +81,7 @@ impl Session {
         ready: Box<Ready>,
         report_dir: &Path,
         threads: usize,
+        placement: crate::engine::Placement,
     ) -> Result<Session, RunError> {
         let Ready {
             target,
@@ -93,7 +94,7 @@ impl Session {
         let mut journal = Journal::create(&report_dir.join("history.jsonl"))
             .map(|j| j.redacting(plan.redactor.clone()))
             .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
-        let engine = Engine::start(&plan, endpoint.clone(), threads, &recorder)
+        let engine = Engine::start_placed(&plan, endpoint.clone(), threads, &recorder, placement)
             .map_err(|e| RunError::Environment(e.to_string()))?;
         let start = engine.start_instant();
         let started_ms = wall_ms();

@@ -155,6 +155,7 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
         checks: f.checks,
         warnings: f.warnings,
         faults: f.faults,
+        shard: None,
     };
     let idle = weigh_faults(&summary.faults, &mut summary.checks);
     summary.warnings.extend(idle);

@@ -15,6 +15,7 @@ mod proof;
 mod reference_workers;
 mod secrets;
 mod servers;
+mod shards;
 mod support;
 mod teardown;
 mod tls;
