@@ -63,6 +63,8 @@ enum Command {
     /// Dump, verify, clean and restore Workers KV namespaces (the REST API; see docs/kv.md).
     #[command(after_help = crate::kv::args::KV_EXIT_CODES)]
     Kv(crate::kv::KvArgs),
+    /// Recorded traffic: convert wrangler tail and HAR captures into a replay corpus.
+    Replay(crate::replay::args::ReplayArgs),
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
     #[command(hide = true)]
     BuiltinServer {
@@ -184,6 +186,7 @@ async fn dispatch(cli: Cli) -> Exit {
             crate::kv::run(args, &env, &mut std::io::stdout(), &mut std::io::stderr()).await
         }
         Command::Audit(args) => crate::audit::args::run(args),
+        Command::Replay(args) => crate::replay::args::run(args),
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod client;
 pub mod outcome;
+pub mod replay;
 pub mod schedule;
 pub mod tls;
 
@@ -98,6 +99,10 @@ struct Shared {
     stop: CancellationToken,
     /// Abandon requests in flight (the grace period is over).
     abort: CancellationToken,
+    /// Recorder row names (requests, then replay routes).
+    names: Vec<String>,
+    /// Replayed cron, alarm and queue events, counted when due.
+    replay_events: [AtomicU64; 3],
 }
 
 /// Per-phase counts at the end of a run.
@@ -201,6 +206,8 @@ impl Engine {
             endpoint,
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
+            names: crate::replay::recorder_names(plan),
+            replay_events: Default::default(),
         });
         let mut done = Vec::with_capacity(threads);
         for t in 0..threads {
@@ -241,6 +248,14 @@ impl Engine {
     /// Planned end of the schedule, from the start.
     pub fn planned_end(&self) -> Duration {
         self.shared.end
+    }
+
+    /// Replayed cron, alarm and queue events that came due so far.
+    pub fn replay_events(&self) -> [u64; 3] {
+        self.shared
+            .replay_events
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed))
     }
 
     /// Engine threads in use.
@@ -592,6 +607,12 @@ async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
             Load::Vus(n) => (id < n).then_some(now),
             Load::Rate { max_in_flight, .. } if id < max_in_flight => claim(&sh, p, now, &shard),
             Load::Rate { .. } => None,
+            Load::Replay(ref r) => {
+                if id == 0 {
+                    replay::drive(&sh, p, r, &shard, &mut waits).await;
+                }
+                None
+            }
         };
         let Some(intended) = intended else {
             // Not needed (or nothing left) in this phase: wait for the next one.

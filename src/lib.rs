@@ -41,6 +41,7 @@ pub mod local;
 pub mod metrics;
 pub mod mockkv;
 pub mod redact;
+pub mod replay;
 pub mod report;
 pub mod resources;
 pub mod rest;

@@ -424,7 +424,7 @@ fn open_recorder(
     report_dir: &Path,
     threads: usize,
 ) -> Result<(Recorder, std::fs::File), RunError> {
-    let names = plan.requests.iter().map(|r| r.name.clone()).collect();
+    let names = crate::replay::recorder_names(plan);
     let csv_path = report_dir.join("timeseries.csv");
     let csv = std::fs::File::create(&csv_path)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", csv_path.display())))?;

@@ -26,6 +26,7 @@ use crate::redact::Redactor;
 mod drivers;
 mod faults;
 mod phases;
+mod replay;
 mod requests;
 mod target;
 mod thresholds;
@@ -157,8 +158,18 @@ impl Validator<'_> {
                 .and_then(|d| self.at_most(g, "grace", d, MAX_GRACE, "1h")),
         };
         let target = self.target(raw.target.as_ref());
-        let phases = self.phases(raw.phases.as_ref());
-        let requests = self.requests(raw.requests.as_ref());
+        let phases = self.phases(raw.phases.as_ref(), seed.unwrap_or(0));
+        // A scenario of replay (and pause) phases needs no [[requests]].
+        let replay_only = phases.as_ref().is_some_and(|ps| {
+            ps.iter()
+                .all(|p| matches!(p.load, Load::Replay(_) | Load::Pause))
+                && ps.iter().any(|p| matches!(p.load, Load::Replay(_)))
+        });
+        let requests = if replay_only && raw.requests.is_none() {
+            Some(Vec::new())
+        } else {
+            self.requests(raw.requests.as_ref())
+        };
         let names: Vec<String> = raw
             .requests
             .iter()
@@ -510,7 +521,6 @@ impl Validator<'_> {
     // ---- requests ----
 
     // ---- thresholds ----
-
 }
 
 #[cfg(test)]

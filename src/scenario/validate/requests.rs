@@ -112,7 +112,11 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn method(&mut self, method: Option<&Spanned<String>>, base: &str) -> Option<Method> {
+    pub(super) fn method(
+        &mut self,
+        method: Option<&Spanned<String>>,
+        base: &str,
+    ) -> Option<Method> {
         match method {
             None => Some(Method::GET),
             Some(m) => {

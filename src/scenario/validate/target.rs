@@ -158,7 +158,11 @@ impl Validator<'_> {
         ok.then_some(out)
     }
 
-    pub(super) fn url(&mut self, url: &Spanned<String>, allow_hosts: Option<&[String]>) -> Option<TargetKind> {
+    pub(super) fn url(
+        &mut self,
+        url: &Spanned<String>,
+        allow_hosts: Option<&[String]>,
+    ) -> Option<TargetKind> {
         const EXAMPLE: &str = "e.g. url = \"http://127.0.0.1:8787\"";
         let field = "target.url";
         let at = url.span().start;
