@@ -17,6 +17,7 @@
 //! - [`mockkv`]: the fault-injecting mock of Cloudflare Workers KV.
 //! - [`kv`]: `kvchaos kv dump|verify|clean|restore` over the Cloudflare REST API (and R2).
 //! - [`report`]: the run summary model and its writers.
+//! - [`replay`]: wrangler tail / HAR captures read as a stream, `replay import`, replay phase plans.
 //! - [`live`]: the snapshot live displays get once a second (through a `Monitor`), their
 //!   controls, the `Interrupts`, the plain line printer.
 //! - [`tui`]: the live dashboard (state, pure render, terminal loop).

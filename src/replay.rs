@@ -295,5 +295,21 @@ pub fn recorder_names(plan: &crate::scenario::Plan) -> Vec<String> {
     names
 }
 
+/// Method and path of every recorder row of a plan, in [`recorder_names`] order: a request's
+/// own, a route's from its name (`GET /items/:id`).
+pub fn row_keys(plan: &crate::scenario::Plan) -> Vec<(String, String)> {
+    let n = plan.requests.len();
+    let mut keys: Vec<(String, String)> = plan
+        .requests
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.source().to_owned()))
+        .collect();
+    for route in recorder_names(plan).into_iter().skip(n) {
+        let (m, p) = route.split_once(' ').unwrap_or(("", route.as_str()));
+        keys.push((m.to_owned(), p.to_owned()));
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests;

@@ -125,11 +125,10 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
         stop: f.stop,
         phases: phase_infos(plan, &f.counts),
         overall: f.all.stats("", "", sending_s),
-        requests: plan
-            .requests
+        requests: crate::replay::row_keys(plan)
             .iter()
             .zip(&f.per)
-            .map(|(r, t)| t.stats(r.method.as_str(), r.path.source(), sending_s))
+            .map(|((method, path), t)| t.stats(method, path, sending_s))
             .collect(),
         thresholds: thresholds::evaluate(&plan.thresholds, &f.per, &f.all, sending_s),
         errors,

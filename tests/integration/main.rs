@@ -9,6 +9,7 @@ mod launcher;
 mod local;
 mod proof;
 mod reference_workers;
+mod replay;
 mod servers;
 mod support;
 mod teardown;

@@ -283,8 +283,9 @@ impl Validator<'_> {
             None => None,
             Some(d) => Some(self.duration(d, &field, "duration = \"10m\"")?),
         };
-        // The last event is due at the pass length: the phase lasts a moment longer.
-        let tail = Duration::from_millis(1);
+        // The last event is due at the pass length: the phase lasts a little longer, so that a
+        // late timer never loses it to the planned end.
+        let tail = Duration::from_millis(250);
         match (plan.loops, given) {
             (_, Some(d)) => Some(d),
             (Loops::Times(n), None) => Some(plan.pass * n + tail),
@@ -343,3 +344,6 @@ fn measure(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
