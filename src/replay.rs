@@ -295,6 +295,19 @@ pub fn recorder_names(plan: &crate::scenario::Plan) -> Vec<String> {
     names
 }
 
+/// The report line on a replay's cron, alarm and queue events that came due (`None` when the
+/// plan replays none): they are counted, not sent to the Worker.
+pub fn events_note(plan: &crate::scenario::Plan, due: [u64; 3]) -> Option<String> {
+    let replays = plan
+        .phases
+        .iter()
+        .any(|p| matches!(&p.load, crate::scenario::plan::Load::Replay(r) if r.others.iter().any(|&n| n > 0)));
+    let [cron, alarm, queue] = due;
+    replays.then(|| {
+        format!("replayed captures held {cron} cron, {alarm} alarm and {queue} queue events that came due: counted, not fired (the Worker's own cron triggers ran as usual)")
+    })
+}
+
 /// Method and path of every recorder row of a plan, in [`recorder_names`] order: a request's
 /// own, a route's from its name (`GET /items/:id`).
 pub fn row_keys(plan: &crate::scenario::Plan) -> Vec<(String, String)> {

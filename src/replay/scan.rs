@@ -233,8 +233,13 @@ impl<R: BufRead> Splitter<R> {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
-    /// Skips a scalar (number, true, false, null).
+    /// Skips a scalar (number, true, false, null); at least one byte, so the walk always moves.
     fn scalar(&mut self) -> Result<(), ScanError> {
+        match self.peek()? {
+            Some(b) if b.is_ascii_alphanumeric() || b == b'-' => {}
+            Some(b) => return Err(self.syntax(format!("unexpected {}", show(b)))),
+            None => return Ok(()),
+        }
         while let Some(b) = self.peek()? {
             if matches!(b, b',' | b'}' | b']' | b':') || b.is_ascii_whitespace() {
                 break;
@@ -397,6 +402,8 @@ mod tests {
         );
         let e = all("[1,2]", Mode::HarEntries);
         assert!(e.is_ok(), "an array top level is walked, not an error");
+        let e = all("{\"log\": {\"x\": [:]}}", Mode::HarEntries).expect_err("colon");
+        assert!(e.to_string().contains("unexpected ':'"), "{e}");
         let e = all("{\"log\": {\"entries\": [{\"a\":1}", Mode::HarEntries).expect_err("cut");
         assert!(e.to_string().contains("ends inside"), "{e}");
     }

@@ -344,7 +344,7 @@ impl Session {
             plan,
             target,
             target_url,
-            warnings,
+            mut warnings,
             mut notes,
             engine,
             mut recorder,
@@ -376,6 +376,7 @@ impl Session {
         }
         let end = Instant::now();
         let (counts, unfinished) = engine.settle(ended.at, &mut recorder);
+        warnings.extend(crate::replay::events_note(&plan, engine.replay_events()));
         recorder.tick(
             (end - start).as_secs_f64(),
             (end - last_tick).as_secs_f64(),

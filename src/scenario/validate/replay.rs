@@ -87,31 +87,8 @@ impl Validator<'_> {
                 }
             },
         };
-        let speed = match &raw.speed {
-            None => Some(1.0),
-            Some(v) => match Self::rate_number(v.get_ref()) {
-                Some(s) if s > 0.0 && s <= MAX_SPEED => Some(s),
-                _ => {
-                    self.err(v.span().start, format!("{base}.speed"), format!("invalid speed {}: expected a factor above 0 and at most {MAX_SPEED}, e.g. speed = 2.0 (twice as fast as recorded)", show(v.get_ref())));
-                    None
-                }
-            },
-        };
-        let max_gap = raw.max_gap.as_ref().map(|g| {
-            self.duration(g, &format!("{base}.max_gap"), "max_gap = \"5s\"")
-                .and_then(|d| self.positive(g, &format!("{base}.max_gap"), d, "max_gap = \"5s\""))
-        });
+        let (speed, max_gap, sample) = self.replay_pace(raw, base);
         let loops = self.replay_loops(raw, base);
-        let sample = match &raw.sample {
-            None => Some(None),
-            Some(v) => match Self::rate_number(v.get_ref()) {
-                Some(s) if s > 0.0 && s <= 1.0 => Some(Some(s)),
-                _ => {
-                    self.err(v.span().start, format!("{base}.sample"), format!("invalid sample {}: expected the share of events kept, above 0 and at most 1, e.g. sample = 0.1", show(v.get_ref())));
-                    None
-                }
-            },
-        };
         let only = raw
             .only
             .as_ref()
@@ -128,6 +105,90 @@ impl Validator<'_> {
                 .collect::<Vec<_>>()
         };
         let groups = self.replay_groups(raw, base);
+        let (timeout, max_in_flight, recorded_crons) = self.replay_sending(raw, base);
+        let mut plan = ReplayPlan {
+            path,
+            format: format.unwrap_or(Format::Ndjson),
+            speed: speed?,
+            max_gap: max_gap?,
+            loops: loops?,
+            sample: sample?,
+            only: valid(only)?,
+            skip: valid(skip)?,
+            set_headers: set_headers?,
+            drop_headers: names(&raw.drop_headers),
+            keep_headers: names(&raw.keep_headers),
+            groups: groups?,
+            max_in_flight: max_in_flight?,
+            timeout: timeout?,
+            recorded_crons: recorded_crons?,
+            routes: Vec::new(),
+            fetches: 0,
+            others: [0; 3],
+            pass: Duration::ZERO,
+        };
+        if let Err(e) = measure(&mut plan, format, seed) {
+            self.err(
+                at,
+                format!("{base}.replay"),
+                format!("{e}: fix the capture, or convert it first with `kvchaos replay import`"),
+            );
+            return None;
+        }
+        let duration = self.replay_duration(raw, base, &plan)?;
+        Some(Phase {
+            name: raw.name.as_ref().map(|s| s.get_ref().clone()),
+            duration,
+            load: Load::Replay(Arc::new(plan)),
+        })
+    }
+
+    /// `speed`, `max_gap` and `sample`; each `None` when invalid (`max_gap`, `sample`: the
+    /// inner `None` when not given).
+    #[allow(clippy::type_complexity)]
+    fn replay_pace(
+        &mut self,
+        raw: &RawPhase,
+        base: &str,
+    ) -> (Option<f64>, Option<Option<Duration>>, Option<Option<f64>>) {
+        let speed = match &raw.speed {
+            None => Some(1.0),
+            Some(v) => match Self::rate_number(v.get_ref()) {
+                Some(s) if s > 0.0 && s <= MAX_SPEED => Some(s),
+                _ => {
+                    self.err(v.span().start, format!("{base}.speed"), format!("invalid speed {}: expected a factor above 0 and at most {MAX_SPEED}, e.g. speed = 2.0 (twice as fast as recorded)", show(v.get_ref())));
+                    None
+                }
+            },
+        };
+        let max_gap = raw.max_gap.as_ref().map(|g| {
+            self.duration(g, &format!("{base}.max_gap"), "max_gap = \"5s\"")
+                .and_then(|d| self.positive(g, &format!("{base}.max_gap"), d, "max_gap = \"5s\""))
+        });
+        let sample = match &raw.sample {
+            None => Some(None),
+            Some(v) => match Self::rate_number(v.get_ref()) {
+                Some(s) if s > 0.0 && s <= 1.0 => Some(Some(s)),
+                _ => {
+                    self.err(v.span().start, format!("{base}.sample"), format!("invalid sample {}: expected the share of events kept, above 0 and at most 1, e.g. sample = 0.1", show(v.get_ref())));
+                    None
+                }
+            },
+        };
+        let max_gap = match max_gap {
+            None => Some(None),
+            Some(Some(d)) => Some(Some(d)),
+            Some(None) => None,
+        };
+        (speed, max_gap, sample)
+    }
+
+    /// `timeout`, `max_in_flight` and `crons`; each `None` when invalid.
+    fn replay_sending(
+        &mut self,
+        raw: &RawPhase,
+        base: &str,
+    ) -> (Option<Duration>, Option<usize>, Option<bool>) {
         let timeout = match &raw.timeout {
             None => Some(DEFAULT_TIMEOUT),
             Some(t) => self.duration(t, &format!("{base}.timeout"), "timeout = \"10s\""),
@@ -151,44 +212,7 @@ impl Validator<'_> {
                 None
             }
         };
-        let mut plan = ReplayPlan {
-            path,
-            format: format.unwrap_or(Format::Ndjson),
-            speed: speed?,
-            max_gap: max_gap.flatten(),
-            loops: loops?,
-            sample: sample?,
-            only: valid(only)?,
-            skip: valid(skip)?,
-            set_headers: set_headers?,
-            drop_headers: names(&raw.drop_headers),
-            keep_headers: names(&raw.keep_headers),
-            groups: groups?,
-            max_in_flight: max_in_flight?,
-            timeout: timeout?,
-            recorded_crons: recorded_crons?,
-            routes: Vec::new(),
-            fetches: 0,
-            others: [0; 3],
-            pass: Duration::ZERO,
-        };
-        if raw.max_gap.is_some() && plan.max_gap.is_none() {
-            return None;
-        }
-        if let Err(e) = measure(&mut plan, format, seed) {
-            self.err(
-                at,
-                format!("{base}.replay"),
-                format!("{e}: fix the capture, or convert it first with `kvchaos replay import`"),
-            );
-            return None;
-        }
-        let duration = self.replay_duration(raw, base, &plan)?;
-        Some(Phase {
-            name: raw.name.as_ref().map(|s| s.get_ref().clone()),
-            duration,
-            load: Load::Replay(Arc::new(plan)),
-        })
+        (timeout, max_in_flight, recorded_crons)
     }
 
     fn replay_loops(&mut self, raw: &RawPhase, base: &str) -> Option<Loops> {
