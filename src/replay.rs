@@ -219,8 +219,8 @@ impl<R: BufRead> Reader<R> {
             let (ts, mut r) = match self.format {
                 Format::Har => har::entry(&v).map_err(bad)?,
                 _ => match tail::event(&v).map_err(bad)? {
-                    tail::TailEvent::Event(ts, r) => (ts, r),
-                    tail::TailEvent::Other => {
+                    Some(event) => event,
+                    None => {
                         self.skipped += 1;
                         continue;
                     }

@@ -63,7 +63,7 @@ pub struct Filter {
 impl Filter {
     /// Whether `r` matches.
     pub fn matches(&self, r: &Record, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| *m == r.method))
+        (self.methods.is_empty() || self.methods.contains(&r.method))
             && self.path.as_ref().is_none_or(|re| re.is_match(path))
             && (self.outcomes.is_empty()
                 || r.outcome

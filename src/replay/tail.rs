@@ -11,17 +11,9 @@ use serde_json::Value;
 
 use super::record::{Kind, Record};
 
-/// An event read from a tail capture: a record (with its absolute time, ms) or a skip.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TailEvent {
-    /// A replayable event and its `eventTimestamp` in ms since the epoch.
-    Event(i64, Record),
-    /// An event kind kvchaos does not replay (email, RPC, tail, none).
-    Other,
-}
-
-/// Reads one tail event; `Err` names the field that is missing or wrong.
-pub fn event(v: &Value) -> Result<TailEvent, String> {
+/// Reads one tail event: its `eventTimestamp` (ms since the epoch) and record, or `None` for a
+/// kind kvchaos does not replay (email, RPC, tail, none); `Err` names the field that is wrong.
+pub fn event(v: &Value) -> Result<Option<(i64, Record)>, String> {
     let obj = v.as_object().ok_or("a tail event must be a JSON object")?;
     let ts = obj.get("eventTimestamp").and_then(Value::as_f64).ok_or(
         "missing numeric \"eventTimestamp\" (is this a `wrangler tail --format json` capture?)",
@@ -31,7 +23,7 @@ pub fn event(v: &Value) -> Result<TailEvent, String> {
         .and_then(Value::as_str)
         .map(str::to_owned);
     let Some(ev) = obj.get("event").filter(|e| e.is_object()) else {
-        return Ok(TailEvent::Other);
+        return Ok(None);
     };
     let mut r = if let Some(req) = ev.get("request") {
         fetch(req)?
@@ -58,10 +50,10 @@ pub fn event(v: &Value) -> Result<TailEvent, String> {
         };
         r
     } else {
-        return Ok(TailEvent::Other);
+        return Ok(None);
     };
     r.outcome = outcome;
-    Ok(TailEvent::Event(ts, r))
+    Ok(Some((ts, r)))
 }
 
 fn fetch(req: &Value) -> Result<Record, String> {
