@@ -77,6 +77,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Recorded traffic: convert wrangler tail and HAR captures into a replay corpus.
+    Replay(crate::replay::args::ReplayArgs),
     /// Serve the built-in minimal HTTP target (used by the benchmark when nginx is absent).
     #[command(hide = true)]
     BuiltinServer {
@@ -225,6 +227,7 @@ async fn dispatch(cli: Cli) -> Exit {
         }
         Command::Audit(args) => crate::audit::args::run(args),
         Command::Canary(args) => crate::canary::args::run(args),
+        Command::Replay(args) => crate::replay::args::run(args),
     }
 }
 

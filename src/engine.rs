@@ -20,6 +20,7 @@ pub mod client;
 pub mod errors;
 pub mod expect;
 pub mod pacing;
+pub mod replay;
 pub mod schedule;
 pub mod shard;
 pub mod tls;
@@ -107,6 +108,10 @@ struct Shared {
     /// The part of the schedule this process sends; phase counters count this shard's own
     /// arrivals.
     shard: Shard,
+    /// Recorder row names (requests, then replay routes).
+    names: Vec<String>,
+    /// Replayed cron, alarm and queue events, counted when due.
+    replay_events: [AtomicU64; 3],
 }
 
 /// How a run's load is placed in time and across processes.
@@ -234,6 +239,8 @@ impl Engine {
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
             shard: placement.shard,
+            names: crate::replay::recorder_names(plan),
+            replay_events: Default::default(),
         });
         let mut done = Vec::with_capacity(threads);
         for t in 0..threads {
@@ -275,6 +282,14 @@ impl Engine {
     /// Planned end of the schedule, from the start.
     pub fn planned_end(&self) -> Duration {
         self.shared.end
+    }
+
+    /// Replayed cron, alarm and queue events that came due so far.
+    pub fn replay_events(&self) -> [u64; 3] {
+        self.shared
+            .replay_events
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed))
     }
 
     /// Engine threads in use.
@@ -658,6 +673,12 @@ async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
                 claim(&sh, p, now, &shard)
             }
             Load::Rate { .. } => None,
+            Load::Replay(ref r) => {
+                if id == 0 {
+                    replay::drive(&sh, p, r, &shard, &mut waits).await;
+                }
+                None
+            }
         };
         let Some(intended) = intended else {
             // Not needed (or nothing left) in this phase: wait for the next one.

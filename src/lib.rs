@@ -19,6 +19,7 @@
 //! - [`kv`]: `kvchaos kv dump|verify|clean|restore` over the Cloudflare REST API (and R2).
 //! - [`summary`]: the run summary model every report reads (a leaf; `report::model` re-exports it).
 //! - [`report`]: the writers of the run summary (json, md, html, junit, hlog), compare.
+//! - [`replay`]: wrangler tail / HAR captures read as a stream, `replay import`, replay phase plans.
 //! - [`live`]: the snapshot live displays get once a second (through a `Monitor`), their
 //!   controls, the `Interrupts`, the plain line printer.
 //! - [`tui`]: the live dashboard (state, pure render, terminal loop).
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod mockkv;
 pub mod outcome;
 pub mod redact;
+pub mod replay;
 pub mod report;
 pub mod resources;
 pub mod rest;

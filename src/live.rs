@@ -146,6 +146,7 @@ pub fn phase_label(p: &crate::scenario::plan::Phase) -> String {
         Load::Rate { from, to, .. } => format!("{from:.0}→{to:.0}/s"),
         Load::Vus(n) => format!("{n} VUs"),
         Load::Pause => "pause".to_owned(),
+        Load::Replay(ref r) => format!("replay ×{}", r.speed),
     };
     match &p.name {
         Some(name) => format!("{name} {load}"),

@@ -53,7 +53,7 @@ impl PhaseSchedule {
                 let d = self.duration.as_secs_f64();
                 Some((from, (to - from) / (2.0 * d)))
             }
-            Load::Vus(_) | Load::Pause => None,
+            Load::Vus(_) | Load::Pause | Load::Replay(_) => None,
         }
     }
 

@@ -412,6 +412,7 @@ impl Session {
         }
         let end = Instant::now();
         let (counts, unfinished) = engine.settle(ended.at, &mut recorder);
+        warnings.extend(crate::replay::events_note(&plan, engine.replay_events()));
         recorder.tick(
             (end - start).as_secs_f64(),
             (end - last_tick).as_secs_f64(),
@@ -465,7 +466,7 @@ fn open_recorder(
     report_dir: &Path,
     threads: usize,
 ) -> Result<(Recorder, std::fs::File), RunError> {
-    let names = plan.requests.iter().map(|r| r.name.clone()).collect();
+    let names = crate::replay::recorder_names(plan);
     let csv_path = report_dir.join("timeseries.csv");
     let csv = std::fs::File::create(&csv_path)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", csv_path.display())))?;

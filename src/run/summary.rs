@@ -69,12 +69,8 @@ pub fn stop_info(ended: stop::Ended, unfinished: u64) -> StopInfo {
 
 /// The facts of a run that ended before any load: nothing measured, nothing judged.
 pub fn nothing_sent(plan: &Plan, ended: &Ended) -> Result<Facts, RunError> {
-    let recorder = Recorder::new(
-        plan.requests.iter().map(|r| r.name.clone()).collect(),
-        1,
-        None,
-    )
-    .map_err(|e| RunError::Environment(e.to_string()))?;
+    let recorder = Recorder::new(crate::replay::recorder_names(plan), 1, None)
+        .map_err(|e| RunError::Environment(e.to_string()))?;
     let (per, all, _) = recorder.finish();
     Ok(Facts {
         target: ended.target.clone(),
@@ -133,11 +129,10 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
         stop: f.stop,
         phases: phase_infos(plan, &f.counts),
         overall: f.all.stats("", "", sending_s),
-        requests: plan
-            .requests
+        requests: crate::replay::row_keys(plan)
             .iter()
             .zip(&f.per)
-            .map(|(r, t)| t.stats(r.method.as_str(), r.path.source(), sending_s))
+            .map(|((method, path), t)| t.stats(method, path, sending_s))
             .collect(),
         // A target that never started measured nothing: no threshold is judged on no data.
         thresholds: if never_started {
@@ -228,6 +223,7 @@ fn phase_infos(plan: &Plan, counts: &[PhaseCounts]) -> Vec<PhaseInfo> {
                 ),
                 Load::Vus(n) => ("vus", None, None, Some(n as u64), None),
                 Load::Pause => ("pause", None, None, None, None),
+                Load::Replay(ref r) => ("replay", None, None, None, Some(r.max_in_flight as u64)),
             };
             PhaseInfo {
                 name: p.name.clone(),

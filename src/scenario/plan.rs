@@ -391,6 +391,8 @@ impl Phase {
             Load::Rate { max_in_flight, .. } => max_in_flight,
             Load::Vus(n) => n,
             Load::Pause => 0,
+            // One worker paces the capture; its requests run as tasks up to `max_in_flight`.
+            Load::Replay(_) => 1,
         }
     }
 }
@@ -412,6 +414,8 @@ pub enum Load {
     Vus(usize),
     /// No traffic for the phase's duration.
     Pause,
+    /// Recorded traffic sent open-loop at its recorded times (docs/replay.md).
+    Replay(std::sync::Arc<crate::replay::plan::ReplayPlan>),
 }
 
 /// Default `max_in_flight` for open-loop phases.

@@ -360,6 +360,47 @@ pub struct RawPhase {
     pub pause: Option<RawValue>,
     /// Open-loop concurrency cap.
     pub max_in_flight: Option<RawValue>,
+    /// Replay phases (docs/replay.md): the capture to replay.
+    pub replay: Option<Spanned<String>>,
+    /// Replay: `wrangler-tail`, `har` or `ndjson` (detected when omitted).
+    pub format: Option<Spanned<String>>,
+    /// Replay: playback speed factor.
+    pub speed: Option<RawValue>,
+    /// Replay: longest idle gap kept.
+    pub max_gap: Option<RawValue>,
+    /// Replay: `true` (until `duration`) or a number of passes.
+    #[serde(rename = "loop")]
+    pub loops: Option<RawValue>,
+    /// Replay: share of events kept (seeded).
+    pub sample: Option<RawValue>,
+    /// Replay: only events matching this.
+    pub only: Option<Spanned<RawReplayFilter>>,
+    /// Replay: events matching this are left out.
+    pub skip: Option<Spanned<RawReplayFilter>>,
+    /// Replay: headers set on every request.
+    pub set_headers: Option<Spanned<OrderedMap<Spanned<String>>>>,
+    /// Replay: recorded headers not sent.
+    pub drop_headers: Option<Vec<Spanned<String>>>,
+    /// Replay: credential headers sent after all.
+    pub keep_headers: Option<Vec<Spanned<String>>>,
+    /// Replay: route patterns for reports.
+    pub group: Option<Vec<Spanned<String>>>,
+    /// Replay: per-request timeout.
+    pub timeout: Option<RawValue>,
+    /// Replay: `"recorded"` fires the capture's cron events.
+    pub crons: Option<Spanned<String>>,
+}
+
+/// A replay phase's `only` / `skip` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplayFilter {
+    /// A method or a list of methods.
+    pub method: Option<RawValue>,
+    /// A regular expression over the path.
+    pub path: Option<Spanned<String>>,
+    /// A tail outcome or a list of them.
+    pub outcome: Option<RawValue>,
 }
 
 /// One `[[requests]]` table.

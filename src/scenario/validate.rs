@@ -31,6 +31,7 @@ mod idempotency;
 mod kvgroup;
 mod phases;
 mod ratelimit;
+mod replay;
 mod requests;
 mod target;
 mod thresholds;
@@ -170,9 +171,21 @@ impl Validator<'_> {
                 .and_then(|d| self.at_most(g, "grace", d, MAX_GRACE, "1h")),
         };
         let target = self.target(raw.target.as_ref());
-        let phases = self.phases(raw.phases.as_ref());
-        let requests = self.requests_or_drivers(raw);
-        if let Some(ps) = &phases {
+        let phases = self.phases(raw.phases.as_ref(), seed.unwrap_or(0));
+        // A scenario of replay (and pause) phases needs no [[requests]].
+        let replay_only = phases.as_ref().is_some_and(|ps| {
+            ps.iter()
+                .all(|p| matches!(p.load, Load::Replay(_) | Load::Pause))
+                && ps.iter().any(|p| matches!(p.load, Load::Replay(_)))
+        });
+        let requests = if replay_only && raw.requests.is_none() {
+            Some(Vec::new())
+        } else {
+            self.requests_or_drivers(raw)
+        };
+        if let Some(ps) = &phases
+            && !replay_only
+        {
             self.phases_without_requests(raw, ps);
         }
         let names: Vec<String> = raw

@@ -13,6 +13,7 @@ mod limits;
 mod local;
 mod proof;
 mod reference_workers;
+mod replay;
 mod secrets;
 mod servers;
 mod shards;

@@ -148,8 +148,8 @@ impl Validator<'_> {
                     planned += (from + to) / 2.0 * p.duration.as_secs_f64();
                 }
                 Load::Pause => {}
-                Load::Vus(_) => {
-                    self.err(at, "canary.max_requests", "a [canary] run with max_requests cannot bound closed-loop phases (vus): use open-loop rates, e.g. rate = 20");
+                Load::Vus(_) | Load::Replay(_) => {
+                    self.err(at, "canary.max_requests", "a [canary] run with max_requests cannot bound closed-loop (vus) or replay phases in advance: use open-loop rates, e.g. rate = 20, or drop max_requests and rely on max_duration");
                     return None;
                 }
             }

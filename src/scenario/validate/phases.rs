@@ -6,6 +6,7 @@ impl Validator<'_> {
     pub(super) fn phases(
         &mut self,
         phases: Option<&Spanned<Vec<Spanned<RawPhase>>>>,
+        seed: u64,
     ) -> Option<Vec<Phase>> {
         const FIX: &str = "add a [[phases]] table with duration = \"30s\" and rate = 100";
         let Some(phases) = phases.filter(|p| !p.get_ref().is_empty()) else {
@@ -31,7 +32,7 @@ impl Validator<'_> {
         let mut out = Vec::new();
         let mut ok = true;
         for (i, p) in phases.get_ref().iter().enumerate() {
-            match self.phase(p, i + 1) {
+            match self.phase(p, i + 1, seed) {
                 Some(p) => out.push(p),
                 None => ok = false,
             }
@@ -54,7 +55,10 @@ impl Validator<'_> {
         Some(out)
     }
 
-    pub(super) fn phase(&mut self, p: &Spanned<RawPhase>, n: usize) -> Option<Phase> {
+    pub(super) fn phase(&mut self, p: &Spanned<RawPhase>, n: usize, seed: u64) -> Option<Phase> {
+        if let Some(replay) = self.replay_phase(p, n, seed) {
+            return replay;
+        }
         let base = format!("phases[{n}]");
         let header = p.span().start;
         let raw = p.get_ref();

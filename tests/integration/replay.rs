@@ -1,0 +1,378 @@
+//! Replay end to end: captures generated here (wrangler tail's pretty-printed stream, HAR 1.2
+//! with bodies) replayed against a recording server, and `kvchaos replay import` on a large
+//! capture and on a broken one.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kvchaos");
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// A server on 127.0.0.1:0 that records every request and answers 200 (`/fail/...`: 503).
+async fn recorder() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let at = Instant::now();
+                        let method = req.method().to_string();
+                        let path = req.uri().to_string();
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                            .collect();
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                        let body = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
+                        let fail = path.starts_with("/fail");
+                        log.lock().expect("log").push(Seen {
+                            at,
+                            method,
+                            path,
+                            headers,
+                            body,
+                        });
+                        let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+                        if fail {
+                            *resp.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A wrangler tail capture as `wrangler tail --format json` prints it.
+fn tail_capture(events: &[(i64, &str, &str, &str)]) -> String {
+    let t0 = 1_730_000_000_000_i64;
+    events
+        .iter()
+        .map(|(t, method, path, outcome)| {
+            let e = json!({
+                "outcome": outcome, "scriptName": "control-plane", "diagnosticsChannelEvents": [],
+                "exceptions": [], "logs": [], "eventTimestamp": t0 + t,
+                "event": {"request": {"url": format!("https://cp.example.com{path}"), "method": method,
+                    "headers": {"authorization": "REDACTED", "cookie": "REDACTED", "x-trace": "t-1",
+                                "cf-connecting-ip": "203.0.113.9", "host": "cp.example.com"},
+                    "cf": {"colo": "AMS", "country": "NL"}}}});
+            serde_json::to_string_pretty(&e).expect("json") + "\n"
+        })
+        .collect()
+}
+
+fn run_scenario(dir: &Path, scenario: &str, envs: &[(&str, &str)]) -> serde_json::Value {
+    let path = dir.join("replay.toml");
+    std::fs::write(&path, scenario).expect("scenario");
+    let out = dir.join("reports");
+    let o = Command::new(BIN)
+        .args(["run", path.to_str().expect("utf-8"), "--no-tui", "--out"])
+        .arg(&out)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run kvchaos");
+    assert!(
+        o.status.code() == Some(0) || o.status.code() == Some(1),
+        "run failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report = std::fs::read_dir(&out)
+        .expect("reports")
+        .filter_map(Result::ok)
+        .find(|e| e.path().join("summary.json").exists())
+        .expect("a report folder")
+        .path();
+    for f in std::fs::read_dir(&report)
+        .expect("report")
+        .filter_map(Result::ok)
+    {
+        let text = std::fs::read(f.path()).unwrap_or_default();
+        for (_, secret) in envs {
+            assert!(
+                !String::from_utf8_lossy(&text).contains(secret),
+                "{} holds the secret",
+                f.path().display()
+            );
+        }
+    }
+    serde_json::from_slice(&std::fs::read(report.join("summary.json")).expect("summary"))
+        .expect("summary json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_capture_is_replayed_on_time_filtered_rewritten_and_without_credentials() {
+    let (addr, seen) = recorder().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = [
+        (0, "GET", "/items/17", "ok"),
+        (200, "GET", "/items/18?full=1", "ok"),
+        (300, "POST", "/items", "exception"),
+        (600, "PUT", "/items/19", "ok"),
+        (1000, "GET", "/health", "ok"),
+        (1400, "GET", "/fail/20", "ok"),
+        // An idle hour: max_gap shortens it to 200 ms (after speed).
+        (3_601_400, "GET", "/items/21", "ok"),
+    ];
+    std::fs::write(dir.path().join("tail.json"), tail_capture(&events)).expect("capture");
+    let scenario = format!(
+        r#"name = "replay-tail"
+[target]
+url = "http://{addr}"
+[[phases]]
+replay = "tail.json"
+speed = 2.0
+max_gap = "200ms"
+skip = {{ outcome = "exception" }}
+only = {{ path = "^/(items|fail)/" }}
+drop_headers = ["x-trace"]
+set_headers = {{ authorization = "Bearer {{{{env.KVCHAOS_TEST_REPLAY_TOKEN}}}}" }}
+"#
+    );
+    let summary = run_scenario(
+        dir.path(),
+        &scenario,
+        &[("KVCHAOS_TEST_REPLAY_TOKEN", "s3cr3t-tok")],
+    );
+    let seen = seen.lock().expect("seen").clone();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/items/17",
+            "/items/18?full=1",
+            "/items/19",
+            "/fail/20",
+            "/items/21"
+        ]
+    );
+    // Intended offsets: t_ms ÷ 2, the hour-long gap capped at 200 ms.
+    let want_ms = [0.0, 100.0, 300.0, 700.0, 900.0];
+    for (s, want) in seen.iter().zip(want_ms) {
+        let got = s.at.duration_since(seen[0].at).as_secs_f64() * 1000.0;
+        assert!(
+            (got - want).abs() < 30.0,
+            "{} at {got:.1} ms, intended {want} ms",
+            s.path
+        );
+    }
+    for s in &seen {
+        let h = |n: &str| {
+            s.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            h("host"),
+            Some(addr.to_string().as_str()),
+            "scheme and host go to the target"
+        );
+        assert_eq!(
+            h("authorization"),
+            Some("Bearer s3cr3t-tok"),
+            "filled from the environment"
+        );
+        assert_eq!(h("cookie"), None, "cookies are never sent unless kept");
+        assert_eq!(h("x-trace"), None, "dropped");
+        assert_eq!(h("cf-connecting-ip"), None, "edge headers are not replayed");
+    }
+    let rows: Vec<(String, u64)> = summary["requests"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or("").to_owned(),
+                r["completed"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("GET /items/:id".to_owned(), 3),
+            ("PUT /items/:id".to_owned(), 1),
+            ("GET /fail/:id".to_owned(), 1),
+        ]
+    );
+    let fail = &summary["requests"][2]["by_class"];
+    assert_eq!(fail["5xx"].as_u64(), Some(1), "{fail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_har_capture_replays_bodies_and_keeps_named_credentials() {
+    let (addr, seen) = recorder().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let entry = |t: &str, method: &str, path: &str, body: Option<&str>| {
+        let mut req = json!({"method": method, "url": format!("https://app.example.com{path}"),
+            "httpVersion": "HTTP/1.1", "cookies": [], "queryString": [], "headersSize": -1, "bodySize": -1,
+            "headers": [{"name": "Cookie", "value": "session=abc"}, {"name": "Content-Type", "value": "application/json"}]});
+        if let Some(b) = body {
+            req["postData"] = json!({"mimeType": "application/json", "text": b});
+        }
+        json!({"startedDateTime": t, "time": 3, "request": req, "cache": {}, "timings": {"send": 0, "wait": 3, "receive": 0},
+               "response": {"status": 200, "statusText": "OK", "httpVersion": "HTTP/1.1", "headers": [], "cookies": [],
+                            "content": {"size": 0, "mimeType": "text/plain"}, "redirectURL": "", "headersSize": -1, "bodySize": 0}})
+    };
+    let har = json!({"log": {"version": "1.2", "creator": {"name": "kvchaos-test", "version": "1"}, "entries": [
+        entry("2024-06-01T12:00:00.000Z", "POST", "/jobs", Some("{\"job\": 1}")),
+        entry("2024-06-01T12:00:00.100Z", "GET", "/jobs/1", None),
+        entry("2024-06-01T12:00:00.200Z", "POST", "/jobs", Some("{\"job\": 2}")),
+    ]}});
+    std::fs::write(
+        dir.path().join("session.har"),
+        serde_json::to_string_pretty(&har).expect("har"),
+    )
+    .expect("har");
+    let scenario = format!(
+        "name = \"replay-har\"\n[target]\nurl = \"http://{addr}\"\n[[phases]]\nreplay = \"session.har\"\nonly = {{ method = \"POST\" }}\nkeep_headers = [\"cookie\"]\n"
+    );
+    run_scenario(dir.path(), &scenario, &[]);
+    let seen = seen.lock().expect("seen").clone();
+    let bodies: Vec<&str> = seen.iter().map(|s| s.body.as_str()).collect();
+    assert_eq!(bodies, vec!["{\"job\": 1}", "{\"job\": 2}"]);
+    for s in &seen {
+        assert_eq!(s.method, "POST");
+        let cookie = s
+            .headers
+            .iter()
+            .find(|(k, _)| k == "cookie")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(cookie, Some("session=abc"), "keep_headers sends it");
+    }
+}
+
+/// Peak resident memory of a child, read from /proc while it runs (Linux).
+fn peak_rss_kib(child: &mut std::process::Child) -> (u64, std::process::ExitStatus) {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        if let Some(st) = child.try_wait().expect("wait") {
+            return (peak, st);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "import did not finish in 5 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn import_streams_a_large_capture_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = dir.path().join("big.json");
+    {
+        use std::io::Write;
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&cap).expect("create"));
+        let filler = "x".repeat(300);
+        let mut i = 0u64;
+        let mut written = 0u64;
+        while written < 80 << 20 {
+            let e = json!({"outcome": "ok", "scriptName": "cp", "exceptions": [], "logs": [{"message": [filler], "level": "log", "timestamp": 1}],
+                "eventTimestamp": 1_700_000_000_000_u64 + i,
+                "event": {"request": {"url": format!("https://cp.example.com/items/{i}"), "method": "GET", "headers": {"accept": "*/*"}}}});
+            let text = serde_json::to_string_pretty(&e).expect("json");
+            w.write_all(text.as_bytes()).expect("write");
+            w.write_all(b"\n").expect("write");
+            written += text.len() as u64 + 1;
+            i += 1;
+        }
+    }
+    let size = std::fs::metadata(&cap).expect("size").len();
+    let out = dir.path().join("corpus.ndjson");
+    let mut child = Command::new(BIN)
+        .args(["replay", "import"])
+        .arg(&cap)
+        .arg("-o")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let (peak_kib, status) = peak_rss_kib(&mut child);
+    assert!(status.success(), "import failed");
+    assert!(size > 80 << 20);
+    assert!(
+        peak_kib > 0 && peak_kib < 40 * 1024,
+        "peak RSS {peak_kib} KiB importing {size} bytes"
+    );
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(
+        std::fs::File::open(&out).expect("corpus"),
+    ))
+    .count();
+    assert!(lines > 100_000, "{lines} records");
+}
+
+#[test]
+fn import_reports_malformed_input_with_line_and_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cap = dir.path().join("cut.json");
+    let mut text = tail_capture(&[(0, "GET", "/a", "ok"), (5, "GET", "/b", "ok")]);
+    text.push_str("{\n  \"outcome\": \"ok\",\n  \"eventTimestamp\": 12,\n  \"event\": {\n");
+    std::fs::write(&cap, &text).expect("write");
+    let first_len = tail_capture(&[(0, "GET", "/a", "ok")]).len();
+    let line = text[..first_len * 2].lines().count() + 1;
+    let out = dir.path().join("c.ndjson");
+    let o = Command::new(BIN)
+        .args(["replay", "import"])
+        .arg(&cap)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "line {line}, byte {}: the event starting here never ends",
+            first_len * 2
+        )),
+        "{err}"
+    );
+    assert!(!out.exists(), "no half-written corpus is left behind");
+}
