@@ -110,6 +110,10 @@ struct Shared {
     shard: Shard,
     /// Recorder row names (requests, then replay routes).
     names: Vec<String>,
+    /// A canary run: every answer must come from the shim of this script.
+    guard: Option<String>,
+    /// The first answer that did not (see [`Engine::guard_failure`]).
+    guard_failure: std::sync::Mutex<Option<String>>,
     /// Replayed cron, alarm and queue events, counted when due.
     replay_events: [AtomicU64; 3],
 }
@@ -240,6 +244,8 @@ impl Engine {
             abort: CancellationToken::new(),
             shard: placement.shard,
             names: crate::replay::recorder_names(plan),
+            guard: plan.canary.as_ref().map(|c| c.expect_script.clone()),
+            guard_failure: std::sync::Mutex::new(None),
             replay_events: Default::default(),
         });
         let mut done = Vec::with_capacity(threads);
@@ -282,6 +288,15 @@ impl Engine {
     /// Planned end of the schedule, from the start.
     pub fn planned_end(&self) -> Duration {
         self.shared.end
+    }
+
+    /// On a canary run, the first answer that did not come from the expected script's shim.
+    pub fn guard_failure(&self) -> Option<String> {
+        self.shared
+            .guard_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replayed cron, alarm and queue events that came due so far.
@@ -796,7 +811,10 @@ async fn send(
                 None,
             )
         }
-        Some(Ok(x)) => (x.outcome, x.bytes, x.error, x.answer),
+        Some(Ok(x)) => {
+            check_guard(sh, &x);
+            (x.outcome, x.bytes, x.error, x.answer)
+        }
     };
     let outcome = expect::judge(outcome, sh.requests[idx].expect.as_deref());
     let corrected = done.saturating_duration_since(intended).as_micros() as u64;
@@ -807,6 +825,20 @@ async fn send(
         shard.answer(idx, status, body);
     }
     true
+}
+
+/// On a canary run, keeps the first answer that did not come from the expected shim.
+fn check_guard(sh: &Shared, x: &client::Exchange) {
+    let Some(expected) = &sh.guard else {
+        return;
+    };
+    let header = x.shim.as_ref().and_then(|h| h.to_str().ok());
+    if let Err(e) = crate::canary::control::guard_header(header, expected) {
+        let mut f = sh.guard_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(format!("during the load, {e}"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -207,12 +207,17 @@ impl History {
             t_us: u64::try_from(t.as_micros()).unwrap_or(u64::MAX),
             event,
         };
-        let mut value = match serde_json::to_value(&line) {
-            Ok(v) => v,
-            Err(_) => return,
+        // Without secrets the record is written as serialised (fields in their order); with
+        // them, masked value by value so the line stays valid JSON.
+        let bytes = if self.redactor.is_empty() {
+            serde_json::to_vec(&line)
+        } else {
+            serde_json::to_value(&line).and_then(|mut v| {
+                self.redactor.redact_json(&mut v);
+                serde_json::to_vec(&v)
+            })
         };
-        self.redactor.redact_json(&mut value);
-        let Ok(mut bytes) = serde_json::to_vec(&value) else {
+        let Ok(mut bytes) = bytes else {
             return;
         };
         bytes.push(b'\n');

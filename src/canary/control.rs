@@ -141,7 +141,12 @@ pub enum GuardError {
 
 /// Checks the shim header of `response` names `expected`.
 pub fn guard(response: &Response, expected: &str) -> Result<(), GuardError> {
-    let header = response.header(SHIM_HEADER).ok_or(GuardError::NoShim)?;
+    guard_header(response.header(SHIM_HEADER), expected)
+}
+
+/// Checks a shim header value (`None`: the answer had none) names `expected`.
+pub fn guard_header(header: Option<&str>, expected: &str) -> Result<(), GuardError> {
+    let header = header.ok_or(GuardError::NoShim)?;
     let found = header
         .split(';')
         .filter_map(|p| p.trim().strip_prefix("script="))

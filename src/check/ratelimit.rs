@@ -18,11 +18,12 @@
 //!   the declared `on_fault`.
 //!
 //! The observed policy of each fault window (ops entirely inside it):
-//! - `fail-open`: admissions, no refusal, and more than `limit + tolerance` of one key in one
-//!   window — it admits everything;
+//! - `fail-open`: more than `limit + tolerance` admissions of one key in one window — it
+//!   admits past its limit (refusals before its current window rolled over do not change
+//!   that);
 //! - `fail-closed`: refusals, no admission, and refusals more than one window after the
 //!   fault began (when a holding limiter would have admitted again) — it refuses everything;
-//! - `held`: both admissions and refusals — it still enforces a limit;
+//! - `held`: both admissions and refusals, and no key over its limit — it still enforces it;
 //! - otherwise undetermined (too few answers, or only errors).
 //!
 //! `held` satisfies `on_fault = "open"` and `"closed"` alike (the fault did not reach the
@@ -309,23 +310,24 @@ fn observe(inside: &[&Operation], w: &Window, cfg: &RateLimitConfig) -> Option<O
         .copied()
         .filter(|o| o.is_ok() && admission(o) == Some(false))
         .collect();
+    // Over the limit inside the fault is failing open, whatever was refused around it (a
+    // fixed-window limiter still refuses until its current window rolls over).
+    let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
+    for o in &admitted {
+        by_key
+            .entry(o.str_field("key").unwrap_or(""))
+            .or_default()
+            .push(o);
+    }
+    let over = by_key.values().any(|ops| {
+        bursts(ops, cfg.window)
+            .iter()
+            .any(|b| b.n > cfg.limit + cfg.tolerance)
+    });
     match (admitted.is_empty(), refused.is_empty()) {
+        _ if over => Some(Observed::FailOpen),
         (false, false) => Some(Observed::Held),
-        (false, true) => {
-            let mut by_key: BTreeMap<&str, Vec<&Operation>> = BTreeMap::new();
-            for o in &admitted {
-                by_key
-                    .entry(o.str_field("key").unwrap_or(""))
-                    .or_default()
-                    .push(o);
-            }
-            let over = by_key.values().any(|ops| {
-                bursts(ops, cfg.window)
-                    .iter()
-                    .any(|b| b.n > cfg.limit + cfg.tolerance)
-            });
-            over.then_some(Observed::FailOpen)
-        }
+        (false, true) => None,
         (true, false) => {
             let late = w.from + cfg.window + CLOCK_SLACK * 2;
             refused

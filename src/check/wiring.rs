@@ -57,7 +57,9 @@ pub fn judge(
             &view,
             &super::ratelimit::RateLimitConfig {
                 limit: r.limit,
-                window: r.window,
+                // The window is run-clock time (the Worker judges it on its own Date, which
+                // runs `speedup` times fast); admissions are timed in real time.
+                window: r.window.div_f64(plan.speedup),
                 tolerance: r.tolerance,
                 on_fault: r.on_fault,
             },

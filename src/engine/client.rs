@@ -170,6 +170,8 @@ pub struct Exchange {
     /// For a 4xx or 5xx answer, the start of its body (see [`super::errors::BODY_START`]) and
     /// whether the body was longer; `None` for any other outcome, so 2xx answers cost nothing.
     pub answer: Option<(Bytes, bool)>,
+    /// The canary shim's `x-kvchaos-shim` header, when the answer carried one.
+    pub shim: Option<http::HeaderValue>,
 }
 
 impl Exchange {
@@ -179,6 +181,7 @@ impl Exchange {
             bytes: 0,
             error: Some(error),
             answer: None,
+            shim: None,
         }
     }
 }
@@ -323,6 +326,10 @@ where
 
 async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange {
     let status = resp.status().as_u16();
+    let shim = resp
+        .headers()
+        .get(crate::canary::control::SHIM_HEADER)
+        .cloned();
     let mut body = resp.into_body();
     let mut bytes = 0u64;
     let mut start = (status >= 400).then(super::errors::BodyStart::default);
@@ -345,6 +352,7 @@ async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange 
                         describe(&e)
                     )),
                     answer: None,
+                    shim,
                 };
             }
         }
@@ -354,6 +362,7 @@ async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange 
         bytes,
         error: None,
         answer: start.map(super::errors::BodyStart::finish),
+        shim,
     }
 }
 

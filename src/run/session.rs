@@ -312,6 +312,7 @@ impl Session {
                 .died()
                 .or_else(|| self.journal.write_error())
                 .or_else(|| self.canary.as_ref().and_then(|c| c.failure()))
+                .or_else(|| self.engine.guard_failure())
         {
             self.on_stop(Input::TargetDied(why), now);
         }
@@ -446,10 +447,13 @@ impl Session {
         };
         drop(engine);
         if let Some(kv) = target.mock_kv() {
-            write_json(
-                &report_dir.join("mockkv.json"),
-                &plan.redactor.redacted(&kv.stats()),
-            )?;
+            let path = report_dir.join("mockkv.json");
+            // Masked value by value only when there are secrets (fields keep their order).
+            if plan.redactor.is_empty() {
+                write_json(&path, &kv.stats())?;
+            } else {
+                write_json(&path, &plan.redactor.redacted(&kv.stats()))?;
+            }
         }
         notes.extend(target.shutdown().await);
         Ok(Finished {

@@ -327,3 +327,53 @@ async fn a_canary_answering_as_another_script_gets_no_fault_and_no_load() {
     assert_eq!(o.summary.overall.completed, 0, "nothing was sent");
     assert_eq!(o.exit, kvchaos::exit::Exit::Environment);
 }
+
+#[tokio::test]
+async fn a_load_answer_not_from_the_shim_stops_the_run() {
+    // Control answers as the shim, load answers as production (an override that fell back).
+    let addr = crate::servers::shim_then_production("hub-canary").await;
+    let dir = temp("fallback");
+    let text = format!(
+        r#"name = "fallback"
+[target]
+url = "http://{addr}"
+expect_script = "hub-canary"
+[canary]
+secret_env = "CANARY_TEST_SECRET"
+[[phases]]
+duration = "20s"
+rate = 20
+[[requests]]
+name = "home"
+path = "/"
+"#
+    );
+    let path = dir.join("fallback.toml");
+    std::fs::write(&path, &text).unwrap();
+    let env = |k: &str| (k == "CANARY_TEST_SECRET").then(|| SECRET.to_owned());
+    let plan = kvchaos::scenario::parse_str(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
+    let opts = kvchaos::run::RunOptions {
+        scenario: path,
+        out: dir.join("reports"),
+        threads: Some(1),
+        ..Default::default()
+    };
+    let o = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
+        .await
+        .expect("the run writes a report");
+    assert_eq!(
+        o.summary.stop.reason,
+        kvchaos::report::model::StopReason::TargetFailed
+    );
+    let detail = o.summary.stop.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("during the load") && detail.contains("x-kvchaos-shim"),
+        "{detail}"
+    );
+    assert!(
+        o.summary.duration_s < o.summary.planned_duration_s / 2.0,
+        "the run stopped at the first mismatch, not at its planned end: {} s",
+        o.summary.duration_s
+    );
+    assert_eq!(o.exit, kvchaos::exit::Exit::Environment);
+}

@@ -465,7 +465,11 @@ fn the_default_run_is_the_reference_worker_under_a_kv_daily_limit() {
     // Every check ran through the Worker's own API, and passed.
     let checks = s["checks"].as_array().expect("checks");
     let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
-    assert_eq!(names, ["cron", "lock", "queue"], "{checks:?}");
+    assert_eq!(
+        names,
+        ["cron", "lock", "queue", "idempotency", "ratelimit"],
+        "{checks:?}"
+    );
     assert!(checks.iter().all(|c| c["verdict"] == "PASS"), "{checks:?}");
     assert_eq!(
         s["overall"]["errors"], 0,

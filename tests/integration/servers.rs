@@ -90,3 +90,38 @@ pub async fn refused() -> SocketAddr {
     drop(l);
     addr
 }
+
+/// A stand-in for a canary's shim: control routes (`/__kvchaos/...`) answer as script `script`
+/// would; every other path answers 200 without the shim header, as production would.
+pub async fn shim_then_production(script: &'static str) -> SocketAddr {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                    let control = req.uri().path().starts_with("/__kvchaos/");
+                    let body = if control {
+                        r#"{"schedule":null,"injected":{},"writes":0,"capped":0,"ok":true}"#
+                    } else {
+                        "production"
+                    };
+                    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                    if control {
+                        resp.headers_mut().insert(
+                            "x-kvchaos-shim",
+                            hyper::header::HeaderValue::from_str(&format!(
+                                "script={script}; schedule=none"
+                            ))
+                            .expect("a header value"),
+                        );
+                    }
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
