@@ -169,6 +169,10 @@ pub async fn start(
                 spec.clock = Some(ClockAnchor::of(&kv.clock().view()));
             }
             spec.redactor = redactor.clone();
+            // The report folder holds the Worker's log from the start, also when an interrupt
+            // ends the run while the launcher's packages are still installing.
+            std::fs::File::create(&spec.log_path)
+                .map_err(|e| format!("cannot create \"{}\": {e}", spec.log_path.display()))?;
             crate::local::ensure_installed(&spec.launcher_dir)
                 .await
                 .map_err(|e| e.to_string())?;
