@@ -521,7 +521,7 @@ impl Validator<'_> {
     }
 
     /// `"100ms"` (always that long) or `["50ms", "300ms"]` (uniform in between).
-    fn range(
+    pub(super) fn range(
         &mut self,
         v: Option<&RawValue>,
         field: &str,

@@ -47,12 +47,12 @@ impl Validator<'_> {
         let clients = self.small_count(r.clients.as_ref(), "idempotency.clients", 2, 1);
         let duplicates = self.small_count(r.duplicates.as_ref(), "idempotency.duplicates", 2, 1);
         let retries = self.small_count(r.retries.as_ref(), "idempotency.retries", 1, 0);
-        let retry_after = self.wait_range(
+        let retry_after = self.range(
             r.retry_after.as_ref(),
             "idempotency.retry_after",
             (Duration::from_millis(100), Duration::from_millis(300)),
         );
-        let pause = self.wait_range(
+        let pause = self.range(
             r.pause.as_ref(),
             "idempotency.pause",
             (Duration::from_millis(20), Duration::from_millis(100)),
@@ -144,43 +144,6 @@ impl Validator<'_> {
         let d = self.duration(v, field, example)?;
         let d = self.positive(v, field, d, example)?;
         self.at_most(v, field, d, MAX_WAIT, "1h")
-    }
-
-    /// `"100ms"` (always that long) or `["50ms", "300ms"]` (uniform in between).
-    pub(super) fn wait_range(
-        &mut self,
-        v: Option<&RawValue>,
-        field: &str,
-        default: (Duration, Duration),
-    ) -> Option<(Duration, Duration)> {
-        let Some(v) = v else { return Some(default) };
-        let parse = |s: &Value| match s {
-            Value::String(s) => humantime::parse_duration(s.trim()).ok(),
-            _ => None,
-        };
-        let parsed = match v.get_ref() {
-            Value::String(_) => parse(v.get_ref()).map(|d| (d, d)),
-            Value::Array(a) if a.len() == 2 => match (parse(&a[0]), parse(&a[1])) {
-                (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
-                _ => None,
-            },
-            _ => None,
-        };
-        match parsed {
-            Some((lo, hi)) if hi <= MAX_WAIT => Some((lo, hi)),
-            _ => {
-                let name = field.rsplit('.').next().unwrap_or(field);
-                self.err(
-                    v.span().start,
-                    field,
-                    format!(
-                        "invalid range {}: expected one duration or [shortest, longest] in quotes, shortest first, at most 1h, e.g. {name} = [\"100ms\", \"300ms\"]",
-                        show(v.get_ref())
-                    ),
-                );
-                None
-            }
-        }
     }
 
     /// A list of HTTP statuses.
