@@ -6,7 +6,7 @@
 //! once. An event due while all are busy is dropped and counted, never sent late; latency is
 //! measured from the intended time (corrected) and from the send (service), exactly as in rate
 //! phases. Requests go to the target: the recorded scheme and host are replaced by the
-//! target's, the path and query are kept. Cron, alarm and queue events are counted per kind.
+//! target's, the path and query are kept (after the phase's `rewrite` of path prefixes). Cron, alarm and queue events are counted per kind.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -118,7 +118,7 @@ fn route_index(sh: &Shared, plan: &ReplayPlan, r: &Record) -> usize {
 /// The request of a record aimed at the target; `None` when it is not valid HTTP.
 fn build(sh: &Shared, plan: &ReplayPlan, r: &Record, seq: u64) -> Option<Built> {
     let method = Method::from_bytes(r.method.as_bytes()).ok()?;
-    let uri = Uri::try_from(format!("{}{}", sh.base_path, r.path_and_query())).ok()?;
+    let uri = Uri::try_from(format!("{}{}", sh.base_path, plan.path_of(r))).ok()?;
     let mut headers = HeaderMap::with_capacity(r.headers.len() + plan.set_headers.len() + 1);
     headers.append(HOST, sh.endpoint.authority().clone());
     for (k, v) in plan.headers(r) {

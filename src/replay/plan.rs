@@ -99,6 +99,8 @@ pub struct ReplayPlan {
     pub keep_headers: Vec<String>,
     /// Route patterns for reports.
     pub groups: Vec<Pattern>,
+    /// Path prefix rewrites (`rewrite = { "/api/v1/" = "/v1/" }`), longest `from` first.
+    pub rewrite: Vec<(String, String)>,
     /// Requests that may be in flight at once; an event due while all are busy is dropped.
     pub max_in_flight: usize,
     /// Time allowed per request.
@@ -124,6 +126,7 @@ impl PartialEq for ReplayPlan {
             && self.max_gap == other.max_gap
             && self.loops == other.loops
             && self.sample == other.sample
+            && self.rewrite == other.rewrite
             && self.routes == other.routes
     }
 }
@@ -134,9 +137,15 @@ pub const MAX_ROUTES: usize = 200;
 pub const OTHER_ROUTES: &str = "(other routes)";
 
 impl ReplayPlan {
+    /// The path and query sent for a fetch record: the recorded ones with the longest
+    /// matching `rewrite` prefix replaced. Filters and routes see this path too.
+    pub fn path_of(&self, r: &Record) -> String {
+        rewrite_path(&self.rewrite, r.path_and_query())
+    }
+
     /// Whether event number `index` of a pass is sent (filters, then the seeded sample).
     pub fn selects(&self, seed: u64, index: u64, r: &Record) -> bool {
-        let path = r.path_and_query();
+        let path = self.path_of(r);
         let path = path.split('?').next().unwrap_or("/");
         if self.only.as_ref().is_some_and(|f| !f.matches(r, path)) {
             return false;
@@ -155,7 +164,7 @@ impl ReplayPlan {
 
     /// The route row of a fetch record.
     pub fn route_of(&self, r: &Record) -> String {
-        super::route::route(&r.method, &r.path_and_query(), &self.groups)
+        super::route::route(&r.method, &self.path_of(r), &self.groups)
     }
 
     /// The recorded headers that are sent, names in lower case; `set_headers` come on top.
@@ -168,6 +177,18 @@ impl ReplayPlan {
             let dropped = EDGE_HEADERS.contains(&k) || self.drop_headers.iter().any(|x| x == k);
             (!credential && !set && !dropped && v != REDACTED).then_some((k, v.as_str()))
         })
+    }
+}
+
+/// `path` with the first of `rules` whose `from` is a prefix of it replaced by its `to`; rules
+/// come longest `from` first, so the longest matching prefix wins.
+pub fn rewrite_path(rules: &[(String, String)], path: String) -> String {
+    match rules
+        .iter()
+        .find(|(from, _)| path.starts_with(from.as_str()))
+    {
+        Some((from, to)) => format!("{to}{}", &path[from.len()..]),
+        None => path,
     }
 }
 
@@ -231,5 +252,25 @@ mod tests {
             .map(|&t| p.next(t).as_millis())
             .collect();
         assert_eq!(got, vec![0, 100, 400, 450]);
+    }
+
+    fn rules(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        v.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        v
+    }
+
+    #[test]
+    fn the_longest_matching_rewrite_prefix_wins_and_the_rest_is_kept() {
+        let r = rules(&[("/api/", "/"), ("/api/v1/", "/v1/"), ("/old", "/new")]);
+        let go = |p: &str| rewrite_path(&r, p.to_owned());
+        assert_eq!(go("/api/v1/items/7?x=1"), "/v1/items/7?x=1");
+        assert_eq!(go("/api/v2/items"), "/v2/items");
+        assert_eq!(go("/oldies"), "/newies");
+        assert_eq!(go("/other/api/v1/"), "/other/api/v1/");
+        assert_eq!(go("/api"), "/api");
     }
 }

@@ -383,6 +383,8 @@ pub struct RawPhase {
     pub drop_headers: Option<Vec<Spanned<String>>>,
     /// Replay: credential headers sent after all.
     pub keep_headers: Option<Vec<Spanned<String>>>,
+    /// Replay: path prefix rewrites, recorded prefix → sent prefix.
+    pub rewrite: Option<Spanned<OrderedMap<Spanned<String>>>>,
     /// Replay: route patterns for reports.
     pub group: Option<Vec<Spanned<String>>>,
     /// Replay: per-request timeout.

@@ -56,6 +56,7 @@ impl Validator<'_> {
             ),
             ("timeout", raw.timeout.as_ref().map(|s| s.span().start)),
             ("crons", raw.crons.as_ref().map(|s| s.span().start)),
+            ("rewrite", raw.rewrite.as_ref().map(|s| s.span().start)),
         ];
         for (k, at) in spans {
             if let Some(at) = at {
@@ -105,6 +106,7 @@ impl Validator<'_> {
                 .collect::<Vec<_>>()
         };
         let groups = self.replay_groups(raw, base);
+        let rewrite = self.replay_rewrite(raw, base);
         let (timeout, max_in_flight, recorded_crons) = self.replay_sending(raw, base);
         let mut plan = ReplayPlan {
             path,
@@ -119,6 +121,7 @@ impl Validator<'_> {
             drop_headers: names(&raw.drop_headers),
             keep_headers: names(&raw.keep_headers),
             groups: groups?,
+            rewrite: rewrite?,
             max_in_flight: max_in_flight?,
             timeout: timeout?,
             recorded_crons: recorded_crons?,
@@ -245,6 +248,25 @@ impl Validator<'_> {
                 }
             }
         }
+        ok.then_some(out)
+    }
+
+    /// `rewrite = { "/api/v1/" = "/v1/" }`: both sides paths; longest `from` first.
+    fn replay_rewrite(&mut self, raw: &RawPhase, base: &str) -> Option<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (from, to) in raw.rewrite.iter().flat_map(|r| &r.get_ref().0) {
+            let field = format!("{base}.rewrite.{:?}", from.get_ref());
+            for (side, v) in [("prefix", from), ("replacement", to)] {
+                if !v.get_ref().starts_with('/') {
+                    self.err(v.span().start, field.clone(), format!("invalid rewrite {side} {:?}: a path prefix starts with \"/\", e.g. rewrite = {{ \"/api/v1/\" = \"/v1/\" }}", v.get_ref()));
+                    ok = false;
+                }
+            }
+            out.push((from.get_ref().clone(), to.get_ref().clone()));
+        }
+        // Overlapping prefixes are allowed: the longest that matches wins.
+        out.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         ok.then_some(out)
     }
 
