@@ -173,8 +173,23 @@ pub async fn drive(
     history: UnboundedSender<(Duration, Event)>,
     stop: CancellationToken,
 ) {
-    for tick in ticks {
-        let due = clock.instant_of(tick.scheduled_ms);
+    let timed = ticks
+        .into_iter()
+        .map(|t| (clock.instant_of(t.scheduled_ms), t))
+        .collect();
+    drive_at(worker, timed, run_start, history, stop).await;
+}
+
+/// Fires each tick at its own real instant (a replayed capture's cron events, whose
+/// `scheduled_ms` is the recorded time, not the run clock's), recorded as [`drive`] does.
+pub async fn drive_at(
+    worker: Arc<dyn FireCron>,
+    ticks: Vec<(Instant, Tick)>,
+    run_start: Instant,
+    history: UnboundedSender<(Duration, Event)>,
+    stop: CancellationToken,
+) {
+    for (due, tick) in ticks {
         tokio::select! {
             _ = tokio::time::sleep_until(due.into()) => {}
             _ = stop.cancelled() => return,

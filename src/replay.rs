@@ -8,6 +8,7 @@
 //! [`route`]. Sending recorded requests belongs to the engine (`engine/replay.rs`).
 
 pub mod args;
+pub mod crons;
 pub mod har;
 pub mod plan;
 pub mod record;
@@ -296,15 +297,20 @@ pub fn recorder_names(plan: &crate::scenario::Plan) -> Vec<String> {
 }
 
 /// The report line on a replay's cron, alarm and queue events that came due (`None` when the
-/// plan replays none): they are counted, not sent to the Worker.
+/// plan replays none): counted; cron events are fired only with `crons = "recorded"`.
 pub fn events_note(plan: &crate::scenario::Plan, due: [u64; 3]) -> Option<String> {
     let replays = plan
         .phases
         .iter()
         .any(|p| matches!(&p.load, crate::scenario::plan::Load::Replay(r) if r.others.iter().any(|&n| n > 0)));
     let [cron, alarm, queue] = due;
+    let crons = if crons::recorded(plan) {
+        "cron events fired at the Worker in place of its cron triggers (a local Worker; see the cron check), alarm and queue events counted, not sent"
+    } else {
+        "counted, not fired (the Worker's own cron triggers ran as usual)"
+    };
     replays.then(|| {
-        format!("replayed captures held {cron} cron, {alarm} alarm and {queue} queue events that came due: counted, not fired (the Worker's own cron triggers ran as usual)")
+        format!("replayed captures held {cron} cron, {alarm} alarm and {queue} queue events that came due: {crons}")
     })
 }
 

@@ -1,6 +1,7 @@
 //! Firing a local Worker's cron triggers during a run, beside the lock, queue and status
 //! drivers: which expressions (the scenario's or the Worker's), the ticks that fall inside the
-//! run, and the task that fires them ([`crate::cron::drive`]). Cron arithmetic itself is in
+//! run, and the task that fires them ([`crate::cron::drive`]); or, with `crons = "recorded"`
+//! on a replay phase, the capture's own cron events ([`crate::replay::crons`]). Cron arithmetic itself is in
 //! [`crate::cron`], shared with `audit` and `watch`.
 
 use std::time::{Duration, Instant};
@@ -48,7 +49,35 @@ pub fn start(
     notes: &mut Vec<String>,
 ) -> Option<JoinHandle<()>> {
     let (worker, kv) = (target.worker()?, target.mock_kv()?);
+    if crate::replay::crons::recorded(plan) {
+        return start_recorded(plan, worker, firing);
+    }
     start_with(plan, worker, kv.clock().now_ms(), schedules, firing, notes)
+}
+
+/// Fires the capture's cron events of `crons = "recorded"` replay phases, each at its scaled
+/// time in its phase with its own expression and `scheduledTime`, instead of the schedules'
+/// ticks (`[cron] fire = false` still turns firing off).
+fn start_recorded(
+    plan: &Plan,
+    worker: std::sync::Arc<dyn crate::cron::FireCron>,
+    firing: Firing,
+) -> Option<JoinHandle<()>> {
+    if !plan.cron.fire {
+        return None;
+    }
+    let ticks = crate::replay::crons::ticks(plan, MAX_CRON_TICKS)
+        .into_iter()
+        .filter(|(at, _)| *at < firing.planned_end)
+        .map(|(at, t)| (firing.run_start + at, t))
+        .collect();
+    Some(tokio::spawn(crate::cron::drive_at(
+        worker,
+        ticks,
+        firing.run_start,
+        firing.history,
+        firing.stop,
+    )))
 }
 
 /// Starts firing `schedules` through `worker` (a local Worker, or a canary's shim) on the run

@@ -376,3 +376,87 @@ fn import_reports_malformed_input_with_line_and_byte() {
     );
     assert!(!out.exists(), "no half-written corpus is left behind");
 }
+
+/// A tail capture of `/health` requests and scheduled events `(t, cron, scheduledTime)`.
+fn tail_with_crons(crons: &[(i64, &str, i64)]) -> String {
+    let t0 = 1_730_000_000_000_i64;
+    let mut out = tail_capture(&[(0, "GET", "/health", "ok")]);
+    for (t, cron, at) in crons {
+        let e = json!({
+            "outcome": "ok", "scriptName": "control-plane", "diagnosticsChannelEvents": [],
+            "exceptions": [], "logs": [], "eventTimestamp": t0 + t,
+            "event": {"cron": cron, "scheduledTime": at}});
+        out += &(serde_json::to_string_pretty(&e).expect("json") + "\n");
+    }
+    // A last request keeps the phase going while the last tick's handler runs.
+    let last = crons.last().map_or(0, |c| c.0) + 1000;
+    out + &tail_capture(&[(last, "GET", "/health", "ok")])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_crons_fire_at_their_scaled_times_with_their_scheduled_time_and_are_judged() {
+    if !crate::support::node_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let s0 = 1_729_999_980_000_i64;
+    let recorded = [
+        (1000, "*/1 * * * *", s0),
+        (2000, "*/1 * * * *", s0 + 60_000),
+        (3000, "*/1 * * * *", s0 + 120_000),
+    ];
+    std::fs::write(tmp.path().join("tail.json"), tail_with_crons(&recorded)).expect("capture");
+    let worker = Path::new(env!("CARGO_MANIFEST_DIR")).join("mock/workers/kv-control-plane");
+    // At 60x the Worker's own every-minute trigger would tick about once a second: none of
+    // those may fire, only the three recorded events, at 0.5 s, 1 s and 1.5 s (speed 2).
+    let text = format!(
+        "name = \"recorded-crons\"\n[target]\nworker = \"{}\"\n[clock]\nspeedup = 60\n[[phases]]\nreplay = \"tail.json\"\nspeed = 2\ncrons = \"recorded\"\n",
+        worker.display()
+    );
+    let scenario = crate::support::write_scenario(tmp.path(), "r.toml", &text);
+    let outcome = crate::support::run_file(scenario, tmp.path()).await;
+    let events = kvchaos::history::read(&outcome.report_dir.join("history.jsonl"))
+        .expect("history reads back");
+    let ticks: Vec<(Duration, serde_json::Value)> = events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            kvchaos::history::Event::Op {
+                process, op, value, ..
+            } if process == "cron" && *op == kvchaos::history::OpKind::Invoke => {
+                Some((*t, value.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let fired: Vec<(&str, u64)> = ticks
+        .iter()
+        .map(|(_, v)| {
+            (
+                v["cron"].as_str().unwrap_or(""),
+                v["scheduled_ms"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let want: Vec<(&str, u64)> = recorded.iter().map(|(_, c, s)| (*c, *s as u64)).collect();
+    assert_eq!(fired, want, "the recorded events, and nothing else");
+    for ((t, _), (rec, _, _)) in ticks.iter().zip(recorded) {
+        let due = Duration::from_millis(rec as u64 / 2);
+        assert!(
+            *t + Duration::from_millis(5) >= due && *t < due + Duration::from_millis(400),
+            "a tick recorded at {rec} ms fired at {t:?}, due at {due:?}"
+        );
+    }
+    let cron = crate::support::check(&outcome, "cron");
+    assert_eq!(cron.verdict, kvchaos::check::Verdict::Pass, "{cron:?}");
+    assert_eq!(crate::support::count(cron, "ticks_ok"), 3, "{cron:?}");
+    let note = outcome
+        .summary
+        .warnings
+        .iter()
+        .find(|w| w.contains("3 cron"));
+    assert!(
+        note.is_some_and(|n| n.contains("fired at the Worker")),
+        "{:?}",
+        outcome.summary.warnings
+    );
+}

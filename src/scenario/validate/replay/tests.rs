@@ -102,6 +102,26 @@ fn filters_and_the_seeded_sample_choose_events_reproducibly() {
 }
 
 #[test]
+fn rewrites_apply_before_filters_and_routes_longest_prefix_first() {
+    let corpus = [
+        fetch(0, "GET", "/api/v1/items/1"),
+        fetch(1, "GET", "/api/v2/items/2"),
+        fetch(2, "GET", "/health"),
+    ]
+    .concat();
+    let d = setup("rewrite", &corpus);
+    let p = parse(&d, "[[phases]]\nreplay = \"c.ndjson\"\nrewrite = { \"/api/\" = \"/\", \"/api/v1/\" = \"/v1/\" }\nonly = { path = \"^/v\" }\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Load::Replay(r) = &p.phases[0].load else {
+        panic!("not a replay phase")
+    };
+    assert_eq!(r.rewrite[0].0, "/api/v1/", "longest prefix first");
+    // The filter sees the rewritten paths: both /api/ requests are kept, /health is not.
+    assert_eq!(r.fetches, 2);
+    assert_eq!(r.routes, vec!["GET /v1/items/:id", "GET /v2/items/:id"]);
+}
+
+#[test]
 fn replay_mistakes_name_the_field_and_the_fix() {
     let d = setup("errors", &fetch(0, "GET", "/"));
     let err = |phases: &str| match parse(&d, phases) {
@@ -138,6 +158,18 @@ fn replay_mistakes_name_the_field_and_the_fix() {
             "replay = \"c.ndjson\"\ncrons = \"all\"",
             "the only value is \"recorded\"",
         ),
+        (
+            "replay = \"c.ndjson\"\nrewrite = { \"api/\" = \"/v1/\" }",
+            "phases[1].rewrite.\"api/\": invalid rewrite prefix \"api/\": a path prefix starts with \"/\"",
+        ),
+        (
+            "replay = \"c.ndjson\"\nrewrite = { \"/api/\" = \"v1\" }",
+            "invalid rewrite replacement \"v1\"",
+        ),
+        (
+            "duration = \"1s\"\nrate = 1\nrewrite = { \"/a\" = \"/b\" }",
+            "rewrite applies only to replay phases",
+        ),
         ("replay = \"missing.json\"", "phases[1].replay: "),
         (
             "duration = \"1s\"\nrate = 1\nspeed = 2",
@@ -157,4 +189,43 @@ fn replay_mistakes_name_the_field_and_the_fix() {
         "{e}"
     );
     assert!(e.contains("kvchaos replay import"), "{e}");
+}
+
+#[test]
+fn recorded_crons_are_due_at_their_scaled_times_with_their_recorded_scheduled_time() {
+    let cron = |t: u64, expr: &str, at: u64| {
+        format!("{{\"t_ms\":{t},\"kind\":\"cron\",\"cron\":\"{expr}\",\"scheduled_time\":{at}}}\n")
+    };
+    let corpus = [
+        fetch(0, "GET", "/items/1"),
+        cron(1000, "*/5 * * * *", 1_700_000_300_000),
+        "{\"t_ms\":2000,\"kind\":\"alarm\",\"scheduled_time\":1700000301000}\n".into(),
+        cron(3000, "0 * * * *", 1_700_000_600_000),
+    ]
+    .concat();
+    let d = setup("crons", &corpus);
+    let p = parse(&d, "[[phases]]\nduration = \"1s\"\npause = true\n[[phases]]\nreplay = \"c.ndjson\"\nspeed = 2\nloop = 2\ncrons = \"recorded\"\n[[requests]]\nname = \"q\"\npath = \"/\"\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(crate::replay::crons::recorded(&p));
+    let got: Vec<(u128, String, u64)> = crate::replay::crons::ticks(&p, 100)
+        .into_iter()
+        .map(|(at, t)| (at.as_millis(), t.cron, t.scheduled_ms))
+        .collect();
+    // Pass 1 after the 1 s pause: offsets ÷ 2. Pass 2 starts at the pass length (1.5 s) and
+    // moves scheduledTime on by the capture's recorded length (3 s).
+    let want = [
+        (1500, "*/5 * * * *", 1_700_000_300_000),
+        (2500, "0 * * * *", 1_700_000_600_000),
+        (3000, "*/5 * * * *", 1_700_000_303_000),
+        (4000, "0 * * * *", 1_700_000_603_000),
+    ];
+    let want: Vec<(u128, String, u64)> = want
+        .iter()
+        .map(|(a, c, s)| (*a, (*c).to_owned(), *s))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(crate::replay::crons::ticks(&p, 3).len(), 3, "bounded");
+    let p = parse(&d, "[[phases]]\nreplay = \"c.ndjson\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!crate::replay::crons::recorded(&p));
+    assert!(crate::replay::crons::ticks(&p, 100).is_empty());
 }
