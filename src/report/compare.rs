@@ -33,6 +33,7 @@ mod gates;
 mod model;
 mod render_html;
 mod render_md;
+mod routes;
 
 pub use diff::{KvRow, VerdictChange, kv_rows, verdict_changes};
 pub use gates::{Gate, GateError, parse_gate};

@@ -7,6 +7,7 @@ use super::cells::{
     count_cell, lat_cell, opt_num, opt_rel, prefix_text, rate_cell, rps_cell, run_verdict,
 };
 use super::diff::{kv_rows, request_names, verdict_changes};
+use super::routes::{CLASSES, class_cell, route_names};
 use super::{Comparison, Side};
 use crate::report::human;
 use crate::report::markup::xml;
@@ -19,6 +20,7 @@ pub fn render_html(c: &Comparison) -> String {
     header(&mut out, c);
     gates(&mut out, c);
     requests(&mut out, a, b);
+    routes(&mut out, a, b);
     verdicts(&mut out, a, b);
     kv(&mut out, a, b);
     out.push_str("<footer>Written by kvchaos compare.</footer></main></body></html>\n");
@@ -153,6 +155,38 @@ fn requests(out: &mut String, a: &Side, b: &Side) {
             .collect::<Vec<_>>(),
         true,
     ));
+}
+
+/// Replay routes by status class (only when a run replayed a capture).
+fn routes(out: &mut String, a: &Side, b: &Side) {
+    let names = route_names(a, b);
+    if names.is_empty() {
+        return;
+    }
+    out.push_str("<h2 id=\"routes\">Routes (status classes: count, share of completed)</h2><table><tr><th>route</th><th class=\"n\">completed</th>");
+    for c in CLASSES {
+        let _ = write!(out, "<th class=\"n\">{c}</th>");
+    }
+    out.push_str("<th class=\"n\">p50</th><th class=\"n\">p99</th></tr>\n");
+    for n in &names {
+        let (x, y) = (a.request(n), b.request(n));
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{}</td>",
+            xml(n),
+            xml(&count_cell(x, y))
+        );
+        for i in 0..CLASSES.len() {
+            let _ = write!(out, "<td class=\"n\">{}</td>", xml(&class_cell(x, y, i)));
+        }
+        let _ = writeln!(
+            out,
+            "<td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            xml(&lat_cell(x, y, |p| p.p50_us)),
+            xml(&lat_cell(x, y, |p| p.p99_us))
+        );
+    }
+    out.push_str("</table>\n");
 }
 
 fn verdicts(out: &mut String, a: &Side, b: &Side) {

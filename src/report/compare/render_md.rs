@@ -6,6 +6,7 @@ use super::cells::{
     count_cell, lat_cell, opt_num, opt_rel, prefix_text, rate_cell, rps_cell, run_verdict,
 };
 use super::diff::{kv_rows, request_names, verdict_changes};
+use super::routes::{CLASSES, class_cell, route_names};
 use super::{Comparison, Side};
 use crate::report::human;
 
@@ -38,6 +39,7 @@ pub fn render_markdown(c: &Comparison) -> String {
     header(&mut out, c);
     gates(&mut out, c);
     requests(&mut out, a, b);
+    routes(&mut out, a, b);
     verdicts(&mut out, a, b);
     kv(&mut out, a, b);
     let trimmed = out.trim_end().len();
@@ -146,6 +148,34 @@ fn requests(out: &mut String, a: &Side, b: &Side) {
             lat_cell(x, y, |p| p.p99_us),
             lat_cell(x, y, |p| p.max_us),
             rate_cell(x, y)
+        );
+    }
+    out.push('\n');
+}
+
+/// Replay routes by status class (only when a run replayed a capture).
+fn routes(out: &mut String, a: &Side, b: &Side) {
+    let names = route_names(a, b);
+    if names.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Routes (status classes: count, share of completed)\n\n| route | completed | {} | p50 | p99 |\n|---|--:|{}--:|--:|",
+        CLASSES.join(" | "),
+        "--:|".repeat(CLASSES.len())
+    );
+    for n in &names {
+        let (x, y) = (a.request(n), b.request(n));
+        let classes: Vec<String> = (0..CLASSES.len()).map(|i| class_cell(x, y, i)).collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            md(n),
+            count_cell(x, y),
+            classes.join(" | "),
+            lat_cell(x, y, |p| p.p50_us),
+            lat_cell(x, y, |p| p.p99_us),
         );
     }
     out.push('\n');
