@@ -304,8 +304,8 @@ pub fn events_note(plan: &crate::scenario::Plan, due: [u64; 3]) -> Option<String
         .iter()
         .any(|p| matches!(&p.load, crate::scenario::plan::Load::Replay(r) if r.others.iter().any(|&n| n > 0)));
     let [cron, alarm, queue] = due;
-    let crons = if crons::recorded(plan) {
-        "cron events fired at the Worker in place of its cron triggers (a local Worker; see the cron check), alarm and queue events counted, not sent"
+    let crons = if crons::fired(plan) {
+        "cron events fired at the Worker in place of its cron triggers (see the cron check), alarm and queue events counted, not sent"
     } else {
         "counted, not fired (the Worker's own cron triggers ran as usual)"
     };

@@ -18,6 +18,17 @@ pub fn recorded(plan: &Plan) -> bool {
         .any(|p| matches!(&p.load, Load::Replay(r) if r.recorded_crons))
 }
 
+/// Whether the run fires recorded crons: a `crons = "recorded"` phase, a local Worker target
+/// and `[cron] fire` left on (other targets count the events only).
+pub fn fired(plan: &Plan) -> bool {
+    recorded(plan)
+        && plan.cron.fire
+        && matches!(
+            plan.target.kind,
+            crate::scenario::plan::TargetKind::Worker(_)
+        )
+}
+
 /// The recorded cron ticks of every `crons = "recorded"` phase of `plan`, each with its run
 /// time (from the engine's start), in time order; at most `max`.
 pub fn ticks(plan: &Plan, max: usize) -> Vec<(Duration, Tick)> {

@@ -439,11 +439,24 @@ async fn recorded_crons_fire_at_their_scaled_times_with_their_scheduled_time_and
         .collect();
     let want: Vec<(&str, u64)> = recorded.iter().map(|(_, c, s)| (*c, *s as u64)).collect();
     assert_eq!(fired, want, "the recorded events, and nothing else");
-    for ((t, _), (rec, _, _)) in ticks.iter().zip(recorded) {
+    // Completions of the ticks, in order: a tick is fired once the one before has returned.
+    let done: Vec<Duration> = events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            kvchaos::history::Event::Op { process, op, .. }
+                if process == "cron" && *op != kvchaos::history::OpKind::Invoke =>
+            {
+                Some(*t)
+            }
+            _ => None,
+        })
+        .collect();
+    for (i, ((t, _), (rec, _, _))) in ticks.iter().zip(recorded).enumerate() {
         let due = Duration::from_millis(rec as u64 / 2);
+        let free = if i == 0 { due } else { due.max(done[i - 1]) };
         assert!(
-            *t + Duration::from_millis(5) >= due && *t < due + Duration::from_millis(400),
-            "a tick recorded at {rec} ms fired at {t:?}, due at {due:?}"
+            *t + Duration::from_millis(5) >= due && *t < free + Duration::from_millis(400),
+            "a tick recorded at {rec} ms fired at {t:?}, due at {due:?}, the previous done at {free:?}"
         );
     }
     let cron = crate::support::check(&outcome, "cron");

@@ -207,6 +207,10 @@ fn recorded_crons_are_due_at_their_scaled_times_with_their_recorded_scheduled_ti
     let p = parse(&d, "[[phases]]\nduration = \"1s\"\npause = true\n[[phases]]\nreplay = \"c.ndjson\"\nspeed = 2\nloop = 2\ncrons = \"recorded\"\n[[requests]]\nname = \"q\"\npath = \"/\"\n")
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(crate::replay::crons::recorded(&p));
+    assert!(
+        !crate::replay::crons::fired(&p),
+        "a URL target counts them only"
+    );
     let got: Vec<(u128, String, u64)> = crate::replay::crons::ticks(&p, 100)
         .into_iter()
         .map(|(at, t)| (at.as_millis(), t.cron, t.scheduled_ms))
