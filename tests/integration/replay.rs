@@ -473,3 +473,39 @@ async fn recorded_crons_fire_at_their_scaled_times_with_their_scheduled_time_and
         outcome.summary.warnings
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewritten_path_prefixes_reach_the_target_and_name_the_routes() {
+    let (addr, seen) = recorder().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let events = [
+        (0, "GET", "/api/v1/items/17?x=1", "ok"),
+        (10, "GET", "/api/v2/items/18", "ok"),
+        (20, "GET", "/health", "ok"),
+    ];
+    std::fs::write(dir.path().join("tail.json"), tail_capture(&events)).expect("capture");
+    let scenario = format!(
+        "name = \"replay-rewrite\"\n[target]\nurl = \"http://{addr}/base\"\n[[phases]]\nreplay = \"tail.json\"\nrewrite = {{ \"/api/\" = \"/\", \"/api/v1/\" = \"/one/\" }}\n"
+    );
+    let summary = run_scenario(dir.path(), &scenario, &[]);
+    let seen = seen.lock().expect("seen").clone();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/base/one/items/17?x=1",
+            "/base/v2/items/18",
+            "/base/health"
+        ]
+    );
+    let rows: Vec<&str> = summary["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(
+        rows,
+        ["GET /one/items/:id", "GET /v2/items/:id", "GET /health"]
+    );
+}
