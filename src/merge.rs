@@ -69,6 +69,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         .iter()
         .map(|d| read_part(d))
         .collect::<Result<Vec<_>, _>>()?;
+    refuse_windows(&parts)?;
     let summary = merged_summary(&parts);
     let write_err = |message: String| MergeError::Write {
         dir: out.to_owned(),
@@ -105,6 +106,23 @@ fn read_part(dir: &Path) -> Result<Part, MergeError> {
     };
     let (per, all) = histograms::read(folder).map_err(MergeError::Read)?;
     Ok(Part { summary, per, all })
+}
+
+/// Thresholds limited to a window cannot be judged again: `histograms.json` holds whole-run
+/// totals only.
+fn refuse_windows(parts: &[Part]) -> Result<(), MergeError> {
+    let windowed = parts
+        .iter()
+        .flat_map(|p| &p.summary.thresholds)
+        .find(|t| t.during.is_some());
+    match windowed {
+        None => Ok(()),
+        Some(t) => Err(MergeError::Read(format!(
+            "threshold {} \"{}\" is limited to a window, and kvchaos merge cannot judge windows: the shards' histograms.json hold whole-run totals only; read that threshold in shard 0's own report, or remove its during to judge it on the merged run",
+            t.scope,
+            t.label()
+        ))),
+    }
 }
 
 /// The shard count, the indices present (ascending), and every reason the set is not one
@@ -237,7 +255,7 @@ fn merged_summary(parts: &[Part]) -> Summary {
             t.stats(method, path, sending_s)
         })
         .collect();
-    s.thresholds = thresholds::evaluate(&rebuilt_thresholds(base), &per, &all, sending_s);
+    s.thresholds = thresholds::evaluate(&rebuilt_thresholds(base), &per, &all, sending_s, &[]);
     merge_phases(&mut s, parts);
     s.errors = merge_errors(parts);
     merge_times(&mut s, parts);
@@ -293,6 +311,7 @@ fn rebuilt_thresholds(base: &Summary) -> Vec<Threshold> {
                 limit: t.limit,
                 expr: t.expr.clone(),
                 abort: t.abort,
+                during: None,
             })
         })
         .collect()

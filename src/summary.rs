@@ -271,6 +271,19 @@ pub struct ThresholdResult {
     pub passed: bool,
     /// Whether it was an abort threshold.
     pub abort: bool,
+    /// The window it was judged on (`steady`, `faults` or `heal`); absent: the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<String>,
+}
+
+impl ThresholdResult {
+    /// The expression with its window, as reports show it: `p99 < 50ms during heal`.
+    pub fn label(&self) -> String {
+        match &self.during {
+            Some(w) => format!("{} during {w}", self.expr),
+            None => self.expr.clone(),
+        }
+    }
 }
 
 /// A distinct error message and how often it occurred.
@@ -500,6 +513,7 @@ pub(crate) fn fixture() -> Summary {
                 unit: "ratio".to_owned(),
                 passed: true,
                 abort: false,
+                during: None,
             },
             ThresholdResult {
                 scope: "acquire_lock".to_owned(),
@@ -509,6 +523,7 @@ pub(crate) fn fixture() -> Summary {
                 unit: "us".to_owned(),
                 passed: false,
                 abort: false,
+                during: Some("heal".to_owned()),
             },
             ThresholdResult {
                 scope: "get_config".to_owned(),
@@ -518,6 +533,7 @@ pub(crate) fn fixture() -> Summary {
                 unit: "ratio".to_owned(),
                 passed: true,
                 abort: true,
+                during: None,
             },
             ThresholdResult {
                 scope: "all".to_owned(),
@@ -527,6 +543,7 @@ pub(crate) fn fixture() -> Summary {
                 unit: "rps".to_owned(),
                 passed: true,
                 abort: false,
+                during: None,
             },
         ],
         errors: vec![
