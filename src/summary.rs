@@ -276,16 +276,6 @@ pub struct ThresholdResult {
     pub during: Option<String>,
 }
 
-impl ThresholdResult {
-    /// The expression with its window, as reports show it: `p99 < 50ms during heal`.
-    pub fn label(&self) -> String {
-        match &self.during {
-            Some(w) => format!("{} during {w}", self.expr),
-            None => self.expr.clone(),
-        }
-    }
-}
-
 /// A distinct error message and how often it occurred.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -52,6 +52,16 @@ pub fn evaluate(
         .collect()
 }
 
+impl ThresholdResult {
+    /// The expression with its window, as reports show it: `p99 < 50ms during heal`.
+    pub fn label(&self) -> String {
+        match &self.during {
+            Some(w) => format!("{} during {w}", self.expr),
+            None => self.expr.clone(),
+        }
+    }
+}
+
 /// The first failing abort threshold, if any, judged on the totals so far.
 pub fn first_abort(
     thresholds: &[Threshold],

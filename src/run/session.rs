@@ -101,13 +101,7 @@ impl Session {
         target.run_started(start);
         attach_hlog(&mut recorder, hlog, start);
         let planned_end = engine.planned_end();
-        // Placed before the first request (the schedule starts 20 ms on) is recorded.
-        let heal = heal_length(&plan, &crate::driver::cron::schedules(&plan, &target));
-        let windows = crate::metrics::windows::Windows::planned(
-            &plan.faults,
-            planned_end.saturating_sub(heal),
-        );
-        recorder.set_windows(start, windows);
+        let heal = place_windows(&mut recorder, &plan, &target, start, planned_end);
         let run_started = Event::RunStarted {
             scenario: plan.name.clone(),
             seed: plan.seed,
@@ -547,6 +541,22 @@ fn heal_length(plan: &Plan, crons: &Schedules) -> Duration {
         &[]
     };
     plan.heal_duration(fired)
+}
+
+/// The heal phase's length, and the thresholds' windows placed by it on the recorder before
+/// the first request (the schedule starts 20 ms on) is recorded.
+fn place_windows(
+    recorder: &mut Recorder,
+    plan: &Plan,
+    target: &Running,
+    start: Instant,
+    planned_end: Duration,
+) -> Duration {
+    let heal = heal_length(plan, &crate::driver::cron::schedules(plan, target));
+    let windows =
+        crate::metrics::windows::Windows::planned(&plan.faults, planned_end.saturating_sub(heal));
+    recorder.set_windows(start, windows);
+    heal
 }
 
 /// Sleeps until run time `t` after `start`; forever when there is none.

@@ -3,6 +3,9 @@
 use super::*;
 use crate::scenario::plan::Window;
 
+/// The keys of a threshold table.
+const KEYS: [&str; 3] = ["expr", "abort", "during"];
+
 impl Validator<'_> {
     pub(super) fn thresholds(
         &mut self,
@@ -54,15 +57,11 @@ impl Validator<'_> {
         scope: &ThresholdScope,
     ) -> Option<Threshold> {
         const SHAPE: &str = "expected an expression like \"p99 < 500ms\", or a table like { expr = \"error_rate < 5%\", abort = true, during = \"heal\" }";
-        let at = e.span().start;
-        let during = self.during(e, field)?;
+        let (at, during) = (e.span().start, self.during(e, field)?);
         let (expr, abort) = match e.get_ref() {
             Value::String(s) => (s.clone(), false),
             Value::Table(t) => {
-                if let Some(k) = t
-                    .keys()
-                    .find(|k| !matches!(k.as_str(), "expr" | "abort" | "during"))
-                {
+                if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
                     self.err(
                         at,
                         format!("{field}.{k}"),
@@ -110,11 +109,11 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let at = if matches!(e.get_ref(), Value::Table(_)) {
-            self.key_value_offset(&e.span(), "expr").unwrap_or(at)
-        } else {
-            at
-        };
+        let table = matches!(e.get_ref(), Value::Table(_));
+        let at = table
+            .then(|| self.key_value_offset(&e.span(), "expr"))
+            .flatten()
+            .unwrap_or(at);
         match threshold::parse(&expr) {
             Ok(p) => Some(Threshold {
                 scope: scope.clone(),
