@@ -751,7 +751,7 @@ fn claim(sh: &Shared, p: usize, now: Instant, shard: &ShardHandle) -> Option<Ins
             return Some(at);
         }
         sh.late_dropped[p].fetch_add(1, Ordering::Relaxed);
-        shard.lock().drop_one(sh.drop_choice(p, k));
+        shard.lock().drop_one_at(sh.drop_choice(p, k), at);
     }
 }
 
@@ -773,7 +773,8 @@ async fn send(
     let Some((req, timeout)) = built else {
         let now = Instant::now();
         let us = now.saturating_duration_since(intended).as_micros() as u64;
-        shard.lock().record(
+        shard.lock().record_at(
+            intended,
             idx,
             Outcome::Body,
             us,
@@ -820,7 +821,7 @@ async fn send(
     let corrected = done.saturating_duration_since(intended).as_micros() as u64;
     let service = done.saturating_duration_since(sent).as_micros() as u64;
     let mut shard = shard.lock();
-    shard.record(idx, outcome, corrected, service, bytes, error);
+    shard.record_at(intended, idx, outcome, corrected, service, bytes, error);
     if let (Outcome::Status(status), Some(body)) = (outcome, answer) {
         shard.answer(idx, status, body);
     }

@@ -1,7 +1,7 @@
 //! `kvchaos merge DIR... --out DIR`: the report of a run split over shards (`kvchaos run
 //! --shard I/N`), built from the shards' report folders. The shards' HDR histograms are added
 //! exactly ([`histograms`]), counters are summed, thresholds are judged again on the merged
-//! data, and shard 0's check verdicts and fault windows are carried over (only shard 0 runs
+//! data (windowed ones on the merged windows), and shard 0's check verdicts and fault windows are carried over (only shard 0 runs
 //! faults, crons, drivers and checks). The result is INCOMPLETE — a warning in every report
 //! format and exit 1 — when a shard is missing or given twice, or when the shards do not share
 //! one identity (scenario, binary and load options).
@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::exit::Exit;
+use crate::metrics::windows::WindowTotals;
 use crate::metrics::{Totals, new_histogram, thresholds};
 use crate::report::model::{ErrorSample, StopReason, Summary};
 use crate::report::shards::{MergeInfo, ShardInfo};
-use crate::scenario::plan::{Threshold, ThresholdScope};
+use crate::scenario::plan::{Threshold, ThresholdScope, Window};
 
 /// A merged report.
 #[derive(Debug)]
@@ -61,6 +62,7 @@ struct Part {
     summary: Summary,
     per: Vec<Totals>,
     all: Totals,
+    windows: Vec<WindowTotals>,
 }
 
 /// Merges the report folders `dirs` into `out` (created if needed).
@@ -76,7 +78,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     };
     std::fs::create_dir_all(out).map_err(|e| write_err(e.to_string()))?;
     let (per, all) = add_totals(&parts);
-    histograms::write(out, &per, &all).map_err(|e| write_err(e.to_string()))?;
+    let windows = add_windows(&parts);
+    histograms::write(out, &per, &all, &windows).map_err(|e| write_err(e.to_string()))?;
     let files = crate::report::write_all(out, &summary).map_err(|e| write_err(e.to_string()))?;
     let complete = summary
         .shard
@@ -103,8 +106,13 @@ fn read_part(dir: &Path) -> Result<Part, MergeError> {
     } else {
         dir
     };
-    let (per, all) = histograms::read(folder).map_err(MergeError::Read)?;
-    Ok(Part { summary, per, all })
+    let (per, all, windows) = histograms::read(folder).map_err(MergeError::Read)?;
+    Ok(Part {
+        summary,
+        per,
+        all,
+        windows,
+    })
 }
 
 /// The shard count, the indices present (ascending), and every reason the set is not one
@@ -159,10 +167,40 @@ fn short(id: &str) -> &str {
 
 /// Per request (by name, in the lead's order) and all, added over every part.
 fn add_totals(parts: &[Part]) -> (Vec<Totals>, Totals) {
+    add_sets(parts.iter().map(|p| (&p.per[..], &p.all)))
+}
+
+/// Each window's totals added over the parts that measured it; its length is the longest
+/// (every shard runs the same timeline). A window no part has is absent: its thresholds have
+/// no data.
+fn add_windows(parts: &[Part]) -> Vec<WindowTotals> {
+    Window::ALL
+        .into_iter()
+        .filter_map(|w| {
+            let of: Vec<&WindowTotals> = parts
+                .iter()
+                .filter_map(|p| p.windows.iter().find(|x| x.window == w))
+                .collect();
+            if of.is_empty() {
+                return None;
+            }
+            let (per, all) = add_sets(of.iter().map(|x| (&x.per[..], &x.all)));
+            Some(WindowTotals {
+                window: w,
+                per,
+                all,
+                duration_s: of.iter().map(|x| x.duration_s).fold(0.0, f64::max),
+            })
+        })
+        .collect()
+}
+
+/// Per request (by name, first seen first) and all, added over `sets`.
+fn add_sets<'a>(sets: impl Iterator<Item = (&'a [Totals], &'a Totals)>) -> (Vec<Totals>, Totals) {
     let mut per: Vec<Totals> = Vec::new();
     let mut all = empty("all");
-    for part in parts {
-        for t in &part.per {
+    for (part_per, part_all) in sets {
+        for t in part_per {
             let slot = match per.iter().position(|p| p.name == t.name) {
                 Some(i) => i,
                 None => {
@@ -172,7 +210,7 @@ fn add_totals(parts: &[Part]) -> (Vec<Totals>, Totals) {
             };
             add(&mut per[slot], t);
         }
-        add(&mut all, &part.all);
+        add(&mut all, part_all);
     }
     (per, all)
 }
@@ -237,7 +275,8 @@ fn merged_summary(parts: &[Part]) -> Summary {
             t.stats(method, path, sending_s)
         })
         .collect();
-    s.thresholds = thresholds::evaluate(&rebuilt_thresholds(base), &per, &all, sending_s);
+    let windows = add_windows(parts);
+    s.thresholds = thresholds::evaluate(&rebuilt_thresholds(base), &per, &all, sending_s, &windows);
     merge_phases(&mut s, parts);
     s.errors = merge_errors(parts);
     merge_times(&mut s, parts);
@@ -293,6 +332,10 @@ fn rebuilt_thresholds(base: &Summary) -> Vec<Threshold> {
                 limit: t.limit,
                 expr: t.expr.clone(),
                 abort: t.abort,
+                during: match &t.during {
+                    None => None,
+                    Some(w) => Some(Window::from_name(w)?),
+                },
             })
         })
         .collect()

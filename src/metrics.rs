@@ -9,6 +9,7 @@
 mod cell;
 pub mod thresholds;
 mod totals;
+pub mod windows;
 
 use std::io::Write;
 
@@ -58,6 +59,10 @@ pub struct Recorder {
     live: Live,
     /// The last interval of each request, for [`Recorder::requests_live`].
     last: Vec<LastInterval>,
+    /// Totals by window (index as [`Window::index`](crate::scenario::plan::Window::index)).
+    windowed: [Cells; 3],
+    windowed_dropped: [Vec<u64>; 3],
+    windows: std::sync::Arc<windows::Windows>,
 }
 
 /// One request's last interval, kept for the dashboard.
@@ -110,6 +115,9 @@ impl Recorder {
             sink: None,
             live: Live::default(),
             last: vec![LastInterval::default(); n],
+            windowed: [0; 3].map(|_| Cells::new(n)),
+            windowed_dropped: [0; 3].map(|_| vec![0; n]),
+            windows: Default::default(),
             names,
         })
     }
@@ -169,6 +177,23 @@ impl Recorder {
             }
             for (a, b) in self.interval_dropped.iter_mut().zip(s.dropped.iter_mut()) {
                 *a += std::mem::take(b);
+            }
+            // Windowed requests count in the run (through the interval) and in their window.
+            for (w, cells) in s.windowed.iter_mut().enumerate() {
+                for (i, cell) in cells.cells.iter_mut().enumerate() {
+                    if let Some(c) = cell.as_mut().filter(|c| c.count() > 0) {
+                        self.interval.get_mut(i).add(c);
+                        self.windowed[w].get_mut(i).add(c);
+                        c.reset();
+                    }
+                }
+            }
+            for (w, dropped) in s.windowed_dropped.iter_mut().enumerate() {
+                for (r, n) in dropped.iter_mut().enumerate() {
+                    let n = std::mem::take(n);
+                    self.interval_dropped[r] += n;
+                    self.windowed_dropped[w][r] += n;
+                }
             }
             s.errors.drain_into(&mut self.errors);
             s.answers.drain_into(&mut self.answers);
@@ -313,23 +338,7 @@ impl Recorder {
 
     /// Per-request totals (scenario order) and overall, for everything folded in so far.
     pub fn totals(&self) -> (Vec<Totals>, Totals) {
-        let mut per = Vec::with_capacity(self.names.len());
-        let mut all = Totals::new("all");
-        for (r, name) in self.names.iter().enumerate() {
-            let mut t = Totals::new(name);
-            for class in Class::ALL {
-                if let Some(cell) = self.totals.get(r, class) {
-                    let _ = t.corrected.add(&cell.corrected);
-                    let _ = t.service.add(&cell.service);
-                    t.by_class[class.index()] = cell.count();
-                    t.bytes += cell.bytes;
-                }
-            }
-            t.dropped = self.dropped[r];
-            all.add(&t);
-            per.push(t);
-        }
-        (per, all)
+        totals_of(&self.names, &self.totals, &self.dropped)
     }
 
     /// The first distinct error answers merged so far (bodies not yet redacted).
@@ -361,6 +370,27 @@ impl Recorder {
         samples.sort_by_key(|s| std::cmp::Reverse(s.count));
         (per, all, samples)
     }
+}
+
+/// Per-request totals (in `names` order) and overall of one table of cells.
+fn totals_of(names: &[String], cells: &Cells, dropped: &[u64]) -> (Vec<Totals>, Totals) {
+    let mut per = Vec::with_capacity(names.len());
+    let mut all = Totals::new("all");
+    for (r, name) in names.iter().enumerate() {
+        let mut t = Totals::new(name);
+        for class in Class::ALL {
+            if let Some(cell) = cells.get(r, class) {
+                let _ = t.corrected.add(&cell.corrected);
+                let _ = t.service.add(&cell.service);
+                t.by_class[class.index()] = cell.count();
+                t.bytes += cell.bytes;
+            }
+        }
+        t.dropped = dropped[r];
+        all.add(&t);
+        per.push(t);
+    }
+    (per, all)
 }
 
 #[derive(Default)]

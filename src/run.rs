@@ -279,9 +279,13 @@ pub async fn run(
         },
     };
     let sending_s = finished.facts.sending.as_secs_f64();
-    let histograms =
-        crate::merge::histograms::write(&report_dir, &finished.facts.per, &finished.facts.all)
-            .map_err(|e| format!("cannot write the histograms: {e}"));
+    let histograms = crate::merge::histograms::write(
+        &report_dir,
+        &finished.facts.per,
+        &finished.facts.all,
+        &finished.facts.windows,
+    )
+    .map_err(|e| format!("cannot write the histograms: {e}"));
     let mut summary = summary::build(&plan, started, finished.facts);
     summary.shard = shard::info(opts, &plan, skew_us, sending_s);
     if !opts.shard.is_lead() {

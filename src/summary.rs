@@ -271,6 +271,9 @@ pub struct ThresholdResult {
     pub passed: bool,
     /// Whether it was an abort threshold.
     pub abort: bool,
+    /// The window it was judged on (`steady`, `faults` or `heal`); absent: the whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub during: Option<String>,
 }
 
 /// A distinct error message and how often it occurred.
@@ -500,6 +503,7 @@ pub(crate) fn fixture() -> Summary {
                 unit: "ratio".to_owned(),
                 passed: true,
                 abort: false,
+                during: None,
             },
             ThresholdResult {
                 scope: "acquire_lock".to_owned(),
@@ -509,6 +513,7 @@ pub(crate) fn fixture() -> Summary {
                 unit: "us".to_owned(),
                 passed: false,
                 abort: false,
+                during: Some("heal".to_owned()),
             },
             ThresholdResult {
                 scope: "get_config".to_owned(),
@@ -518,6 +523,7 @@ pub(crate) fn fixture() -> Summary {
                 unit: "ratio".to_owned(),
                 passed: true,
                 abort: true,
+                during: None,
             },
             ThresholdResult {
                 scope: "all".to_owned(),
@@ -527,6 +533,7 @@ pub(crate) fn fixture() -> Summary {
                 unit: "rps".to_owned(),
                 passed: true,
                 abort: false,
+                during: None,
             },
         ],
         errors: vec![

@@ -1,7 +1,8 @@
 //! `histograms.json`: a run's final totals per request, losslessly — the corrected and
 //! service-time HDR histograms in hdrhistogram's V2 encoding (deflated, base64), with the
-//! per-class counts, bytes and drops. Every run writes it; `kvchaos merge` adds shards' files
-//! exactly (HDR histograms with the same bounds add without loss).
+//! per-class counts, bytes and drops, and the same per window when the run has faults (for
+//! thresholds with `during`). Every run writes it; `kvchaos merge` adds shards' files exactly
+//! (HDR histograms with the same bounds add without loss).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -12,8 +13,10 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::windows::WindowTotals;
 use crate::metrics::{Totals, new_histogram};
 use crate::outcome::Class;
+use crate::scenario::plan::Window;
 
 /// File name inside a report folder.
 pub const HISTOGRAMS_FILE: &str = "histograms.json";
@@ -28,6 +31,19 @@ const MAX_BYTES: u64 = 64 << 20;
 #[serde(deny_unknown_fields)]
 struct HistogramsFile {
     version: u32,
+    requests: Vec<Entry>,
+    all: Entry,
+    /// Per window (`steady`, `faults`, `heal`); absent when the run had no faults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    windows: Vec<WindowEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowEntry {
+    window: String,
+    /// How long requests were due in it, seconds.
+    duration_s: f64,
     requests: Vec<Entry>,
     all: Entry,
 }
@@ -45,19 +61,38 @@ struct Entry {
     service: String,
 }
 
-/// Writes `per` (scenario order) and `all` into `dir`.
-pub fn write(dir: &Path, per: &[Totals], all: &Totals) -> std::io::Result<()> {
+/// Writes `per` (scenario order), `all` and the `windows` into `dir`.
+pub fn write(
+    dir: &Path,
+    per: &[Totals],
+    all: &Totals,
+    windows: &[WindowTotals],
+) -> std::io::Result<()> {
     let file = HistogramsFile {
         version: VERSION,
         requests: per.iter().map(entry).collect::<std::io::Result<_>>()?,
         all: entry(all)?,
+        windows: windows
+            .iter()
+            .map(|w| {
+                Ok(WindowEntry {
+                    window: w.window.name().to_owned(),
+                    duration_s: w.duration_s,
+                    requests: w.per.iter().map(entry).collect::<std::io::Result<_>>()?,
+                    all: entry(&w.all)?,
+                })
+            })
+            .collect::<std::io::Result<_>>()?,
     };
     let text = serde_json::to_string(&file).map_err(std::io::Error::other)?;
     std::fs::write(dir.join(HISTOGRAMS_FILE), text)
 }
 
-/// Reads a report folder's totals: per request (file order) and all.
-pub fn read(dir: &Path) -> Result<(Vec<Totals>, Totals), String> {
+/// A report folder's totals: per request (file order), all, and per window.
+pub type Measured = (Vec<Totals>, Totals, Vec<WindowTotals>);
+
+/// Reads a report folder's totals.
+pub fn read(dir: &Path) -> Result<Measured, String> {
     let path = dir.join(HISTOGRAMS_FILE);
     let shown = path.display();
     let mut bytes = Vec::new();
@@ -86,7 +121,23 @@ pub fn read(dir: &Path) -> Result<(Vec<Totals>, Totals), String> {
         .map(|e| totals(e).map_err(|m| format!("{shown}: request \"{}\": {m}", e.name)))
         .collect::<Result<Vec<_>, _>>()?;
     let all = totals(&file.all).map_err(|m| format!("{shown}: all requests: {m}"))?;
-    Ok((per, all))
+    let windows = file
+        .windows
+        .iter()
+        .map(|w| window_totals(w).map_err(|m| format!("{shown}: window \"{}\": {m}", w.window)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((per, all, windows))
+}
+
+fn window_totals(w: &WindowEntry) -> Result<WindowTotals, String> {
+    let window = Window::from_name(&w.window)
+        .ok_or_else(|| "unknown window: expected steady, faults or heal".to_owned())?;
+    Ok(WindowTotals {
+        window,
+        per: w.requests.iter().map(totals).collect::<Result<_, _>>()?,
+        all: totals(&w.all)?,
+        duration_s: w.duration_s,
+    })
 }
 
 fn entry(t: &Totals) -> std::io::Result<Entry> {
@@ -176,8 +227,21 @@ mod tests {
             sample("b", &[]),
         ];
         let all = sample("all", &[1, 7, 150, 9_999, 1_234_567]);
-        write(&dir, &per, &all).unwrap_or_else(|e| panic!("{e}"));
-        let (back, back_all) = read(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let heal = WindowTotals {
+            window: Window::Heal,
+            per: vec![sample("a", &[3, 4]), sample("b", &[])],
+            all: sample("all", &[3, 4]),
+            duration_s: 2.5,
+        };
+        write(&dir, &per, &all, &[heal]).unwrap_or_else(|e| panic!("{e}"));
+        let (back, back_all, windows) = read(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(windows.len(), 1);
+        assert_eq!(
+            (windows[0].window, windows[0].duration_s),
+            (Window::Heal, 2.5)
+        );
+        assert_eq!(windows[0].per[0].corrected.len(), 2);
+        assert_eq!(windows[0].all.corrected.max(), 4);
         assert_eq!(back.len(), 2);
         assert_eq!(back[0].corrected, per[0].corrected);
         assert_eq!(back[0].service, per[0].service);

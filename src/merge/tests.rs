@@ -80,6 +80,7 @@ fn totals_add_exactly_by_request_name() {
         summary: crate::report::model::fixture(),
         per: vec![totals("a", vals, vals.len() as u64)],
         all: totals("all", vals, vals.len() as u64),
+        windows: Vec::new(),
     };
     let parts = vec![part(&[10, 20, 30]), part(&[1_000, 2_000])];
     let (per, all) = add_totals(&parts);
@@ -103,6 +104,7 @@ fn a_merge_without_shard_info_is_incomplete_and_keeps_no_verdicts_it_cannot_carr
         summary: crate::report::model::fixture(),
         per: vec![totals("get_config", &[100], 1)],
         all: totals("all", &[100], 1),
+        windows: Vec::new(),
     };
     let s = merged_summary(&[part]);
     let merged = s.shard.as_ref().and_then(|i| i.merged.as_ref());
@@ -110,4 +112,46 @@ fn a_merge_without_shard_info_is_incomplete_and_keeps_no_verdicts_it_cannot_carr
     assert!(s.warnings.iter().any(|w| w.starts_with("INCOMPLETE merge")));
     assert!(s.checks.is_empty());
     assert_eq!(s.overall.completed, 1);
+}
+
+#[test]
+fn windowed_thresholds_are_judged_again_on_the_merged_windows() {
+    // The fixture's "acquire_lock p99 < 500ms during heal": slow over the whole run, fast in
+    // the heal window of both shards.
+    let part = |heal: &[u64]| Part {
+        summary: crate::report::model::fixture(),
+        per: vec![totals("acquire_lock", &[2_000_000, 3_000_000], 2)],
+        all: totals("all", &[2_000_000, 3_000_000], 2),
+        windows: vec![WindowTotals {
+            window: Window::Heal,
+            per: vec![totals("acquire_lock", heal, heal.len() as u64)],
+            all: totals("all", heal, heal.len() as u64),
+            duration_s: 2.0,
+        }],
+    };
+    let s = merged_summary(&[part(&[100_000]), part(&[200_000, 150_000])]);
+    let t = s
+        .thresholds
+        .iter()
+        .find(|t| t.during.as_deref() == Some("heal"))
+        .expect("the windowed threshold is judged");
+    assert!(t.passed, "{t:?}");
+    assert!(
+        t.observed
+            .is_some_and(|o| (199_000.0..201_000.0).contains(&o)),
+        "{t:?}"
+    );
+    let windows = add_windows(&[part(&[1]), part(&[2])]);
+    assert_eq!(windows.len(), 1);
+    assert_eq!(windows[0].all.corrected.len(), 2);
+    // Shards without window data (an older run) leave it without data: no PASS.
+    let mut bare = part(&[1]);
+    bare.windows.clear();
+    let s = merged_summary(&[bare]);
+    let t = s
+        .thresholds
+        .iter()
+        .find(|t| t.during.is_some())
+        .expect("judged");
+    assert_eq!((t.observed, t.passed), (None, false));
 }

@@ -2,10 +2,13 @@
 //! per-thread shards the engine records into. The recorder folds shards into its own cells.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
+use super::windows::Windows;
 use crate::outcome::{Class, Outcome};
+use crate::scenario::plan::Window;
 
 /// Lowest recordable latency: 1 µs.
 pub const HIST_LOW_US: u64 = 1;
@@ -116,8 +119,15 @@ impl ErrorCounts {
 /// One engine thread's share of the recording; locked per request by its own thread only
 /// (uncontended) and once a second by the recorder.
 pub struct Shard {
+    /// Requests in no window (or recorded without a time).
     pub(super) cells: Cells,
     pub(super) dropped: Vec<u64>,
+    /// Requests by window (index as [`Window::index`]); the recorder counts them in the whole
+    /// run too.
+    pub(super) windowed: [Cells; 3],
+    pub(super) windowed_dropped: [Vec<u64>; 3],
+    /// The run's start and windows, once the recorder knows them.
+    pub(super) windows: Option<(Instant, Arc<Windows>)>,
     pub(super) errors: ErrorCounts,
     pub(super) answers: crate::engine::errors::Answers,
 }
@@ -128,12 +138,38 @@ impl Shard {
         Shard {
             cells: Cells::new(requests),
             dropped: vec![0; requests],
+            windowed: [0; 3].map(|_| Cells::new(requests)),
+            windowed_dropped: [0; 3].map(|_| vec![0; requests]),
+            windows: None,
             errors: ErrorCounts::default(),
             answers: Default::default(),
         }
     }
 
-    /// Records one completed request.
+    /// The window of a request intended at `intended`, once the windows are known.
+    fn window_at(&self, intended: Instant) -> Option<Window> {
+        let (start, windows) = self.windows.as_ref()?;
+        windows.of(intended.saturating_duration_since(*start))
+    }
+
+    /// Records one completed request intended at `intended`, in its window too.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_at(
+        &mut self,
+        intended: Instant,
+        request: usize,
+        outcome: Outcome,
+        corrected_us: u64,
+        service_us: u64,
+        bytes: u64,
+        error: Option<String>,
+    ) {
+        let window = self.window_at(intended);
+        let done = (corrected_us, service_us, bytes);
+        self.record_in(window, request, outcome, done, error);
+    }
+
+    /// Records one completed request in the whole run only (no window).
     pub fn record(
         &mut self,
         request: usize,
@@ -143,8 +179,25 @@ impl Shard {
         bytes: u64,
         error: Option<String>,
     ) {
+        let done = (corrected_us, service_us, bytes);
+        self.record_in(None, request, outcome, done, error);
+    }
+
+    /// `done`: corrected latency (µs), service time (µs) and body bytes.
+    fn record_in(
+        &mut self,
+        window: Option<Window>,
+        request: usize,
+        outcome: Outcome,
+        (corrected_us, service_us, bytes): (u64, u64, u64),
+        error: Option<String>,
+    ) {
         let class = outcome.class();
-        let cell = self.cells.get_mut(request * Class::COUNT + class.index());
+        let cells = match window {
+            Some(w) => &mut self.windowed[w.index()],
+            None => &mut self.cells,
+        };
+        let cell = cells.get_mut(request * Class::COUNT + class.index());
         cell.corrected.saturating_record(corrected_us);
         cell.service.saturating_record(service_us);
         cell.bytes += bytes;
@@ -173,6 +226,14 @@ impl Shard {
     /// Counts a request that was due but could not start because every slot was busy.
     pub fn drop_one(&mut self, request: usize) {
         self.dropped[request] += 1;
+    }
+
+    /// Counts a dropped request that was intended at `intended`, in its window too.
+    pub fn drop_one_at(&mut self, request: usize, intended: Instant) {
+        match self.window_at(intended) {
+            Some(w) => self.windowed_dropped[w.index()][request] += 1,
+            None => self.dropped[request] += 1,
+        }
     }
 }
 

@@ -1,27 +1,42 @@
-//! Threshold evaluation over run totals.
+//! Threshold evaluation over run totals, or over a window's totals for a threshold limited to
+//! one (`during`).
 
 use crate::metrics::Totals;
+use crate::metrics::windows::WindowTotals;
 use crate::scenario::plan::{LatencyKind, LatencyStat, Threshold, ThresholdMetric, ThresholdScope};
 use crate::summary::ThresholdResult;
 
 /// Evaluates every threshold. `per` is in scenario order with names matching the plan;
-/// `duration_s` is the run time used for `rps`.
+/// `duration_s` is the run time used for `rps`. A threshold with `during` is judged on its
+/// window in `windows`; a window missing there, or without requests, has no data (a fail).
 pub fn evaluate(
     thresholds: &[Threshold],
     per: &[Totals],
     all: &Totals,
     duration_s: f64,
+    windows: &[WindowTotals],
 ) -> Vec<ThresholdResult> {
     thresholds
         .iter()
         .map(|t| {
-            let (scope, totals) = match &t.scope {
-                ThresholdScope::All => ("all".to_owned(), Some(all)),
-                ThresholdScope::Request(name) => {
-                    (name.clone(), per.iter().find(|p| &p.name == name))
-                }
+            let data = match t.during {
+                None => Some((per, all, duration_s)),
+                Some(w) => windows
+                    .iter()
+                    .find(|x| x.window == w)
+                    .map(|x| (&x.per[..], &x.all, x.duration_s)),
             };
-            let observed = totals.and_then(|tot| observe(t.metric, tot, duration_s));
+            let scope = match &t.scope {
+                ThresholdScope::All => "all".to_owned(),
+                ThresholdScope::Request(name) => name.clone(),
+            };
+            let observed = data.and_then(|(per, all, duration_s)| {
+                let totals = match &t.scope {
+                    ThresholdScope::All => Some(all),
+                    ThresholdScope::Request(name) => per.iter().find(|p| &p.name == name),
+                };
+                totals.and_then(|tot| observe(t.metric, tot, duration_s))
+            });
             ThresholdResult {
                 scope,
                 expr: t.expr.clone(),
@@ -31,9 +46,20 @@ pub fn evaluate(
                 // No data cannot prove a limit holds.
                 passed: observed.is_some_and(|o| t.op.holds(o, t.limit)),
                 abort: t.abort,
+                during: t.during.map(|w| w.name().to_owned()),
             }
         })
         .collect()
+}
+
+impl ThresholdResult {
+    /// The expression with its window, as reports show it: `p99 < 50ms during heal`.
+    pub fn label(&self) -> String {
+        match &self.during {
+            Some(w) => format!("{} during {w}", self.expr),
+            None => self.expr.clone(),
+        }
+    }
 }
 
 /// The first failing abort threshold, if any, judged on the totals so far.
@@ -42,9 +68,10 @@ pub fn first_abort(
     per: &[Totals],
     all: &Totals,
     duration_s: f64,
+    windows: &[WindowTotals],
 ) -> Option<ThresholdResult> {
     let aborts: Vec<Threshold> = thresholds.iter().filter(|t| t.abort).cloned().collect();
-    evaluate(&aborts, per, all, duration_s)
+    evaluate(&aborts, per, all, duration_s, windows)
         .into_iter()
         // Before any data there is nothing to abort on.
         .find(|r| r.observed.is_some() && !r.passed)
@@ -97,6 +124,7 @@ mod tests {
             limit,
             expr: "x".into(),
             abort: false,
+            during: None,
         }
     }
 
@@ -145,6 +173,7 @@ mod tests {
             &per,
             &all,
             2.0,
+            &[],
         );
         let passed: Vec<bool> = r.iter().map(|x| x.passed).collect();
         assert_eq!(passed, [true, false, true, false, false, true]);

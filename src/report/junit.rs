@@ -154,14 +154,15 @@ fn threshold_case(t: &ThresholdResult) -> Case {
     let abort = if t.abort { " (abort threshold)" } else { "" };
     let detail = format!(
         "scope: {}\nexpression: {}{abort}\nobserved: {observed}\nlimit: {limit}",
-        t.scope, t.expr
+        t.scope,
+        t.label()
     );
     Case {
-        name: format!("{}: {}", t.scope, t.expr),
+        name: format!("{}: {}", t.scope, t.label()),
         failure: (!t.passed).then(|| {
             let message = match t.observed {
-                None => format!("{} {}: no data", t.scope, t.expr),
-                Some(_) => format!("{} {}: observed {observed}", t.scope, t.expr),
+                None => format!("{} {}: no data", t.scope, t.label()),
+                Some(_) => format!("{} {}: observed {observed}", t.scope, t.label()),
             };
             ("threshold".to_owned(), message, detail.clone())
         }),

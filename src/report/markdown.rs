@@ -300,9 +300,9 @@ fn thresholds(out: &mut String, s: &Summary) {
     let _ = writeln!(out, "|---|---|--:|---|");
     for t in &s.thresholds {
         let expr = if t.abort {
-            format!("{} (abort)", code(&t.expr))
+            format!("{} (abort)", code(&t.label()))
         } else {
-            code(&t.expr)
+            code(&t.label())
         };
         let result = if t.passed { "pass" } else { "**FAIL**" };
         let _ = writeln!(

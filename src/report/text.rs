@@ -205,7 +205,7 @@ fn threshold_lines(lines: &mut Vec<String>, thresholds: &[ThresholdResult], room
         .min(MAX_NAME);
     let expr_w = shown
         .iter()
-        .map(|t| one_line(&t.expr).chars().count())
+        .map(|t| one_line(&t.label()).chars().count())
         .max()
         .unwrap_or(0)
         .min(28);
@@ -215,7 +215,7 @@ fn threshold_lines(lines: &mut Vec<String>, thresholds: &[ThresholdResult], room
         lines.push(format!(
             "  {word}  {:<scope_w$}  {:<expr_w$}  observed {}{abort}",
             truncate(&one_line(&t.scope), scope_w),
-            truncate(&one_line(&t.expr), expr_w),
+            truncate(&one_line(&t.label()), expr_w),
             human::observed(t.observed, &t.unit),
         ));
     }

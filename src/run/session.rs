@@ -101,6 +101,7 @@ impl Session {
         target.run_started(start);
         attach_hlog(&mut recorder, hlog, start);
         let planned_end = engine.planned_end();
+        let heal = place_windows(&mut recorder, &plan, &target, start, planned_end);
         let run_started = Event::RunStarted {
             scenario: plan.name.clone(),
             seed: plan.seed,
@@ -115,7 +116,7 @@ impl Session {
             stop: drivers_stop.clone(),
             planned_end,
         };
-        let (crons, cron_task) = match &canary {
+        let (_, cron_task) = match &canary {
             Some(c) => {
                 // A deployed Worker's crons: the scenario's schedules, on the real clock.
                 let crons = Schedules {
@@ -140,7 +141,6 @@ impl Session {
                 seed: plan.seed,
             },
         );
-        let heal = heal_length(&plan, &crons);
         if let Some(c) = &canary {
             warnings.extend(canary_lead(c, start));
         }
@@ -356,11 +356,18 @@ impl Session {
         }
         let (per, all) = self.recorder.totals();
         let sending = (now - self.start).min(self.engine.planned_end());
-        let t = thresholds::first_abort(&self.plan.thresholds, &per, &all, sending.as_secs_f64())?;
+        let windows = self.recorder.window_totals(sending);
+        let t = thresholds::first_abort(
+            &self.plan.thresholds,
+            &per,
+            &all,
+            sending.as_secs_f64(),
+            &windows,
+        )?;
         Some(format!(
             "{} {} (observed {})",
             t.scope,
-            t.expr,
+            t.label(),
             crate::report::observed_text(t.observed, &t.unit),
         ))
     }
@@ -421,6 +428,7 @@ impl Session {
         );
         journal.record(end - start, Event::RunEnded);
         let written = journal.finish();
+        let windows = recorder.window_totals(ended.at);
         let error_answers = recorder.error_answers();
         let (per, all, errors) = recorder.finish();
         let clock = worker_clock(&target, started_ms);
@@ -437,6 +445,7 @@ impl Session {
             sending: ended.at,
             per,
             all,
+            windows,
             errors,
             error_answers,
             counts,
@@ -532,6 +541,22 @@ fn heal_length(plan: &Plan, crons: &Schedules) -> Duration {
         &[]
     };
     plan.heal_duration(fired)
+}
+
+/// The heal phase's length, and the thresholds' windows placed by it on the recorder before
+/// the first request (the schedule starts 20 ms on) is recorded.
+fn place_windows(
+    recorder: &mut Recorder,
+    plan: &Plan,
+    target: &Running,
+    start: Instant,
+    planned_end: Duration,
+) -> Duration {
+    let heal = heal_length(plan, &crate::driver::cron::schedules(plan, target));
+    let windows =
+        crate::metrics::windows::Windows::planned(&plan.faults, planned_end.saturating_sub(heal));
+    recorder.set_windows(start, windows);
+    heal
 }
 
 /// Sleeps until run time `t` after `start`; forever when there is none.

@@ -11,6 +11,7 @@ use super::setup::Ended;
 use super::stop;
 use crate::check::{CheckResult, Verdict};
 use crate::engine::PhaseCounts;
+use crate::metrics::windows::WindowTotals;
 use crate::metrics::{Recorder, Totals, thresholds};
 use crate::scenario::plan::{Load, Plan};
 use crate::summary::{
@@ -36,6 +37,8 @@ pub struct Facts {
     pub per: Vec<Totals>,
     /// All requests.
     pub all: Totals,
+    /// The same by window, when the run has faults (for thresholds with `during`).
+    pub windows: Vec<WindowTotals>,
     /// Error samples (not yet redacted).
     pub errors: Vec<ErrorSample>,
     /// Error answers (not yet redacted).
@@ -85,6 +88,7 @@ pub fn nothing_sent(plan: &Plan, ended: &Ended) -> Result<Facts, RunError> {
         sending: Duration::ZERO,
         per,
         all,
+        windows: Vec::new(),
         errors: Vec::new(),
         error_answers: Vec::new(),
         counts: Vec::new(),
@@ -138,7 +142,7 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
         thresholds: if never_started {
             Vec::new()
         } else {
-            thresholds::evaluate(&plan.thresholds, &f.per, &f.all, sending_s)
+            thresholds::evaluate(&plan.thresholds, &f.per, &f.all, sending_s, &f.windows)
         },
         errors,
         error_answers: {

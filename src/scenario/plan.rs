@@ -471,6 +471,44 @@ pub struct Threshold {
     pub expr: String,
     /// Stop the run early when this threshold fails (evaluated every second).
     pub abort: bool,
+    /// The part of the run it is judged on (`during = "heal"`); `None`: the whole run.
+    pub during: Option<Window>,
+}
+
+/// A part of the run, relative to its fault timeline, that a threshold may be limited to. A
+/// request belongs to the window its intended send time falls in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    /// Before the first fault starts.
+    Steady,
+    /// While at least one fault is active.
+    Faults,
+    /// After the last fault has cleared, to the end of sending.
+    Heal,
+}
+
+impl Window {
+    /// Every window, in run order.
+    pub const ALL: [Window; 3] = [Window::Steady, Window::Faults, Window::Heal];
+
+    /// The name written in scenarios and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Window::Steady => "steady",
+            Window::Faults => "faults",
+            Window::Heal => "heal",
+        }
+    }
+
+    /// The window named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Window> {
+        Window::ALL.into_iter().find(|w| w.name() == name)
+    }
+
+    /// Index into per-window tables (as in [`Window::ALL`]).
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Which requests a threshold is computed over.

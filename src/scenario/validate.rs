@@ -200,6 +200,9 @@ impl Validator<'_> {
             .as_ref()
             .map(|ps| ps.iter().map(|p| p.duration).sum::<Duration>());
         let faults = self.faults(raw.faults.as_deref(), total);
+        if let Some(f) = &faults {
+            self.during_needs_faults(raw, f);
+        }
         let cron = self.cron(raw.cron.as_ref());
         let heal = self.heal(raw.heal.as_ref());
         let kv = self.kv(raw.kv.as_ref());

@@ -171,6 +171,7 @@ async fn error_statuses_are_classified_and_fail_thresholds() {
         limit: 0.01,
         expr: "error_rate < 1%".to_owned(),
         abort: false,
+        during: None,
     });
     let d = go(p, Interrupts::default()).await;
     let s = &d.summary;
@@ -396,6 +397,7 @@ async fn a_failing_abort_threshold_stops_the_run_early() {
         limit: 0.05,
         expr: "error_rate < 5%".to_owned(),
         abort: true,
+        during: None,
     });
     let d = go(p, Interrupts::default()).await;
     let s = &d.summary;

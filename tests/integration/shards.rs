@@ -176,7 +176,7 @@ async fn shards_merge_into_the_whole_run_exactly() {
     let mut all = kvchaos::metrics::new_histogram();
     let mut service = kvchaos::metrics::new_histogram();
     for d in &dirs {
-        let (_, a) = kvchaos::merge::histograms::read(d).expect("histograms");
+        let (_, a, _) = kvchaos::merge::histograms::read(d).expect("histograms");
         all.add(&a.corrected).expect("same bounds");
         service.add(&a.service).expect("same bounds");
     }

@@ -365,3 +365,72 @@ async fn a_run_that_never_heals_is_unknown_and_fails_only_with_strict() {
         assert_eq!(outcome.exit, want, "strict = {strict}");
     }
 }
+
+/// Thresholds limited to a window judge only the requests intended inside it: the KV Worker
+/// answers 503 while every KV operation fails, so its error rate fails `during = "faults"` and
+/// passes before the fault (`steady`) and after it cleared (`heal`); the whole run fails too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windowed_thresholds_judge_the_kv_worker_only_on_their_window() {
+    if !node_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let worker =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mock/workers/kv-control-plane");
+    let text = format!(
+        r#"name = "windows"
+[target]
+worker = "{}"
+[[phases]]
+duration = "6s"
+rate = 20
+[[requests]]
+name = "webhook"
+method = "POST"
+path = "/webhook"
+headers = {{ "idempotency-key" = "delivery-{{{{uuid}}}}" }}
+body = "{{}}"
+[cron]
+fire = false
+[heal]
+duration = "2s"
+[[faults]]
+at = "2s"
+until = "3500ms"
+kind = "error"
+status = 503
+[thresholds]
+webhook = [
+  "error_rate < 10%",
+  {{ expr = "error_rate < 10%", during = "steady" }},
+  {{ expr = "error_rate < 10%", during = "faults" }},
+  {{ expr = "error_rate < 10%", during = "heal" }},
+]
+"#,
+        worker.display()
+    );
+    let outcome = run_file(
+        write_scenario(tmp.path(), "windows.toml", &text),
+        tmp.path(),
+    )
+    .await;
+    let t = &outcome.summary.thresholds;
+    let judged: Vec<(Option<&str>, bool)> =
+        t.iter().map(|r| (r.during.as_deref(), r.passed)).collect();
+    assert_eq!(
+        judged,
+        [
+            (None, false),
+            (Some("steady"), true),
+            (Some("faults"), false),
+            (Some("heal"), true)
+        ],
+        "{t:?}"
+    );
+    // Every request inside the fault's 1.5 s failed; the windows saw data of their own.
+    assert!(t[2].observed.is_some_and(|o| o > 0.9), "{:?}", t[2]);
+    assert!(t[1].observed.is_some() && t[3].observed.is_some(), "{t:?}");
+    assert_eq!(outcome.exit, Exit::Fail);
+    let md = std::fs::read_to_string(outcome.report_dir.join("report.md")).expect("report.md");
+    assert!(md.contains("error_rate < 10% during faults"), "{md}");
+}

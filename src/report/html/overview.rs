@@ -166,7 +166,7 @@ pub(super) fn verdicts(out: &mut String, s: &Summary) {
             badge(if t.passed { "PASS" } else { "FAIL" }),
             if t.abort { " (abort)" } else { "" },
             xml(&t.scope),
-            xml(&t.expr),
+            xml(&t.label()),
             xml(&human::observed(t.observed, &t.unit))
         );
     }
