@@ -94,7 +94,7 @@ pub(super) fn per1000(v: f64) -> String {
 pub struct VerdictChange {
     /// `check` or `threshold`.
     pub kind: &'static str,
-    /// Check name, or `scope: expression`.
+    /// Check name, or `scope: expression` (with its window: `… during heal`).
     pub name: String,
     /// `PASS`, `FAIL`, `UNKNOWN`; `None` when the run did not have it.
     pub before: Option<&'static str>,
@@ -113,7 +113,7 @@ pub fn verdict_changes(before: &Side, after: &Side) -> Vec<VerdictChange> {
         v.extend(s.thresholds.iter().map(|t| {
             (
                 "threshold",
-                format!("{}: {}", t.scope, t.expr),
+                format!("{}: {}", t.scope, t.label()),
                 if t.passed { "PASS" } else { "FAIL" },
             )
         }));
