@@ -53,7 +53,9 @@ pub fn write(dir: &Path, per: &[Totals], all: &Totals) -> std::io::Result<()> {
         all: entry(all)?,
     };
     let text = serde_json::to_string(&file).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join(HISTOGRAMS_FILE), text)
+    // Through a rename, so a full disk leaves no cut-off file for `merge` to misread.
+    crate::report::json::write_atomic(&dir.join(HISTOGRAMS_FILE), text.as_bytes())
+        .map_err(std::io::Error::other)
 }
 
 /// Reads a report folder's totals: per request (file order) and all.

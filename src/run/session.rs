@@ -25,6 +25,7 @@ use crate::engine::Engine;
 use crate::history::{Event, OpKind};
 use crate::live::{Control, Interrupts, Monitor, Snapshot};
 use crate::metrics::{Recorder, thresholds};
+use crate::report::lines::{WholeLines, WriteFailure};
 use crate::scenario::plan::Plan;
 use crate::summary::{StopReason, TargetInfo};
 use crate::target::Running;
@@ -90,10 +91,10 @@ impl Session {
             mut warnings,
             canary,
         } = *ready;
-        let (mut recorder, hlog) = open_recorder(&plan, report_dir, threads)?;
         let mut journal = Journal::create(&report_dir.join("history.jsonl"))
             .map(|j| j.redacting(plan.redactor.clone()))
             .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
+        let (mut recorder, hlog) = open_recorder(&plan, report_dir, threads, journal.files())?;
         let engine = Engine::start_placed(&plan, endpoint.clone(), threads, &recorder, placement)
             .map_err(|e| RunError::Environment(e.to_string()))?;
         let start = engine.start_instant();
@@ -464,30 +465,34 @@ impl Session {
     }
 }
 
-/// The recorder with its `timeseries.csv`, and the interval log's file.
+/// The recorder with its `timeseries.csv`, and the interval log's file; both write whole lines
+/// and report their first failed write to `failure`.
 fn open_recorder(
     plan: &Plan,
     report_dir: &Path,
     threads: usize,
-) -> Result<(Recorder, std::fs::File), RunError> {
+    failure: WriteFailure,
+) -> Result<(Recorder, WholeLines), RunError> {
     let names = crate::replay::recorder_names(plan);
     let csv_path = report_dir.join("timeseries.csv");
     let csv = std::fs::File::create(&csv_path)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", csv_path.display())))?;
-    let recorder = Recorder::new(names, threads, Some(Box::new(std::io::BufWriter::new(csv))))
+    let csv = WholeLines::new(csv, "timeseries.csv", failure.clone());
+    let recorder = Recorder::new(names, threads, Some(Box::new(csv)))
         .map_err(|e| RunError::Environment(format!("cannot write timeseries.csv: {e}")))?;
     let hlog_path = report_dir.join(crate::report::hlog::HLOG_FILE);
     let hlog = std::fs::File::create(&hlog_path)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", hlog_path.display())))?;
-    Ok((recorder, hlog))
+    Ok((
+        recorder,
+        WholeLines::new(hlog, crate::report::hlog::HLOG_FILE, failure),
+    ))
 }
 
 /// The interval log, whose headers carry the engine's start (a few ms ahead) as wall-clock time.
-fn attach_hlog(recorder: &mut Recorder, hlog: std::fs::File, start: Instant) {
+fn attach_hlog(recorder: &mut Recorder, hlog: WholeLines, start: Instant) {
     let start_wall = SystemTime::now() + start.saturating_duration_since(Instant::now());
-    if let Ok(hlog) =
-        crate::report::hlog::HlogWriter::new(std::io::BufWriter::new(hlog), start_wall)
-    {
+    if let Ok(hlog) = crate::report::hlog::HlogWriter::new(hlog, start_wall) {
         recorder.set_interval_sink(Box::new(hlog));
     }
 }
@@ -617,6 +622,7 @@ fn stop_word(r: StopReason) -> &'static str {
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), RunError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", path.display())))?;
-    std::fs::write(path, text)
-        .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", path.display())))
+    // Through a rename: a full disk leaves no cut-off JSON.
+    crate::report::json::write_atomic(path, text.as_bytes())
+        .map_err(|e| RunError::Environment(e.to_string()))
 }
