@@ -7,6 +7,7 @@
 //! 60 s and a nonce it never accepts twice, so a captured request cannot be replayed.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -159,6 +160,42 @@ pub fn guard_header(header: Option<&str>, expected: &str) -> Result<(), GuardErr
             expected: expected.to_owned(),
             found: found.to_owned(),
         })
+    }
+}
+
+/// The guard on answers that do not pass through [`Shim`] (the drivers' requests): each
+/// answer's shim header is checked against the expected script, and the first mismatch is kept
+/// for the run, which stops before any fault (shared by every driver client; cheap to clone).
+#[derive(Clone, Debug, Default)]
+pub struct AnswerGuard {
+    /// `[target] expect_script`; `None` off a canary run (nothing is checked).
+    expected: Option<Arc<str>>,
+    failure: Arc<OnceLock<String>>,
+}
+
+impl AnswerGuard {
+    /// A guard expecting `expected` (`None`: no canary, every answer passes).
+    pub fn new(expected: Option<&str>) -> AnswerGuard {
+        AnswerGuard {
+            expected: expected.map(Arc::from),
+            failure: Arc::default(),
+        }
+    }
+
+    /// Checks one answer's shim header (`None`: it had none); `during` says whose answer it was.
+    pub fn check(&self, header: Option<&str>, during: &str) {
+        let Some(expected) = &self.expected else {
+            return;
+        };
+        if let Err(e) = guard_header(header, expected) {
+            // The first mismatch is the one to report; the rest follow from it.
+            let _ = self.failure.set(format!("during {during}, {e}"));
+        }
+    }
+
+    /// The first answer that did not come from the expected shim.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.get().cloned()
     }
 }
 

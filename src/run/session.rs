@@ -19,6 +19,7 @@ use super::journal::Journal;
 use super::setup::Ready;
 use super::stop::{Input, Step, Stop};
 use super::summary::{self, Facts};
+use crate::canary::control::AnswerGuard;
 use crate::driver::Drivers;
 use crate::driver::cron::{Firing, Schedules};
 use crate::engine::Engine;
@@ -63,6 +64,8 @@ pub struct Session {
     queue_prefix: Option<String>,
     /// The canary's chaos shim, when the run's faults go there.
     canary: Option<crate::canary::live::Armed>,
+    /// The shim check of the drivers' answers (the engine checks the load's).
+    driver_guard: AnswerGuard,
 }
 
 /// A finished session: the summary's facts, and what is left to say.
@@ -131,6 +134,7 @@ impl Session {
             }
             None => start_crons(&plan, &target, firing, &mut notes),
         };
+        let driver_guard = AnswerGuard::new(plan.canary.as_ref().map(|c| &*c.expect_script));
         let drivers = Drivers::start(
             &plan,
             crate::driver::Ctx {
@@ -139,6 +143,7 @@ impl Session {
                 run_start: start,
                 redactor: plan.redactor.clone(),
                 seed: plan.seed,
+                guard: driver_guard.clone(),
             },
         );
         let heal = heal_length(&plan, &crons);
@@ -170,6 +175,7 @@ impl Session {
             last_tick: start,
             phase_seen: None,
             canary,
+            driver_guard,
         })
     }
 
@@ -230,8 +236,22 @@ impl Session {
         }
     }
 
-    /// A scheduled fault change is due.
+    /// On a canary run, the first load or driver answer not from the expected shim.
+    fn guard_failure(&self) -> Option<String> {
+        self.engine
+            .guard_failure()
+            .or_else(|| self.driver_guard.failure())
+    }
+
+    /// A scheduled fault change is due; an answer from the wrong script stops the run instead,
+    /// so no fault reaches a Worker that is not the canary.
     fn on_fault_due(&mut self) {
+        if let Some(why) = self.guard_failure() {
+            if self.stop.sending() {
+                self.on_stop(Input::TargetDied(why), Instant::now());
+            }
+            return;
+        }
         if let Some(kv) = fault_sink(&self.canary, &self.target) {
             let events = self.timeline.apply_due(Instant::now() - self.start, kv);
             self.journal.record_all(events);
@@ -313,7 +333,7 @@ impl Session {
                 .died()
                 .or_else(|| self.journal.write_error())
                 .or_else(|| self.canary.as_ref().and_then(|c| c.failure()))
-                .or_else(|| self.engine.guard_failure())
+                .or_else(|| self.guard_failure())
         {
             self.on_stop(Input::TargetDied(why), now);
         }

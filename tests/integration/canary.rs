@@ -328,27 +328,23 @@ async fn a_canary_answering_as_another_script_gets_no_fault_and_no_load() {
     assert_eq!(o.exit, kvchaos::exit::Exit::Environment);
 }
 
-#[tokio::test]
-async fn a_load_answer_not_from_the_shim_stops_the_run() {
-    // Control answers as the shim, load answers as production (an override that fell back).
-    let addr = crate::servers::shim_then_production("hub-canary").await;
-    let dir = temp("fallback");
+/// Runs `extra` (phases, drivers, faults) as a canary run expecting `hub-canary` at `addr`.
+async fn run_canary_at(
+    addr: std::net::SocketAddr,
+    name: &str,
+    extra: &str,
+) -> kvchaos::run::RunOutcome {
+    let dir = temp(name);
     let text = format!(
-        r#"name = "fallback"
+        r#"name = "{name}"
 [target]
 url = "http://{addr}"
 expect_script = "hub-canary"
 [canary]
 secret_env = "CANARY_TEST_SECRET"
-[[phases]]
-duration = "20s"
-rate = 20
-[[requests]]
-name = "home"
-path = "/"
-"#
+{extra}"#
     );
-    let path = dir.join("fallback.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, &text).unwrap();
     let env = |k: &str| (k == "CANARY_TEST_SECRET").then(|| SECRET.to_owned());
     let plan = kvchaos::scenario::parse_str(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
@@ -358,16 +354,20 @@ path = "/"
         threads: Some(1),
         ..Default::default()
     };
-    let o = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
+    kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
         .await
-        .expect("the run writes a report");
+        .expect("the run writes a report")
+}
+
+/// The run stopped early on a guard failure `during` whose answers, and exits 3.
+fn assert_guard_stop(o: &kvchaos::run::RunOutcome, during: &str) {
     assert_eq!(
         o.summary.stop.reason,
         kvchaos::report::model::StopReason::TargetFailed
     );
     let detail = o.summary.stop.detail.clone().unwrap_or_default();
     assert!(
-        detail.contains("during the load") && detail.contains("x-kvchaos-shim"),
+        detail.contains(during) && detail.contains("x-kvchaos-shim"),
         "{detail}"
     );
     assert!(
@@ -376,4 +376,46 @@ path = "/"
         o.summary.duration_s
     );
     assert_eq!(o.exit, kvchaos::exit::Exit::Environment);
+}
+
+#[tokio::test]
+async fn a_load_answer_not_from_the_shim_stops_the_run() {
+    // Control answers as the shim, load answers as production (an override that fell back).
+    let addr = crate::servers::shim_then_production("hub-canary").await;
+    let load =
+        "[[phases]]\nduration = \"20s\"\nrate = 20\n[[requests]]\nname = \"home\"\npath = \"/\"\n";
+    let o = run_canary_at(addr, "fallback", load).await;
+    assert_guard_stop(&o, "during the load");
+}
+
+#[tokio::test]
+async fn a_driver_answer_not_from_the_shim_stops_the_run_before_the_first_fault() {
+    // Load and control answer as the shim; the lock routes as production, as when a route of
+    // the drivers reaches another Worker.
+    let addr = crate::servers::shim_where("hub-canary", |p| !p.starts_with("/locks")).await;
+    let extra = r#"[[phases]]
+duration = "20s"
+rate = 20
+[[requests]]
+name = "home"
+path = "/"
+[lock]
+clients = 1
+[lock.acquire]
+method = "POST"
+path = "/locks/{{lock}}/acquire"
+[lock.release]
+method = "POST"
+path = "/locks/{{lock}}/release"
+[[faults]]
+at = "2s"
+until = "10s"
+kind = "daily-limit"
+ops = ["put"]
+"#;
+    let o = run_canary_at(addr, "driver-fallback", extra).await;
+    assert_guard_stop(&o, "during the drivers' requests");
+    assert!(o.summary.faults.is_empty(), "{:#?}", o.summary.faults);
+    let history = std::fs::read_to_string(o.report_dir.join("history.jsonl")).unwrap();
+    assert!(!history.contains("\"fault-set\""), "{history}");
 }
