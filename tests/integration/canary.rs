@@ -328,6 +328,39 @@ async fn a_canary_answering_as_another_script_gets_no_fault_and_no_load() {
     assert_eq!(o.exit, kvchaos::exit::Exit::Environment);
 }
 
+#[tokio::test]
+async fn expect_script_as_a_version_id_matches_only_the_version_the_shim_reports() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = temp("version");
+    let (w, url) = start("kv-control-plane", &dir).await;
+    // Another version: refused, and the error names the version that answered.
+    let other = "00000000-0000-4000-8000-000000000000";
+    let found = match shim(&url, SECRET, other).stats().await {
+        Err(ControlError::Guard(GuardError::WrongVersion { expected, found })) => {
+            assert_eq!(expected, other);
+            found
+        }
+        r => panic!("a wrong version id must be refused: {r:?}"),
+    };
+    assert!(
+        kvchaos::canary::control::is_version_id(&found),
+        "the shim reports its version_metadata id: {found:?}"
+    );
+    // The version that answered passes, in either case.
+    shim(&url, SECRET, &found)
+        .stats()
+        .await
+        .expect("the canary's own version");
+    shim(&url, SECRET, &found.to_uppercase())
+        .stats()
+        .await
+        .expect("version ids compare without case");
+    stop(w).await;
+}
+
 /// Runs `extra` (phases, drivers, faults) as a canary run expecting `hub-canary` at `addr`.
 async fn run_canary_at(
     addr: std::net::SocketAddr,
