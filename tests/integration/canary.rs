@@ -111,10 +111,15 @@ async fn the_shim_fails_real_kv_only_as_scheduled_and_only_for_the_secret() {
 
     let health = call(&url, "GET", "/health", &[], None).await;
     assert_eq!(health.status, 200);
-    assert_eq!(
-        health.headers.get("x-kvchaos-shim").unwrap(),
-        "script=kv-control-plane; schedule=none",
-        "every answer names the shimmed script"
+    let tag = health
+        .headers
+        .get("x-kvchaos-shim")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        tag.starts_with("script=kv-control-plane; version=") && tag.ends_with("; schedule=none"),
+        "every answer names the shimmed script and its version: {tag}"
     );
     assert_eq!(acquire(&url, "a").await.0, 200, "no schedule: real KV");
 
