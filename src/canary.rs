@@ -23,6 +23,8 @@ const SHIM: &str = include_str!("../mock/canary/shim.mjs");
 pub const SHIM_FILE: &str = "kvchaos-shim.mjs";
 /// The generated config's file name in the build folder.
 pub const CONFIG_FILE: &str = "wrangler.json";
+/// The `version_metadata` binding a build adds when the Worker's config has none.
+pub const VERSION_BINDING: &str = "KVCHAOS_VERSION";
 /// The Worker env var holding the control secret, unless the build names another.
 pub const DEFAULT_SECRET_VAR: &str = "KVCHAOS_SHIM_SECRET";
 
@@ -152,12 +154,14 @@ pub fn build(plan: &BuildPlan) -> Result<Built, CanaryError> {
     let kv: Vec<String> = bindings.kv.iter().map(|k| k.binding.clone()).collect();
     let classes = bindings.durable_object_classes.clone();
     let import = import_path(&out, &config_dir.join(&main));
-    let shim = fill(&import, &script, &kv, &classes, &plan.secret_var);
-    let shim_path = out.join(SHIM_FILE);
-    std::fs::write(&shim_path, shim).map_err(|e| write(&shim_path, e))?;
     let text = wrangler::read_file(&file)?;
     let doc = wrangler::document(&text, &file)?;
-    let flat = flatten(doc, plan.env.as_deref(), &script);
+    let mut flat = flatten(doc, plan.env.as_deref(), &script);
+    let version = version_binding(&mut flat);
+    let shim = fill(&import, &script, &kv, &classes, &plan.secret_var)
+        .replace("__KVCHAOS_VERSION_BINDING__", &version);
+    let shim_path = out.join(SHIM_FILE);
+    std::fs::write(&shim_path, shim).map_err(|e| write(&shim_path, e))?;
     let rebased = rebase(flat, &config_dir, &out, &main);
     let config_path = out.join(CONFIG_FILE);
     let json = serde_json::to_string_pretty(&rebased).expect("a JSON value serialises");
@@ -215,6 +219,27 @@ fn flatten(doc: Value, env: Option<&str>, script: &str) -> Value {
     }
     out.insert("name".into(), Value::String(script.to_owned()));
     Value::Object(out)
+}
+
+/// The name of the config's `version_metadata` binding, added as [`VERSION_BINDING`] when the
+/// config has none: the shim reports its `id` so `expect_script` may name a version.
+fn version_binding(config: &mut Value) -> String {
+    let Value::Object(m) = config else {
+        return VERSION_BINDING.to_owned();
+    };
+    let named = m
+        .get("version_metadata")
+        .and_then(|v| v.get("binding"))
+        .and_then(Value::as_str)
+        .filter(|b| !b.is_empty() && b.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if let Some(b) = named {
+        return b.to_owned();
+    }
+    m.insert(
+        "version_metadata".into(),
+        serde_json::json!({ "binding": VERSION_BINDING }),
+    );
+    VERSION_BINDING.to_owned()
 }
 
 /// Points every path of the config (relative to `config_dir`) at the same file from `out`, and

@@ -57,6 +57,8 @@ pub struct Ctx {
     pub redactor: Redactor,
     /// The run's seed, for the drivers' random choices.
     pub seed: u64,
+    /// On a canary run, the check that every answer came from the expected shimmed script.
+    pub guard: crate::canary::control::AnswerGuard,
 }
 
 impl Ctx {
@@ -185,7 +187,14 @@ impl Client {
                     x.error.unwrap_or_else(|| "transport failure".to_owned()),
                 )
             }
-            Ok(Ok((parts, body))) => classify(req, &parts, &body),
+            Ok(Ok((parts, body))) => {
+                // Every driver answer passes here: one from production (no shim header, or
+                // another script) stops the run before any fault, as for the load.
+                let shim = parts.headers.get(crate::canary::control::SHIM_HEADER);
+                let shim = shim.and_then(|h| h.to_str().ok());
+                self.ctx.guard.check(shim, "the drivers' requests");
+                classify(req, &parts, &body)
+            }
         };
         Answer {
             error: answer

@@ -16,8 +16,10 @@
 // Worker's env var named below of "METHOD\nPATH\nTIMESTAMP\nNONCE\nBODY".
 // Without that secret every control route answers 503: no control at all.
 //
-// Every response carries x-kvchaos-shim: script=NAME; schedule=ID|none, so
-// kvchaos can tell the shim answered (not production, not a fallback version).
+// Every response carries x-kvchaos-shim: script=NAME; version=ID|none;
+// schedule=ID|none, so kvchaos can tell the shim answered (not production, not
+// a fallback version). The version id is the `id` of the Worker's
+// version_metadata binding (the build adds one when the config has none).
 //
 // The schedule lives in the isolate that received it; it ends by itself at its
 // expiry, so faults stop even if kvchaos dies without sending halt.
@@ -29,6 +31,7 @@ export * from "__KVCHAOS_USER_MAIN__";
 const SCRIPT = "__KVCHAOS_SCRIPT__";
 const KV_BINDINGS = new Set(__KVCHAOS_KV_BINDINGS__);
 const SECRET_VAR = "__KVCHAOS_SECRET_VAR__";
+const VERSION_BINDING = "__KVCHAOS_VERSION_BINDING__";
 const CONTROL = "/__kvchaos/";
 const MAX_SKEW_MS = 60_000;
 const MAX_BODY = 256 * 1024;
@@ -327,8 +330,9 @@ function json(status, value) {
   return new Response(JSON.stringify(value), { status, headers: { "content-type": "application/json" } });
 }
 
-function tag(response) {
-  const header = `script=${SCRIPT}; schedule=${active()?.id ?? "none"}`;
+function tag(response, env) {
+  const version = env?.[VERSION_BINDING]?.id || "none";
+  const header = `script=${SCRIPT}; version=${version}; schedule=${active()?.id ?? "none"}`;
   try {
     response.headers.set("x-kvchaos-shim", header);
     return response;
@@ -341,8 +345,8 @@ function tag(response) {
 }
 
 async function onFetch(request, env, ctx, next) {
-  if (new URL(request.url).pathname.startsWith(CONTROL)) return tag(await control(request, env, ctx));
-  return tag(await next(wrapEnv(env)));
+  if (new URL(request.url).pathname.startsWith(CONTROL)) return tag(await control(request, env, ctx), env);
+  return tag(await next(wrapEnv(env)), env);
 }
 
 // --- the Worker's handlers, with env wrapped --------------------------------

@@ -7,6 +7,7 @@
 //! 60 s and a nonce it never accepts twice, so a captured request cannot be replayed.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -137,6 +138,16 @@ pub enum GuardError {
         /// What the shim reported.
         found: String,
     },
+    /// Another version answered (an override that fell back, or a shim without the version).
+    #[error(
+        "the answer came from version \"{found}\", not the expected \"{expected}\" (a version override that fell back to the deployed version?)"
+    )]
+    WrongVersion {
+        /// The version id `[target] expect_script` names.
+        expected: String,
+        /// What the shim reported (`none` when it knows no version).
+        found: String,
+    },
 }
 
 /// Checks the shim header of `response` names `expected`.
@@ -144,21 +155,84 @@ pub fn guard(response: &Response, expected: &str) -> Result<(), GuardError> {
     guard_header(response.header(SHIM_HEADER), expected)
 }
 
-/// Checks a shim header value (`None`: the answer had none) names `expected`.
+/// Checks a shim header value (`None`: the answer had none) names `expected`: the version id
+/// the shim reports when `expected` is one (UUID-shaped, see [`is_version_id`]), else its script.
 pub fn guard_header(header: Option<&str>, expected: &str) -> Result<(), GuardError> {
     let header = header.ok_or(GuardError::NoShim)?;
-    let found = header
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("script="))
-        .next()
-        .unwrap_or("");
+    let field = |name: &str| {
+        header
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix(name))
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    };
+    if is_version_id(expected) {
+        let found = field("version=");
+        return if found.eq_ignore_ascii_case(expected) {
+            Ok(())
+        } else {
+            Err(GuardError::WrongVersion {
+                expected: expected.to_owned(),
+                found,
+            })
+        };
+    }
+    let found = field("script=");
     if found == expected {
         Ok(())
     } else {
         Err(GuardError::WrongScript {
             expected: expected.to_owned(),
-            found: found.to_owned(),
+            found,
         })
+    }
+}
+
+/// Whether `expect_script` is a version id (a UUID, as Cloudflare's version ids are) rather than
+/// a script name: 8-4-4-4-12 hex digits.
+pub fn is_version_id(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The guard on answers that do not pass through [`Shim`] (the drivers' requests): each
+/// answer's shim header is checked against the expected script, and the first mismatch is kept
+/// for the run, which stops before any fault (shared by every driver client; cheap to clone).
+#[derive(Clone, Debug, Default)]
+pub struct AnswerGuard {
+    /// `[target] expect_script`; `None` off a canary run (nothing is checked).
+    expected: Option<Arc<str>>,
+    failure: Arc<OnceLock<String>>,
+}
+
+impl AnswerGuard {
+    /// A guard expecting `expected` (`None`: no canary, every answer passes).
+    pub fn new(expected: Option<&str>) -> AnswerGuard {
+        AnswerGuard {
+            expected: expected.map(Arc::from),
+            failure: Arc::default(),
+        }
+    }
+
+    /// Checks one answer's shim header (`None`: it had none); `during` says whose answer it was.
+    pub fn check(&self, header: Option<&str>, during: &str) {
+        let Some(expected) = &self.expected else {
+            return;
+        };
+        if let Err(e) = guard_header(header, expected) {
+            // The first mismatch is the one to report; the rest follow from it.
+            let _ = self.failure.set(format!("during {during}, {e}"));
+        }
+    }
+
+    /// The first answer that did not come from the expected shim.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.get().cloned()
     }
 }
 
@@ -314,6 +388,42 @@ mod tests {
         );
         // A prefix of the name is another script.
         assert!(guard(&answer(Some("script=hub-canary-2")), "hub-canary").is_err());
+    }
+
+    #[test]
+    fn a_uuid_expects_the_version_the_shim_reports() {
+        let v = "0f6a3b3e-9c1d-4e2a-8b7c-5d4e3f2a1b0c";
+        assert!(is_version_id(v) && is_version_id(&v.to_uppercase()));
+        for name in [
+            "hub-canary",
+            "0f6a3b3e-9c1d-4e2a-8b7c-5d4e3f2a1b0",
+            "g0000000-0000-0000-0000-000000000000",
+        ] {
+            assert!(!is_version_id(name), "{name}");
+        }
+        let from = |version: &str| format!("script=hub-canary; version={version}; schedule=none");
+        assert_eq!(guard(&answer(Some(&from(v))), v), Ok(()));
+        assert_eq!(guard(&answer(Some(&from(&v.to_uppercase()))), v), Ok(()));
+        let other = "11111111-2222-4333-8444-555555555555";
+        assert_eq!(
+            guard(&answer(Some(&from(other))), v),
+            Err(GuardError::WrongVersion {
+                expected: v.into(),
+                found: other.into()
+            })
+        );
+        // A shim that knows no version (no binding) never passes for one.
+        let none = guard(&answer(Some("script=hub-canary; schedule=none")), v);
+        assert_eq!(
+            none,
+            Err(GuardError::WrongVersion {
+                expected: v.into(),
+                found: String::new()
+            })
+        );
+        assert!(guard(&answer(Some(&from("none"))), v).is_err());
+        // A script name is still matched against the script, whatever the version.
+        assert_eq!(guard(&answer(Some(&from(v))), "hub-canary"), Ok(()));
     }
 
     #[test]

@@ -75,6 +75,12 @@ fn the_shim_imports_the_workers_entry_and_wraps_its_kv_bindings() {
     assert!(shim.contains(r#"const SCRIPT = "hub";"#));
     assert!(shim.contains("export class Locks extends user.Locks {"));
     assert!(!shim.contains("__KVCHAOS_"), "every placeholder is filled");
+    // A version_metadata binding is added, so the shim can report its version id.
+    assert!(shim.contains(r#"const VERSION_BINDING = "KVCHAOS_VERSION";"#));
+    assert_eq!(
+        config(&built)["version_metadata"],
+        serde_json::json!({"binding": "KVCHAOS_VERSION"})
+    );
     // The Worker's own files are untouched.
     assert_eq!(
         std::fs::read_to_string(worker.join("wrangler.toml")).unwrap(),

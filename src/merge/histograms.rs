@@ -85,7 +85,9 @@ pub fn write(
             .collect::<std::io::Result<_>>()?,
     };
     let text = serde_json::to_string(&file).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join(HISTOGRAMS_FILE), text)
+    // Through a rename, so a full disk leaves no cut-off file for `merge` to misread.
+    crate::report::json::write_atomic(&dir.join(HISTOGRAMS_FILE), text.as_bytes())
+        .map_err(std::io::Error::other)
 }
 
 /// A report folder's totals: per request (file order), all, and per window.

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::history::{Event, History};
+use crate::report::lines::WriteFailure;
 use crate::summary::FaultWindow;
 
 /// The run's history as it is written, with what the checkers and the summary need of it.
@@ -17,6 +18,8 @@ pub struct Journal {
     judged: Vec<(Duration, Event)>,
     /// Fault windows (scheduled and manual), in the order they were set.
     windows: Vec<FaultWindow>,
+    /// The first failed write of the run's other line-based files.
+    files: WriteFailure,
 }
 
 /// What a finished journal leaves.
@@ -36,6 +39,7 @@ impl Journal {
             history: History::create(path)?,
             judged: Vec::new(),
             windows: Vec::new(),
+            files: WriteFailure::default(),
         })
     }
 
@@ -45,11 +49,19 @@ impl Journal {
         self
     }
 
-    /// The first failed write of `history.jsonl` (a full disk), as a message naming the file.
+    /// Where the run's other line-based files (`timeseries.csv`, `latency.hlog`) report their
+    /// first failed write, so [`Journal::write_error`] sees it.
+    pub fn files(&self) -> WriteFailure {
+        self.files.clone()
+    }
+
+    /// The first failed write of `history.jsonl` or of a file writing to [`Journal::files`] (a
+    /// full disk), as a message naming the file.
     pub fn write_error(&self) -> Option<String> {
         self.history
             .failed()
             .map(|e| format!("cannot write history.jsonl: {e}"))
+            .or_else(|| self.files.get())
     }
 
     /// Records `event` at run time `t`.

@@ -19,12 +19,14 @@ use super::journal::Journal;
 use super::setup::Ready;
 use super::stop::{Input, Step, Stop};
 use super::summary::{self, Facts};
+use crate::canary::control::AnswerGuard;
 use crate::driver::Drivers;
 use crate::driver::cron::{Firing, Schedules};
 use crate::engine::Engine;
 use crate::history::{Event, OpKind};
 use crate::live::{Control, Interrupts, Monitor, Snapshot};
 use crate::metrics::{Recorder, thresholds};
+use crate::report::lines::{WholeLines, WriteFailure};
 use crate::scenario::plan::Plan;
 use crate::summary::{StopReason, TargetInfo};
 use crate::target::Running;
@@ -62,6 +64,8 @@ pub struct Session {
     queue_prefix: Option<String>,
     /// The canary's chaos shim, when the run's faults go there.
     canary: Option<crate::canary::live::Armed>,
+    /// The shim check of the drivers' answers (the engine checks the load's).
+    driver_guard: AnswerGuard,
 }
 
 /// A finished session: the summary's facts, and what is left to say.
@@ -90,10 +94,10 @@ impl Session {
             mut warnings,
             canary,
         } = *ready;
-        let (mut recorder, hlog) = open_recorder(&plan, report_dir, threads)?;
         let mut journal = Journal::create(&report_dir.join("history.jsonl"))
             .map(|j| j.redacting(plan.redactor.clone()))
             .map_err(|e| RunError::Environment(format!("cannot write history.jsonl: {e}")))?;
+        let (mut recorder, hlog) = open_recorder(&plan, report_dir, threads, journal.files())?;
         let engine = Engine::start_placed(&plan, endpoint.clone(), threads, &recorder, placement)
             .map_err(|e| RunError::Environment(e.to_string()))?;
         let start = engine.start_instant();
@@ -131,6 +135,7 @@ impl Session {
             }
             None => start_crons(&plan, &target, firing, &mut notes),
         };
+        let driver_guard = AnswerGuard::new(plan.canary.as_ref().map(|c| &*c.expect_script));
         let drivers = Drivers::start(
             &plan,
             crate::driver::Ctx {
@@ -139,6 +144,7 @@ impl Session {
                 run_start: start,
                 redactor: plan.redactor.clone(),
                 seed: plan.seed,
+                guard: driver_guard.clone(),
             },
         );
         if let Some(c) = &canary {
@@ -169,6 +175,7 @@ impl Session {
             last_tick: start,
             phase_seen: None,
             canary,
+            driver_guard,
         })
     }
 
@@ -229,8 +236,22 @@ impl Session {
         }
     }
 
-    /// A scheduled fault change is due.
+    /// On a canary run, the first load or driver answer not from the expected shim.
+    fn guard_failure(&self) -> Option<String> {
+        self.engine
+            .guard_failure()
+            .or_else(|| self.driver_guard.failure())
+    }
+
+    /// A scheduled fault change is due; an answer from the wrong script stops the run instead,
+    /// so no fault reaches a Worker that is not the canary.
     fn on_fault_due(&mut self) {
+        if let Some(why) = self.guard_failure() {
+            if self.stop.sending() {
+                self.on_stop(Input::TargetDied(why), Instant::now());
+            }
+            return;
+        }
         if let Some(kv) = fault_sink(&self.canary, &self.target) {
             let events = self.timeline.apply_due(Instant::now() - self.start, kv);
             self.journal.record_all(events);
@@ -312,7 +333,7 @@ impl Session {
                 .died()
                 .or_else(|| self.journal.write_error())
                 .or_else(|| self.canary.as_ref().and_then(|c| c.failure()))
-                .or_else(|| self.engine.guard_failure())
+                .or_else(|| self.guard_failure())
         {
             self.on_stop(Input::TargetDied(why), now);
         }
@@ -473,30 +494,34 @@ impl Session {
     }
 }
 
-/// The recorder with its `timeseries.csv`, and the interval log's file.
+/// The recorder with its `timeseries.csv`, and the interval log's file; both write whole lines
+/// and report their first failed write to `failure`.
 fn open_recorder(
     plan: &Plan,
     report_dir: &Path,
     threads: usize,
-) -> Result<(Recorder, std::fs::File), RunError> {
+    failure: WriteFailure,
+) -> Result<(Recorder, WholeLines), RunError> {
     let names = crate::replay::recorder_names(plan);
     let csv_path = report_dir.join("timeseries.csv");
     let csv = std::fs::File::create(&csv_path)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", csv_path.display())))?;
-    let recorder = Recorder::new(names, threads, Some(Box::new(std::io::BufWriter::new(csv))))
+    let csv = WholeLines::new(csv, "timeseries.csv", failure.clone());
+    let recorder = Recorder::new(names, threads, Some(Box::new(csv)))
         .map_err(|e| RunError::Environment(format!("cannot write timeseries.csv: {e}")))?;
     let hlog_path = report_dir.join(crate::report::hlog::HLOG_FILE);
     let hlog = std::fs::File::create(&hlog_path)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", hlog_path.display())))?;
-    Ok((recorder, hlog))
+    Ok((
+        recorder,
+        WholeLines::new(hlog, crate::report::hlog::HLOG_FILE, failure),
+    ))
 }
 
 /// The interval log, whose headers carry the engine's start (a few ms ahead) as wall-clock time.
-fn attach_hlog(recorder: &mut Recorder, hlog: std::fs::File, start: Instant) {
+fn attach_hlog(recorder: &mut Recorder, hlog: WholeLines, start: Instant) {
     let start_wall = SystemTime::now() + start.saturating_duration_since(Instant::now());
-    if let Ok(hlog) =
-        crate::report::hlog::HlogWriter::new(std::io::BufWriter::new(hlog), start_wall)
-    {
+    if let Ok(hlog) = crate::report::hlog::HlogWriter::new(hlog, start_wall) {
         recorder.set_interval_sink(Box::new(hlog));
     }
 }
@@ -642,6 +667,7 @@ fn stop_word(r: StopReason) -> &'static str {
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), RunError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", path.display())))?;
-    std::fs::write(path, text)
-        .map_err(|e| RunError::Environment(format!("cannot write {}: {e}", path.display())))
+    // Through a rename: a full disk leaves no cut-off JSON.
+    crate::report::json::write_atomic(path, text.as_bytes())
+        .map_err(|e| RunError::Environment(e.to_string()))
 }

@@ -111,10 +111,15 @@ async fn the_shim_fails_real_kv_only_as_scheduled_and_only_for_the_secret() {
 
     let health = call(&url, "GET", "/health", &[], None).await;
     assert_eq!(health.status, 200);
-    assert_eq!(
-        health.headers.get("x-kvchaos-shim").unwrap(),
-        "script=kv-control-plane; schedule=none",
-        "every answer names the shimmed script"
+    let tag = health
+        .headers
+        .get("x-kvchaos-shim")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        tag.starts_with("script=kv-control-plane; version=") && tag.ends_with("; schedule=none"),
+        "every answer names the shimmed script and its version: {tag}"
     );
     assert_eq!(acquire(&url, "a").await.0, 200, "no schedule: real KV");
 
@@ -329,26 +334,55 @@ async fn a_canary_answering_as_another_script_gets_no_fault_and_no_load() {
 }
 
 #[tokio::test]
-async fn a_load_answer_not_from_the_shim_stops_the_run() {
-    // Control answers as the shim, load answers as production (an override that fell back).
-    let addr = crate::servers::shim_then_production("hub-canary").await;
-    let dir = temp("fallback");
+async fn expect_script_as_a_version_id_matches_only_the_version_the_shim_reports() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = temp("version");
+    let (w, url) = start("kv-control-plane", &dir).await;
+    // Another version: refused, and the error names the version that answered.
+    let other = "00000000-0000-4000-8000-000000000000";
+    let found = match shim(&url, SECRET, other).stats().await {
+        Err(ControlError::Guard(GuardError::WrongVersion { expected, found })) => {
+            assert_eq!(expected, other);
+            found
+        }
+        r => panic!("a wrong version id must be refused: {r:?}"),
+    };
+    assert!(
+        kvchaos::canary::control::is_version_id(&found),
+        "the shim reports its version_metadata id: {found:?}"
+    );
+    // The version that answered passes, in either case.
+    shim(&url, SECRET, &found)
+        .stats()
+        .await
+        .expect("the canary's own version");
+    shim(&url, SECRET, &found.to_uppercase())
+        .stats()
+        .await
+        .expect("version ids compare without case");
+    stop(w).await;
+}
+
+/// Runs `extra` (phases, drivers, faults) as a canary run expecting `hub-canary` at `addr`.
+async fn run_canary_at(
+    addr: std::net::SocketAddr,
+    name: &str,
+    extra: &str,
+) -> kvchaos::run::RunOutcome {
+    let dir = temp(name);
     let text = format!(
-        r#"name = "fallback"
+        r#"name = "{name}"
 [target]
 url = "http://{addr}"
 expect_script = "hub-canary"
 [canary]
 secret_env = "CANARY_TEST_SECRET"
-[[phases]]
-duration = "20s"
-rate = 20
-[[requests]]
-name = "home"
-path = "/"
-"#
+{extra}"#
     );
-    let path = dir.join("fallback.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, &text).unwrap();
     let env = |k: &str| (k == "CANARY_TEST_SECRET").then(|| SECRET.to_owned());
     let plan = kvchaos::scenario::parse_str(&text, &path, &env).unwrap_or_else(|e| panic!("{e}"));
@@ -358,16 +392,20 @@ path = "/"
         threads: Some(1),
         ..Default::default()
     };
-    let o = kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
+    kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
         .await
-        .expect("the run writes a report");
+        .expect("the run writes a report")
+}
+
+/// The run stopped early on a guard failure `during` whose answers, and exits 3.
+fn assert_guard_stop(o: &kvchaos::run::RunOutcome, during: &str) {
     assert_eq!(
         o.summary.stop.reason,
         kvchaos::report::model::StopReason::TargetFailed
     );
     let detail = o.summary.stop.detail.clone().unwrap_or_default();
     assert!(
-        detail.contains("during the load") && detail.contains("x-kvchaos-shim"),
+        detail.contains(during) && detail.contains("x-kvchaos-shim"),
         "{detail}"
     );
     assert!(
@@ -376,4 +414,46 @@ path = "/"
         o.summary.duration_s
     );
     assert_eq!(o.exit, kvchaos::exit::Exit::Environment);
+}
+
+#[tokio::test]
+async fn a_load_answer_not_from_the_shim_stops_the_run() {
+    // Control answers as the shim, load answers as production (an override that fell back).
+    let addr = crate::servers::shim_then_production("hub-canary").await;
+    let load =
+        "[[phases]]\nduration = \"20s\"\nrate = 20\n[[requests]]\nname = \"home\"\npath = \"/\"\n";
+    let o = run_canary_at(addr, "fallback", load).await;
+    assert_guard_stop(&o, "during the load");
+}
+
+#[tokio::test]
+async fn a_driver_answer_not_from_the_shim_stops_the_run_before_the_first_fault() {
+    // Load and control answer as the shim; the lock routes as production, as when a route of
+    // the drivers reaches another Worker.
+    let addr = crate::servers::shim_where("hub-canary", |p| !p.starts_with("/locks")).await;
+    let extra = r#"[[phases]]
+duration = "20s"
+rate = 20
+[[requests]]
+name = "home"
+path = "/"
+[lock]
+clients = 1
+[lock.acquire]
+method = "POST"
+path = "/locks/{{lock}}/acquire"
+[lock.release]
+method = "POST"
+path = "/locks/{{lock}}/release"
+[[faults]]
+at = "2s"
+until = "10s"
+kind = "daily-limit"
+ops = ["put"]
+"#;
+    let o = run_canary_at(addr, "driver-fallback", extra).await;
+    assert_guard_stop(&o, "during the drivers' requests");
+    assert!(o.summary.faults.is_empty(), "{:#?}", o.summary.faults);
+    let history = std::fs::read_to_string(o.report_dir.join("history.jsonl")).unwrap();
+    assert!(!history.contains("\"fault-set\""), "{history}");
 }

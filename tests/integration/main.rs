@@ -5,6 +5,7 @@ mod audit;
 mod canary;
 mod cli;
 mod differential;
+mod disk;
 mod engine;
 mod foreign_worker;
 mod kv;

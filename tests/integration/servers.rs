@@ -94,6 +94,12 @@ pub async fn refused() -> SocketAddr {
 /// A stand-in for a canary's shim: control routes (`/__kvchaos/...`) answer as script `script`
 /// would; every other path answers 200 without the shim header, as production would.
 pub async fn shim_then_production(script: &'static str) -> SocketAddr {
+    shim_where(script, |path| path.starts_with("/__kvchaos/")).await
+}
+
+/// A stand-in canary whose answers to paths `shimmed` accepts carry `script`'s shim header
+/// (control routes answer as an idle shim); every other answer comes as from production.
+pub async fn shim_where(script: &'static str, shimmed: fn(&str) -> bool) -> SocketAddr {
     let (l, addr) = listener().await;
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
@@ -106,7 +112,7 @@ pub async fn shim_then_production(script: &'static str) -> SocketAddr {
                         "production"
                     };
                     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                    if control {
+                    if shimmed(req.uri().path()) {
                         resp.headers_mut().insert(
                             "x-kvchaos-shim",
                             hyper::header::HeaderValue::from_str(&format!(

@@ -42,7 +42,7 @@ impl Validator<'_> {
             self.err(
                 expect.span().start,
                 "target.expect_script",
-                "expect_script must be the canary's script name, e.g. \"hub-canary\"",
+                "expect_script must be the canary's script name, e.g. \"hub-canary\", or its version id (a UUID, as `wrangler versions upload` prints it)",
             );
             return None;
         }
