@@ -385,40 +385,15 @@ async fn wait_signal() -> std::io::Result<()> {
 }
 
 async fn run(args: RunArgs) -> Exit {
-    let opts = RunOptions {
-        scenario: args
-            .scenario
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO_PATH)),
-        target_url: args.target_url,
-        worker: args.worker,
-        worker_config: args.config,
-        worker_env: args.env,
-        allow_hosts: args.allow_hosts,
-        out: args.out,
-        seed: args.seed,
-        duration: args.duration,
-        threads: args.threads,
-        strict: args.strict,
-        no_faults: args.no_faults,
-        shard: match crate::engine::Shard::resolve(
-            args.shard,
-            args.shards,
-            std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Exit::Usage;
-            }
-        },
-        start_at: args.start_at,
+    let (given, no_tui) = (args.scenario.is_some(), args.no_tui);
+    let opts = match run_options(args) {
+        Ok(opts) => opts,
+        Err(exit) => return exit,
     };
-    let prepared = match &args.scenario {
-        Some(_) => crate::run::prepare(&opts),
-        None => {
-            crate::run::prepare_from_text(&opts, DEFAULT_SCENARIO, Path::new(DEFAULT_SCENARIO_PATH))
-        }
+    let prepared = if given {
+        crate::run::prepare(&opts)
+    } else {
+        crate::run::prepare_from_text(&opts, DEFAULT_SCENARIO, Path::new(DEFAULT_SCENARIO_PATH))
     };
     let plan = match prepared {
         Ok(plan) => plan,
@@ -427,7 +402,7 @@ async fn run(args: RunArgs) -> Exit {
             return e.exit();
         }
     };
-    let dashboard = crate::tui::wanted(args.no_tui);
+    let dashboard = crate::tui::wanted(no_tui);
     // Signals are handled from here on: the line below tells a supervisor it may send them.
     let interrupts = interrupts(!dashboard);
     println!(
@@ -453,6 +428,44 @@ async fn run(args: RunArgs) -> Exit {
     {
         eprintln!("warning: {e}");
     }
+    report_run(result)
+}
+
+/// The run's options from its arguments; a bad `--shard`/`--shards` is a usage error.
+fn run_options(args: RunArgs) -> Result<RunOptions, Exit> {
+    Ok(RunOptions {
+        scenario: args
+            .scenario
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SCENARIO_PATH)),
+        target_url: args.target_url,
+        worker: args.worker,
+        worker_config: args.config,
+        worker_env: args.env,
+        allow_hosts: args.allow_hosts,
+        out: args.out,
+        seed: args.seed,
+        duration: args.duration,
+        threads: args.threads,
+        strict: args.strict,
+        no_faults: args.no_faults,
+        shard: match crate::engine::Shard::resolve(
+            args.shard,
+            args.shards,
+            std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(Exit::Usage);
+            }
+        },
+        start_at: args.start_at,
+    })
+}
+
+/// Prints a run's notes and summary (or its error) and gives its exit code.
+fn report_run(result: Result<crate::run::RunOutcome, crate::run::RunError>) -> Exit {
     match result {
         Ok(outcome) => {
             for note in &outcome.notes {

@@ -21,63 +21,30 @@ pub mod errors;
 pub mod expect;
 pub mod pacing;
 pub mod replay;
+mod request;
 pub mod schedule;
 pub mod shard;
 pub mod tls;
+mod worker;
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
-use http_body_util::Full;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{Recorder, ShardHandle};
-use crate::outcome::Outcome;
-use crate::scenario::plan::{Load, Plan};
-use crate::scenario::template::{RenderCx, Template};
-use client::{Conn, Endpoint};
-use pacing::Pacer;
+use crate::metrics::Recorder;
+use crate::scenario::plan::Plan;
+use client::Endpoint;
+use request::{Built, Prepared, mix, prepare};
 use schedule::{PhaseSchedule, phase_at};
 pub use shard::Shard;
+use worker::{Waits, worker};
 
 /// How late an open-loop arrival may be claimed before it counts as dropped. Covers scheduling
 /// jitter (and tokio's millisecond timer where no precise timer is available).
 pub const LATE_TOLERANCE: Duration = Duration::from_millis(10);
-
-/// Header map capacity reserved per request: hyper parses the response's headers into the
-/// request's map.
-const RESPONSE_HEADERS: usize = 12;
-
-/// Salt that separates the random stream deciding which request a dropped arrival would have
-/// been from the stream of sent requests.
-const DROP_STREAM: u64 = 0x5eed_d409;
-
-/// A request with everything that does not change between sends prepared once.
-struct Prepared {
-    method: Method,
-    uri: Part<Uri>,
-    headers: Vec<(HeaderName, Part<HeaderValue>)>,
-    body: Option<Part<Bytes>>,
-    content_type: Option<HeaderValue>,
-    timeout: Duration,
-    expect: Option<Vec<u16>>,
-}
-
-/// A request ready to send, with its timeout.
-type Built = (Request<Full<Bytes>>, Duration);
-
-enum Part<T> {
-    Static(T),
-    Dynamic(Template),
-}
 
 /// State shared by every worker of a run.
 struct Shared {
@@ -199,79 +166,15 @@ impl Engine {
         recorder: &Recorder,
         placement: Placement,
     ) -> Result<Engine, EngineError> {
-        let phases = PhaseSchedule::build(&plan.phases);
-        let end = phases.last().map_or(Duration::ZERO, PhaseSchedule::end);
-        let requests = plan
-            .requests
-            .iter()
-            .map(|r| prepare(r, endpoint.base_path()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut total = 0u64;
-        let cumulative = plan
-            .requests
-            .iter()
-            .map(|r| {
-                total += u64::from(r.weight);
-                total
-            })
-            .collect();
-        let n = phases.len();
-        let counters = || (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        let shared = Arc::new(Shared::new(plan, endpoint, placement)?);
         let threads = threads.max(1);
         let workers = plan.max_concurrency();
-        let shared = Arc::new(Shared {
-            claimed: counters(),
-            sent: counters(),
-            late_dropped: counters(),
-            skipped: counters(),
-            paused: AtomicBool::new(false),
-            resumed: tokio::sync::Notify::new(),
-            phases,
-            seq: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            unfinished: AtomicU64::new(0),
-            // Threads need a moment to start; the schedule begins just after.
-            start: placement
-                .start
-                .unwrap_or_else(|| Instant::now() + Duration::from_millis(20)),
-            end,
-            seed: plan.seed,
-            requests,
-            cumulative,
-            base_path: endpoint.base_path().to_owned(),
-            endpoint,
-            stop: CancellationToken::new(),
-            abort: CancellationToken::new(),
-            shard: placement.shard,
-            names: crate::replay::recorder_names(plan),
-            guard: plan.canary.as_ref().map(|c| c.expect_script.clone()),
-            guard_failure: std::sync::Mutex::new(None),
-            replay_events: Default::default(),
-        });
-        let mut done = Vec::with_capacity(threads);
-        for t in 0..threads {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let sh = shared.clone();
-            let shard = recorder.shard(t);
-            let ids: Vec<usize> = (t..workers).step_by(threads).collect();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            std::thread::Builder::new()
-                .name(format!("kvchaos-engine-{t}"))
-                .spawn(move || {
-                    pacing::tighten_timer_slack();
-                    rt.block_on(async move {
-                        let mut set = tokio::task::JoinSet::new();
-                        for id in ids {
-                            set.spawn(worker(id, sh.clone(), shard.clone()));
-                        }
-                        while set.join_next().await.is_some() {}
-                    });
-                    let _ = tx.send(());
-                })?;
-            done.push(rx);
-        }
+        let done = (0..threads)
+            .map(|t| {
+                let ids: Vec<usize> = (t..workers).step_by(threads).collect();
+                spawn_thread(t, ids, shared.clone(), recorder)
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
         Ok(Engine {
             shared,
             paused_at: Mutex::new(None),
@@ -458,398 +361,89 @@ impl Drop for Engine {
     }
 }
 
-fn prepare(r: &crate::scenario::plan::RequestPlan, base: &str) -> Result<Prepared, EngineError> {
-    let bad = |message: String| EngineError::Request {
-        request: r.name.clone(),
-        message,
-    };
-    let uri = match r.path.as_static() {
-        Some(p) => Part::Static(
-            Uri::try_from(format!("{base}{p}"))
-                .map_err(|e| bad(format!("invalid path \"{p}\": {e}")))?,
-        ),
-        None => Part::Dynamic(r.path.clone()),
-    };
-    let headers = r
-        .headers
-        .iter()
-        .map(|(name, t)| {
-            let v = match t.as_static() {
-                Some(s) => Part::Static(
-                    HeaderValue::from_str(s)
-                        .map_err(|_| bad(format!("invalid value for header \"{name}\"")))?,
-                ),
-                None => Part::Dynamic(t.clone()),
-            };
-            Ok((name.clone(), v))
-        })
-        .collect::<Result<Vec<_>, EngineError>>()?;
-    let has_content_type = r.headers.iter().any(|(n, _)| n == CONTENT_TYPE);
-    let (body, content_type) = match &r.body {
-        None => (None, None),
-        Some(b) => {
-            let part = match b.template.as_static() {
-                Some(s) => Part::Static(Bytes::from(s.to_owned())),
-                None => Part::Dynamic(b.template.clone()),
-            };
-            let ct = b
-                .content_type
-                .filter(|_| !has_content_type)
-                .map(HeaderValue::from_static);
-            (Some(part), ct)
-        }
-    };
-    Ok(Prepared {
-        method: r.method.clone(),
-        uri,
-        headers,
-        body,
-        content_type,
-        timeout: r.timeout,
-        expect: r.expect.clone(),
-    })
-}
-
-/// SplitMix64: spreads a seed and an index into an independent stream seed.
-fn mix(seed: u64, index: u64) -> u64 {
-    let mut z = seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// Starts engine thread `t` running workers `ids` on its own single-threaded runtime; the
+/// receiver resolves when they have all ended.
+fn spawn_thread(
+    t: usize,
+    ids: Vec<usize>,
+    sh: Arc<Shared>,
+    recorder: &Recorder,
+) -> Result<tokio::sync::oneshot::Receiver<()>, EngineError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let shard = recorder.shard(t);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("kvchaos-engine-{t}"))
+        .spawn(move || {
+            pacing::tighten_timer_slack();
+            rt.block_on(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for id in ids {
+                    set.spawn(worker(id, sh.clone(), shard.clone()));
+                }
+                while set.join_next().await.is_some() {}
+            });
+            let _ = tx.send(());
+        })?;
+    Ok(rx)
 }
 
 impl Shared {
+    /// The shared state of a run of `plan` against `endpoint`, its requests prepared.
+    fn new(plan: &Plan, endpoint: Endpoint, placement: Placement) -> Result<Shared, EngineError> {
+        let phases = PhaseSchedule::build(&plan.phases);
+        let end = phases.last().map_or(Duration::ZERO, PhaseSchedule::end);
+        let requests = plan
+            .requests
+            .iter()
+            .map(|r| prepare(r, endpoint.base_path()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut total = 0u64;
+        let cumulative = plan
+            .requests
+            .iter()
+            .map(|r| {
+                total += u64::from(r.weight);
+                total
+            })
+            .collect();
+        let n = phases.len();
+        let counters = || (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        Ok(Shared {
+            claimed: counters(),
+            sent: counters(),
+            late_dropped: counters(),
+            skipped: counters(),
+            paused: AtomicBool::new(false),
+            resumed: tokio::sync::Notify::new(),
+            phases,
+            seq: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            unfinished: AtomicU64::new(0),
+            // Threads need a moment to start; the schedule begins just after.
+            start: placement
+                .start
+                .unwrap_or_else(|| Instant::now() + Duration::from_millis(20)),
+            end,
+            seed: plan.seed,
+            requests,
+            cumulative,
+            base_path: endpoint.base_path().to_owned(),
+            endpoint,
+            stop: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            shard: placement.shard,
+            names: crate::replay::recorder_names(plan),
+            guard: plan.canary.as_ref().map(|c| c.expect_script.clone()),
+            guard_failure: std::sync::Mutex::new(None),
+            replay_events: Default::default(),
+        })
+    }
+
     /// This shard's arrivals of phase `p` intended strictly before `elapsed` into the phase.
     fn local_due(&self, p: usize, elapsed: Duration) -> u64 {
         self.shard.local_count(self.phases[p].due_by(elapsed))
-    }
-
-    fn choose(&self, rng: &mut SmallRng) -> usize {
-        let total = self.cumulative.last().copied().unwrap_or(1);
-        let x = rng.random_range(0..total);
-        self.cumulative.partition_point(|&c| c <= x)
-    }
-
-    fn drop_choice(&self, phase: usize, k: u64) -> usize {
-        let mut rng =
-            SmallRng::seed_from_u64(mix(self.seed ^ DROP_STREAM, ((phase as u64) << 40) | k));
-        self.choose(&mut rng)
-    }
-
-    /// Builds request number `seq`; `None` when a templated path renders to an invalid URI.
-    fn build(&self, seq: u64, buf: &mut String) -> (usize, Option<Built>) {
-        let mut rng = SmallRng::seed_from_u64(mix(self.seed, seq));
-        let idx = self.choose(&mut rng);
-        let r = &self.requests[idx];
-        let mut cx = RenderCx {
-            seq,
-            rng: &mut rng,
-            vars: None,
-        };
-        let uri = match &r.uri {
-            Part::Static(u) => u.clone(),
-            Part::Dynamic(t) => {
-                buf.clear();
-                buf.push_str(&self.base_path);
-                t.render(&mut cx, buf);
-                match Uri::try_from(buf.as_str()) {
-                    Ok(u) => u,
-                    Err(_) => return (idx, None),
-                }
-            }
-        };
-        // hyper reuses the request's header map for the response's headers, so it gets room for
-        // a typical response too: growing it there costs a reallocation and a rehash per request.
-        let mut headers = HeaderMap::with_capacity((r.headers.len() + 2).max(RESPONSE_HEADERS));
-        headers.append(HOST, self.endpoint.authority().clone());
-        for (name, v) in &r.headers {
-            let v = match v {
-                Part::Static(v) => v.clone(),
-                Part::Dynamic(t) => {
-                    buf.clear();
-                    t.render(&mut cx, buf);
-                    match HeaderValue::from_str(buf) {
-                        Ok(v) => v,
-                        Err(_) => return (idx, None),
-                    }
-                }
-            };
-            headers.append(name.clone(), v);
-        }
-        if let Some(ct) = &r.content_type {
-            headers.append(CONTENT_TYPE, ct.clone());
-        }
-        let body = match &r.body {
-            None => Bytes::new(),
-            Some(Part::Static(bytes)) => bytes.clone(),
-            Some(Part::Dynamic(t)) => {
-                let mut s = String::new();
-                t.render(&mut cx, &mut s);
-                Bytes::from(s)
-            }
-        };
-        // Built in place rather than through `Request::builder()`, whose every step moves the
-        // whole request.
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = r.method.clone();
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers;
-        (idx, Some((req, r.timeout)))
-    }
-}
-
-/// A worker's long-lived waiting state, created once per worker rather than once per request.
-///
-/// Creating a tokio timer or a `cancelled()` future per request costs a timer-wheel insertion and
-/// removal (under the driver lock) and a waiter registration and removal (under the token's
-/// lock). Instead each worker keeps one timer for intended start times, one for request timeouts
-/// and one registered waiter on each token. Resetting a pending timer to a later deadline is a
-/// single atomic update, and the timeout deadline only moves forward while requests succeed.
-struct Waits {
-    /// Fires at the phase end (or the end of a pause's wait).
-    start: Pin<Box<tokio::time::Sleep>>,
-    /// Wakes at intended start times, to the microsecond.
-    pacer: Pacer,
-    /// Fires when the request in flight times out.
-    timeout: Pin<Box<tokio::time::Sleep>>,
-    stop: Pin<Box<WaitForCancellationFutureOwned>>,
-    abort: Pin<Box<WaitForCancellationFutureOwned>>,
-}
-
-impl Waits {
-    fn new(sh: &Shared) -> Waits {
-        let far = tokio::time::Instant::now() + Duration::from_secs(86_400 * 365);
-        Waits {
-            start: Box::pin(tokio::time::sleep_until(far)),
-            pacer: Pacer::default(),
-            timeout: Box::pin(tokio::time::sleep_until(far)),
-            stop: Box::pin(sh.stop.clone().cancelled_owned()),
-            abort: Box::pin(sh.abort.clone().cancelled_owned()),
-        }
-    }
-
-    /// Sleeps until `deadline`; false when sending was stopped first.
-    async fn sleep_until(&mut self, deadline: Instant) -> bool {
-        self.start.as_mut().reset(deadline.into());
-        tokio::select! {
-            biased;
-            _ = self.stop.as_mut() => false,
-            _ = self.start.as_mut() => true,
-        }
-    }
-
-    /// Sleeps until the intended start `deadline` with the precise timer; false when sending
-    /// was stopped first.
-    async fn pace_until(&mut self, deadline: Instant) -> bool {
-        tokio::select! {
-            biased;
-            _ = self.stop.as_mut() => false,
-            () = self.pacer.sleep_until(deadline) => true,
-        }
-    }
-}
-
-async fn worker(id: usize, sh: Arc<Shared>, shard: ShardHandle) {
-    let mut conn = Conn::default();
-    let mut buf = String::with_capacity(256);
-    let mut waits = Waits::new(&sh);
-    loop {
-        if sh.stop.is_cancelled() {
-            return;
-        }
-        let now = Instant::now();
-        if now < sh.start {
-            // A start given ahead (`--start-at`): nothing, closed loop included, goes before.
-            if !waits.pace_until(sh.start).await {
-                return;
-            }
-            continue;
-        }
-        let elapsed = now.saturating_duration_since(sh.start);
-        if elapsed >= sh.end {
-            return;
-        }
-        if sh.paused.load(Ordering::SeqCst) {
-            if !wait_resumed(&sh, &mut waits).await {
-                return;
-            }
-            continue;
-        }
-        let Some(p) = phase_at(&sh.phases, elapsed) else {
-            return;
-        };
-        let ph = &sh.phases[p];
-        let phase_end = sh.start + ph.end();
-        let intended = match ph.load {
-            Load::Pause => None,
-            Load::Vus(n) => (id < sh.shard.share(n)).then_some(now),
-            // A cap smaller than the shard count still leaves each shard one worker.
-            Load::Rate { max_in_flight, .. } if id < sh.shard.share(max_in_flight).max(1) => {
-                claim(&sh, p, now, &shard)
-            }
-            Load::Rate { .. } => None,
-            Load::Replay(ref r) => {
-                if id == 0 {
-                    replay::drive(&sh, p, r, &shard, &mut waits).await;
-                }
-                None
-            }
-        };
-        let Some(intended) = intended else {
-            // Not needed (or nothing left) in this phase: wait for the next one.
-            if !waits.sleep_until(phase_end).await {
-                return;
-            }
-            continue;
-        };
-        if intended > now && !waits.pace_until(intended).await {
-            return;
-        }
-        if sh.paused.load(Ordering::SeqCst) {
-            // Claimed before the pause, intended during it: skipped, never sent late.
-            if matches!(ph.load, Load::Rate { .. }) {
-                sh.skipped[p].fetch_add(1, Ordering::Relaxed);
-            }
-            continue;
-        }
-        if !send(&sh, p, intended, &mut conn, &mut buf, &shard, &mut waits).await {
-            return;
-        }
-    }
-}
-
-/// Waits for the end of a pause; false when sending stopped or the schedule ended first.
-async fn wait_resumed(sh: &Shared, waits: &mut Waits) -> bool {
-    waits.start.as_mut().reset((sh.start + sh.end).into());
-    loop {
-        let resumed = sh.resumed.notified();
-        tokio::pin!(resumed);
-        // Registered before the flag is read, so a resume in between is not missed.
-        resumed.as_mut().enable();
-        if !sh.paused.load(Ordering::SeqCst) {
-            return true;
-        }
-        tokio::select! {
-            biased;
-            _ = waits.stop.as_mut() => return false,
-            _ = waits.start.as_mut() => return false,
-            _ = resumed => {}
-        }
-    }
-}
-
-/// Claims the next arrival of open-loop phase `p` that can still start on time, counting the
-/// overdue ones as dropped. `None` when the phase has no arrivals left.
-fn claim(sh: &Shared, p: usize, now: Instant, shard: &ShardHandle) -> Option<Instant> {
-    let ph = &sh.phases[p];
-    loop {
-        let k = sh
-            .shard
-            .global(sh.claimed[p].fetch_add(1, Ordering::Relaxed));
-        let at = sh.start + ph.offset + ph.intended(k)?;
-        if at + LATE_TOLERANCE >= now {
-            return Some(at);
-        }
-        sh.late_dropped[p].fetch_add(1, Ordering::Relaxed);
-        shard.lock().drop_one_at(sh.drop_choice(p, k), at);
-    }
-}
-
-/// Sends one request intended at `intended` and records it. False when the run is being
-/// torn down (the request was abandoned).
-async fn send(
-    sh: &Shared,
-    p: usize,
-    intended: Instant,
-    conn: &mut Conn,
-    buf: &mut String,
-    shard: &ShardHandle,
-    waits: &mut Waits,
-) -> bool {
-    // Shards number their requests apart, so together they send the whole run's mix.
-    let seq = sh.shard.global(sh.seq.fetch_add(1, Ordering::Relaxed));
-    let (idx, built) = sh.build(seq, buf);
-    sh.sent[p].fetch_add(1, Ordering::Relaxed);
-    let Some((req, timeout)) = built else {
-        let now = Instant::now();
-        let us = now.saturating_duration_since(intended).as_micros() as u64;
-        shard.lock().record_at(
-            intended,
-            idx,
-            Outcome::Body,
-            us,
-            0,
-            0,
-            Some("templated request is not valid HTTP (path or header value)".to_owned()),
-        );
-        return true;
-    };
-    sh.in_flight.fetch_add(1, Ordering::Relaxed);
-    let sent = Instant::now();
-    waits.timeout.as_mut().reset((sent + timeout).into());
-    let result = tokio::select! {
-        biased;
-        x = conn.exchange(&sh.endpoint, req) => Some(Ok(x)),
-        _ = waits.abort.as_mut() => None,
-        _ = waits.timeout.as_mut() => Some(Err(())),
-    };
-    sh.in_flight.fetch_sub(1, Ordering::Relaxed);
-    let done = Instant::now();
-    let (outcome, bytes, error, answer) = match result {
-        None => {
-            sh.unfinished.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        Some(Err(_)) => {
-            conn.discard();
-            (
-                Outcome::Timeout,
-                0,
-                Some(format!(
-                    "no complete response within {}",
-                    humantime::format_duration(timeout)
-                )),
-                None,
-            )
-        }
-        Some(Ok(x)) => {
-            check_guard(sh, &x);
-            (x.outcome, x.bytes, x.error, x.answer)
-        }
-    };
-    let outcome = expect::judge(outcome, sh.requests[idx].expect.as_deref());
-    let corrected = done.saturating_duration_since(intended).as_micros() as u64;
-    let service = done.saturating_duration_since(sent).as_micros() as u64;
-    let mut shard = shard.lock();
-    shard.record_at(intended, idx, outcome, corrected, service, bytes, error);
-    if let (Outcome::Status(status), Some(body)) = (outcome, answer) {
-        shard.answer(idx, status, body);
-    }
-    true
-}
-
-/// On a canary run, keeps the first answer that did not come from the expected shim.
-fn check_guard(sh: &Shared, x: &client::Exchange) {
-    let Some(expected) = &sh.guard else {
-        return;
-    };
-    let header = x.shim.as_ref().and_then(|h| h.to_str().ok());
-    if let Err(e) = crate::canary::control::guard_header(header, expected) {
-        let mut f = sh.guard_failure.lock().unwrap_or_else(|p| p.into_inner());
-        if f.is_none() {
-            *f = Some(format!("during the load, {e}"));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mix_spreads_neighbouring_indices() {
-        assert_ne!(mix(1, 1), mix(1, 2));
-        assert_ne!(mix(1, 1), mix(2, 1));
-        assert_eq!(mix(7, 9), mix(7, 9));
     }
 }

@@ -16,12 +16,12 @@ mod control;
 mod error;
 mod group;
 mod install;
+mod launch;
 pub mod log;
 pub mod protocol;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Child;
 
 pub use clock::ClockAnchor;
-use control::{Control, exchange, next_protocol_line};
+use control::{Control, exchange};
 pub use error::LocalError;
 pub use group::{group_alive, group_members};
 pub use install::{ensure_installed, find_on_path};
@@ -228,42 +228,7 @@ impl LocalWorker {
             source,
         })?;
 
-        let mut cmd = tokio::process::Command::new(node);
-        cmd.arg(&launcher).arg("--worker").arg(&worker);
-        match spec.kv_addr {
-            Some(addr) => cmd
-                .arg("--kv-address")
-                .arg(addr.to_string())
-                .arg("--kv-binding")
-                .arg(spec.kv_binding.as_str()),
-            None => cmd.arg("--no-kv-routing"),
-        };
-        if let Some(config) = &spec.config {
-            cmd.arg("--config").arg(config);
-        }
-        if let Some(env) = &spec.env {
-            cmd.arg("--env").arg(env);
-        }
-        if let Some(c) = spec.clock {
-            cmd.arg("--clock")
-                .arg(format!("{},{},{}", c.now_ms, c.wall_ms, c.speed));
-        }
-        cmd.args(&spec.launcher_args);
-        cmd.arg("--persist")
-            .arg(run_dir.0.join("state"))
-            // The launcher removes it too: when kvchaos dies, the launcher
-            // sees stdin EOF, stops and cleans up after itself.
-            .arg("--scratch")
-            .arg(&run_dir.0)
-            .current_dir(&spec.launcher_dir)
-            // miniflare keeps its scratch files under TMPDIR: inside the run
-            // directory they go with it even when the run is killed.
-            .env("TMPDIR", run_dir.0.join("tmp"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut cmd = launch::command(spec, node, &launcher, &worker, &run_dir.0);
         let began = Instant::now();
         let mut child = cmd.spawn().map_err(|source| LocalError::Io {
             what: format!("starting node '{}'", launcher.display()),
@@ -283,13 +248,6 @@ impl LocalWorker {
                 spec.redactor.clone(),
             ))
         });
-        // A failed start quotes the log: let the launcher's last lines land first.
-        let log_tail = || async {
-            if let Some(w) = log_writer {
-                let _ = tokio::time::timeout(LOG_FLUSH, w).await;
-            }
-            read_tail(&spec.log_path, LOG_TAIL_LINES)
-        };
         let mut group = Group {
             child,
             pgid,
@@ -302,47 +260,14 @@ impl LocalWorker {
         };
         let mut lines = BufReader::new(stdout).lines();
 
-        let first = tokio::time::timeout(spec.ready_timeout, next_protocol_line(&mut lines)).await;
-        let line = match first {
-            Err(_) => {
-                return Err(LocalError::Timeout {
-                    worker,
-                    after: spec.ready_timeout,
-                    log_tail: log_tail().await,
-                });
-            }
-            Ok(Err(e)) => {
-                return Err(LocalError::Io {
-                    what: "reading the launcher's stdout".to_owned(),
-                    source: e,
-                });
-            }
-            Ok(Ok(None)) => {
-                let status = match tokio::time::timeout(STOP_GRACE, group.child.wait()).await {
-                    Ok(Ok(s)) => s.to_string(),
-                    _ => "still running".to_owned(),
-                };
-                return Err(LocalError::Exited {
-                    worker,
-                    status,
-                    log_tail: log_tail().await,
-                });
-            }
-            Ok(Ok(Some(line))) => line,
+        let starting = launch::Starting {
+            worker,
+            log_writer,
+            log_path: &spec.log_path,
         };
-        let ready = match protocol::parse_ready(&line) {
-            Err(detail) => return Err(LocalError::Protocol { detail }),
-            Ok(Err(reason)) => {
-                // Let the launcher finish writing its log before quoting it.
-                let _ = tokio::time::timeout(STOP_GRACE, group.child.wait()).await;
-                return Err(LocalError::NotReady {
-                    worker,
-                    reason,
-                    log_tail: log_tail().await,
-                });
-            }
-            Ok(Ok(ready)) => ready,
-        };
+        let ready = starting
+            .ready(&mut group, &mut lines, spec.ready_timeout)
+            .await?;
         Ok(Self {
             group,
             control: tokio::sync::Mutex::new(Control {
@@ -521,25 +446,9 @@ impl LocalWorker {
     }
 }
 
-/// The last `n` lines of the file at `path` (empty if unreadable).
-fn read_tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("log");
-        std::fs::write(&p, "a\nb\nc\n").expect("write");
-        assert_eq!(read_tail(&p, 2), "b\nc");
-        assert_eq!(read_tail(&dir.path().join("none"), 2), "");
-    }
 
     #[test]
     fn run_dirs_are_private_and_removed_on_drop() {

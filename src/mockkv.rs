@@ -43,6 +43,7 @@ pub mod conns;
 pub mod control;
 pub mod fault;
 pub mod group;
+mod perform;
 pub mod quota;
 pub mod ratelimit;
 pub mod rest;
@@ -69,9 +70,9 @@ pub use server::{ListenError, bind, serve};
 pub use standalone::{MockKvArgs, run_standalone};
 pub use stats::Snapshot;
 
-use fault::{Action, FaultKindName, FaultSet};
+use fault::{Action, FaultSet};
 use quota::Quotas;
-use stats::{Outcome, Stats};
+use stats::Stats;
 use store::{Entry, KvError, ListPage, PutRequest, Store};
 
 /// A KV operation type, as quotas and fault rules see it.
@@ -402,156 +403,6 @@ impl MockKv {
             .ok()
             .flatten()
             .map(|e| e.value)
-    }
-
-    /// Run one operation through faults, quotas, the store and accounting.
-    /// Latency is slept here, outside the lock; hang and reset are returned
-    /// for the front door to carry out.
-    pub(crate) async fn perform(
-        &self,
-        ctx: &OpContext,
-        req: OpRequest,
-    ) -> Result<OpReply, OpFailure> {
-        let op = req.op();
-        let ns = ctx.namespace.as_str();
-        let keys = req.keys();
-        let first = keys.first().copied().unwrap_or("");
-        let decided_at = self.clock().now_ms();
-        let decision = self
-            .lock()
-            .faults
-            .evaluate(op, ns, first, decided_at, ctx.remote);
-        if !decision.delay.is_zero() {
-            tokio::time::sleep(decision.delay).await;
-        }
-        let now = self.clock().now_ms();
-        let mut st = self.lock();
-        let record = |st: &mut MockState, outcome: Outcome| {
-            for k in &keys {
-                st.stats.record(now, ns, op, k, outcome);
-            }
-        };
-        if let Some(action) = decision.action {
-            record(&mut st, Outcome::Fault(action.kind()));
-            return Err(OpFailure::Fault(action));
-        }
-        let units = keys.len().max(1) as u64;
-        if !st.quotas.allows(&ctx.account, op, units, now) {
-            record(&mut st, Outcome::Quota);
-            return Err(OpFailure::Quota(op));
-        }
-        let ok = if decision.stale_lag_ms.is_some() {
-            Outcome::Fault(FaultKindName::StaleReads)
-        } else if !decision.delay.is_zero() {
-            Outcome::Fault(FaultKindName::Latency)
-        } else {
-            Outcome::Ok
-        };
-        let as_of = decision.stale_lag_ms.map(|lag| now.saturating_sub(lag));
-        let same_key = self.shared.same_key_limit.load(Ordering::Relaxed);
-        let st = &mut *st;
-        let result = match &req {
-            OpRequest::Get { key } => st.store.get(ns, key, now, as_of).map(|e| {
-                let outcome = if e.is_some() { ok } else { Outcome::Miss };
-                st.stats.record(now, ns, op, key, outcome);
-                OpReply::Entry(e)
-            }),
-            OpRequest::GetMany { keys } => keys
-                .iter()
-                .try_for_each(|k| store::validate_key(k))
-                .map(|()| {
-                    let entries = keys
-                        .iter()
-                        .map(|k| {
-                            let e = st.store.get(ns, k, now, as_of).ok().flatten();
-                            let outcome = if e.is_some() { ok } else { Outcome::Miss };
-                            st.stats.record(now, ns, op, k, outcome);
-                            (k.clone(), e)
-                        })
-                        .collect();
-                    OpReply::Entries(entries)
-                }),
-            OpRequest::Put { key, put } => {
-                match st.store.put(ns, key, put.clone(), now, same_key) {
-                    Ok(done) => {
-                        st.stats.record_write(ns, done.with_ttl, done.bytes);
-                        st.stats.record(now, ns, op, key, ok);
-                        Ok(OpReply::Done)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            OpRequest::PutMany { items } => items
-                .iter()
-                .try_for_each(|(k, p)| store::check_put(k, p, now))
-                .map(|()| {
-                    let mut failed = Vec::new();
-                    let mut done_n = 0;
-                    for (k, p) in items {
-                        match st.store.put(ns, k, p.clone(), now, same_key) {
-                            Ok(done) => {
-                                done_n += 1;
-                                st.stats.record_write(ns, done.with_ttl, done.bytes);
-                                st.stats.record(now, ns, op, k, ok);
-                            }
-                            Err(_) => {
-                                st.stats.record(now, ns, op, k, Outcome::SameKeyRate);
-                                failed.push(k.clone());
-                            }
-                        }
-                    }
-                    OpReply::Bulk { ok: done_n, failed }
-                }),
-            OpRequest::Delete { key } => st.store.delete(ns, key, now).map(|()| {
-                st.stats.record(now, ns, op, key, ok);
-                OpReply::Done
-            }),
-            OpRequest::DeleteMany { keys } => keys
-                .iter()
-                .try_for_each(|k| store::validate_key(k))
-                .map(|()| {
-                    for k in keys {
-                        // Validated above, so a delete cannot fail here.
-                        let _ = st.store.delete(ns, k, now);
-                        st.stats.record(now, ns, op, k, ok);
-                    }
-                    OpReply::Bulk {
-                        ok: keys.len(),
-                        failed: Vec::new(),
-                    }
-                }),
-            OpRequest::List {
-                prefix,
-                cursor,
-                limit,
-            } => st
-                .store
-                .list(ns, prefix, cursor.as_deref(), *limit, now)
-                .map(|page| {
-                    st.stats.record(now, ns, op, prefix, ok);
-                    OpReply::Page(page)
-                }),
-        };
-        match result {
-            Ok(reply) => {
-                let used = match &reply {
-                    OpReply::Bulk { ok, .. } => *ok as u64,
-                    _ => units,
-                };
-                st.quotas.consume(&ctx.account, op, used, now);
-                Ok(reply)
-            }
-            Err(e) => {
-                let outcome = match e {
-                    KvError::SameKeyRate => Outcome::SameKeyRate,
-                    KvError::Invalid { .. } => Outcome::Invalid,
-                };
-                for k in &keys {
-                    st.stats.record(now, ns, op, k, outcome);
-                }
-                Err(OpFailure::Kv(e))
-            }
-        }
     }
 }
 

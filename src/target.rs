@@ -102,6 +102,10 @@ impl Drop for Running {
     }
 }
 
+/// Loopback on a port the OS picks.
+const LOOPBACK: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 /// Starts the target. Worker logs go to `worker.log` in `report_dir`; the mock KV has the
 /// quotas of `kv`, and its clock runs `speedup` times faster than real time from `kv`'s start
 /// of day (or now).
@@ -113,10 +117,8 @@ pub async fn start(
     speedup: f64,
     redactor: &crate::redact::Redactor,
 ) -> Result<Running, String> {
-    let kind = &target.kind;
     let stop = CancellationToken::new();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    match kind {
+    match &target.kind {
         TargetKind::Url(url) => Ok(Running {
             url: url.clone(),
             kind: "url",
@@ -124,68 +126,17 @@ pub async fn start(
             worker: None,
             mock_kv: None,
         }),
-        TargetKind::Builtin => {
-            let listener = tokio::net::TcpListener::bind(loopback)
-                .await
-                .map_err(|e| format!("cannot start the built-in server: {e}"))?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            tokio::spawn(builtin::serve(listener, stop.clone()));
-            Ok(Running {
-                url: base_url(addr)?,
-                kind: "builtin",
-                stop,
-                worker: None,
-                mock_kv: None,
-            })
-        }
+        TargetKind::Builtin => start_builtin(stop).await,
         TargetKind::Worker(dir) => {
             // If this future is dropped half-way (an interrupt), stop the mock KV with it.
             let guard = stop.clone().drop_guard();
-            let clock = match kv_plan.start_of_day {
-                None => VirtualClock::real_time(speedup),
-                Some(at) => VirtualClock::starting_at(today_at(at), speedup),
-            };
-            let kv = MockKv::new(
-                MockKvConfig {
-                    seed,
-                    limits: kv_plan.limits,
-                    same_key_write_limit: kv_plan.same_key_write_limit,
-                    group: kv_plan.group,
-                    ..MockKvConfig::default()
-                },
-                clock,
-            );
-            let listener = crate::mockkv::bind(loopback, false)
-                .await
-                .map_err(|e| format!("cannot start the mock KV: {e}"))?;
-            let kv_addr = listener.local_addr().map_err(|e| e.to_string())?;
-            tokio::spawn(crate::mockkv::serve(listener, kv.clone(), stop.clone()));
-            let mut spec = LocalSpec::new(dir, Some(kv_addr), report_dir.join("worker.log"));
-            spec.kv_binding = target.kv_binding;
-            spec.config.clone_from(&target.config);
-            spec.env.clone_from(&target.env);
+            let (kv, kv_addr) = start_mock_kv(kv_plan, seed, speedup, &stop).await?;
+            let mut spec = worker_spec(target, dir, kv_addr, report_dir, redactor);
             // The Worker's Date runs on the mock's clock when that is not plain real time.
             if speedup != 1.0 || kv_plan.start_of_day.is_some() {
                 spec.clock = Some(ClockAnchor::of(&kv.clock().view()));
             }
-            spec.redactor = redactor.clone();
-            // The report folder holds the Worker's log from the start, also when an interrupt
-            // ends the run while the launcher's packages are still installing.
-            std::fs::File::create(&spec.log_path)
-                .map_err(|e| format!("cannot create \"{}\": {e}", spec.log_path.display()))?;
-            crate::local::ensure_installed(&spec.launcher_dir)
-                .await
-                .map_err(|e| e.to_string())?;
-            let worker = match LocalWorker::start(&spec).await {
-                Ok(w) => w,
-                Err(e) => {
-                    stop.cancel();
-                    return Err(format!(
-                        "the Worker in \"{}\" did not start: {e}",
-                        dir.display()
-                    ));
-                }
-            };
+            let worker = start_worker(&spec, dir, &stop).await?;
             let url = url::Url::parse(worker.url()).map_err(|e| {
                 format!("the launcher reported a bad URL \"{}\": {e}", worker.url())
             })?;
@@ -199,6 +150,89 @@ pub async fn start(
             })
         }
     }
+}
+
+/// The built-in test server on a loopback port, until `stop`.
+async fn start_builtin(stop: CancellationToken) -> Result<Running, String> {
+    let listener = tokio::net::TcpListener::bind(LOOPBACK)
+        .await
+        .map_err(|e| format!("cannot start the built-in server: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(builtin::serve(listener, stop.clone()));
+    Ok(Running {
+        url: base_url(addr)?,
+        kind: "builtin",
+        stop,
+        worker: None,
+        mock_kv: None,
+    })
+}
+
+/// The mock KV with `kv`'s quotas and grouping, its clock `speedup` times real time from
+/// `kv`'s start of day (or now), served on a loopback port until `stop`.
+async fn start_mock_kv(
+    kv: &KvPlan,
+    seed: u64,
+    speedup: f64,
+    stop: &CancellationToken,
+) -> Result<(MockKv, SocketAddr), String> {
+    let clock = match kv.start_of_day {
+        None => VirtualClock::real_time(speedup),
+        Some(at) => VirtualClock::starting_at(today_at(at), speedup),
+    };
+    let mock = MockKv::new(
+        MockKvConfig {
+            seed,
+            limits: kv.limits,
+            same_key_write_limit: kv.same_key_write_limit,
+            group: kv.group,
+            ..MockKvConfig::default()
+        },
+        clock,
+    );
+    let listener = crate::mockkv::bind(LOOPBACK, false)
+        .await
+        .map_err(|e| format!("cannot start the mock KV: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(crate::mockkv::serve(listener, mock.clone(), stop.clone()));
+    Ok((mock, addr))
+}
+
+/// The launcher's spec for the Worker in `dir`, its KV bindings routed to `kv_addr`, its log
+/// `worker.log` in `report_dir`.
+fn worker_spec(
+    target: &TargetPlan,
+    dir: &Path,
+    kv_addr: SocketAddr,
+    report_dir: &Path,
+    redactor: &crate::redact::Redactor,
+) -> LocalSpec {
+    let mut spec = LocalSpec::new(dir, Some(kv_addr), report_dir.join("worker.log"));
+    spec.kv_binding = target.kv_binding;
+    spec.config.clone_from(&target.config);
+    spec.env.clone_from(&target.env);
+    spec.redactor = redactor.clone();
+    spec
+}
+
+/// Installs the launcher's packages and starts the Worker in `dir`; on failure `stop` ends the
+/// mock KV.
+async fn start_worker(
+    spec: &LocalSpec,
+    dir: &Path,
+    stop: &CancellationToken,
+) -> Result<LocalWorker, String> {
+    // The report folder holds the Worker's log from the start, also when an interrupt
+    // ends the run while the launcher's packages are still installing.
+    std::fs::File::create(&spec.log_path)
+        .map_err(|e| format!("cannot create \"{}\": {e}", spec.log_path.display()))?;
+    crate::local::ensure_installed(&spec.launcher_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    LocalWorker::start(spec).await.map_err(|e| {
+        stop.cancel();
+        format!("the Worker in \"{}\" did not start: {e}", dir.display())
+    })
 }
 
 /// Applies `--config FILE` and `--env NAME` to a Worker target: FILE relative to the current

@@ -45,7 +45,49 @@ pub fn check(h: &HistoryView, cfg: &CronConfig) -> CheckResult {
     let mut f = Findings::default();
     let ticks: Vec<&Operation> = h.ops_of("cron", "tick").collect();
     f.set("ticks", ticks.len() as u64);
-    for t in &ticks {
+    count_ticks(h, &ticks, &mut f);
+
+    gaps(h, cfg, &ticks, &mut f);
+    let advanced_healed = probes(h, cfg, &ticks, &mut f);
+
+    // A tick nobody answered (`info`) may have run, so it never makes a gap; but it is no
+    // evidence of a run either: a PASS rests on ticks answered ok.
+    let healed_ok = ticks.iter().filter(|t| h.healed(t.t) && t.is_ok()).count() as u64;
+    f.set("ticks_healed", healed_ok);
+    let probed = f.count("probes_ok");
+    if ticks.is_empty() && probed > 0 {
+        let unknown = probes_unknown(h, advanced_healed);
+        return f.finish(
+            "cron",
+            unknown,
+            format!("{probed} status reads, last_run advancing, also after the heal"),
+        );
+    }
+    let (ok, info) = (
+        f.count("ticks_ok"),
+        ticks.len() as u64 - f.count("ticks_ok") - f.count("ticks_fail"),
+    );
+    let heal = Healed {
+        ok: healed_ok,
+        probed,
+        advanced: advanced_healed,
+    };
+    let unknown = ticks_unknown(h, ticks.len(), ok, info, &heal);
+    let probes = if probed > 0 {
+        format!("; last_run advanced after the heal ({probed} status reads)")
+    } else {
+        String::new()
+    };
+    let pass = format!(
+        "{} ticks ({ok} ok, {info} unanswered), none missed; {healed_ok} ok after the heal{probes}",
+        ticks.len()
+    );
+    f.finish("cron", unknown, pass)
+}
+
+/// Counts ticks by how they completed; a tick that failed is a `missed-tick`.
+fn count_ticks(h: &HistoryView, ticks: &[&Operation], f: &mut Findings) {
+    for t in ticks {
         let name = match t.completion.as_ref().map(|c| c.kind) {
             Some(OpKind::Ok) => "ticks_ok",
             Some(OpKind::Fail) => "ticks_fail",
@@ -71,59 +113,52 @@ pub fn check(h: &HistoryView, cfg: &CronConfig) -> CheckResult {
             );
         }
     }
+}
 
-    gaps(h, cfg, &ticks, &mut f);
-    let advanced_healed = probes(h, cfg, &ticks, &mut f);
-
-    // A tick nobody answered (`info`) may have run, so it never makes a gap; but it is no
-    // evidence of a run either: a PASS rests on ticks answered ok.
-    let healed_ok = ticks.iter().filter(|t| h.healed(t.t) && t.is_ok()).count() as u64;
-    f.set("ticks_healed", healed_ok);
-    let probed = f.count("probes_ok");
-    if ticks.is_empty() && probed > 0 {
-        let unknown = if h.healed_from.is_none() {
-            Some("the run never healed: a fault was still active at the end".to_owned())
-        } else if !advanced_healed {
-            Some("no status probe saw last_run advance after the last fault was cleared".to_owned())
-        } else {
-            None
-        };
-        return f.finish(
-            "cron",
-            unknown,
-            format!("{probed} status reads, last_run advancing, also after the heal"),
-        );
+/// Why a verdict on status probes alone is UNKNOWN, if it is.
+fn probes_unknown(h: &HistoryView, advanced_healed: bool) -> Option<String> {
+    if h.healed_from.is_none() {
+        Some("the run never healed: a fault was still active at the end".to_owned())
+    } else if !advanced_healed {
+        Some("no status probe saw last_run advance after the last fault was cleared".to_owned())
+    } else {
+        None
     }
-    let (ok, info) = (
-        f.count("ticks_ok"),
-        ticks.len() as u64 - f.count("ticks_ok") - f.count("ticks_fail"),
-    );
-    let unknown = if ticks.is_empty() {
+}
+
+/// What the healed window showed: ticks answered ok in it, status reads, and whether one saw
+/// `last_run` advance in it.
+struct Healed {
+    ok: u64,
+    probed: u64,
+    advanced: bool,
+}
+
+/// Why a verdict on `ticks` fired ticks (`ok` answered ok, `info` unanswered) is UNKNOWN, if
+/// it is.
+fn ticks_unknown(
+    h: &HistoryView,
+    ticks: usize,
+    ok: u64,
+    info: u64,
+    heal: &Healed,
+) -> Option<String> {
+    let healed_ok = heal.ok;
+    if ticks == 0 {
         Some("no cron tick was fired and no status was read".to_owned())
     } else if h.healed_from.is_none() {
         Some("the run never healed: a fault was still active at the end".to_owned())
     } else if healed_ok == 0 {
         Some(format!(
-            "no tick answered ok after the last fault was cleared ({} ticks: {ok} ok, {info} unanswered)",
-            ticks.len()
+            "no tick answered ok after the last fault was cleared ({ticks} ticks: {ok} ok, {info} unanswered)"
         ))
-    } else if probed > 0 && !advanced_healed {
+    } else if heal.probed > 0 && !heal.advanced {
         Some(format!(
             "{healed_ok} ticks answered ok after the heal, but no status probe saw last_run advance then"
         ))
     } else {
         None
-    };
-    let probes = if probed > 0 {
-        format!("; last_run advanced after the heal ({probed} status reads)")
-    } else {
-        String::new()
-    };
-    let pass = format!(
-        "{} ticks ({ok} ok, {info} unanswered), none missed; {healed_ok} ok after the heal{probes}",
-        ticks.len()
-    );
-    f.finish("cron", unknown, pass)
+    }
 }
 
 /// Gaps between runs per cron expression, in scheduled ms.
@@ -195,53 +230,7 @@ fn probes(h: &HistoryView, cfg: &CronConfig, ticks: &[&Operation], f: &mut Findi
             if p1_done >= p2.t {
                 continue;
             }
-            let (lr1, lr2) = (p1.u64_field("last_run"), p2.u64_field("last_run"));
-            if let Some(a) = lr1 {
-                if lr2.is_none_or(|b| b < a) {
-                    f.anomaly(
-                        "nonmonotonic-last-run",
-                        format!(
-                            "last_run {a} read at {} then {} read at {}",
-                            secs(p1.t),
-                            lr2.map_or("null".to_owned(), |b| b.to_string()),
-                            secs(p2.t)
-                        ),
-                    );
-                }
-            }
-            let (r1, r2) = (p1.u64_field("runs"), p2.u64_field("runs"));
-            if let (Some(r1), Some(r2)) = (r1, r2) {
-                if r2 < r1 {
-                    f.anomaly(
-                        "nonmonotonic-runs",
-                        format!(
-                            "runs {r1} read at {} then {r2} read at {}",
-                            secs(p1.t),
-                            secs(p2.t)
-                        ),
-                    );
-                } else {
-                    // Ticks whose effect may fall between the two reads.
-                    let may_run = ticks
-                        .iter()
-                        .filter(|t| {
-                            t.may_have_happened()
-                                && t.t < p2_done
-                                && t.done_t().is_none_or(|d| d > p1.t)
-                        })
-                        .count() as u64;
-                    if r2 - r1 > may_run {
-                        f.anomaly(
-                            "duplicate-run",
-                            format!(
-                                "runs went from {r1} ({}) to {r2} ({}) but at most {may_run} ticks may have run in between",
-                                secs(p1.t),
-                                secs(p2.t)
-                            ),
-                        );
-                    }
-                }
-            }
+            compare_probes(p1, p2, p2_done, ticks, f);
             // The nearest ordered probe is enough: order is transitive.
             break;
         }
@@ -257,32 +246,98 @@ fn probes(h: &HistoryView, cfg: &CronConfig, ticks: &[&Operation], f: &mut Findi
                 .is_some_and(|l| before_heal.is_none_or(|b| l > b))
     });
     if ticks.is_empty() {
-        let mut seen: Vec<(u64, &Operation)> = probes
-            .iter()
-            .filter_map(|p| p.u64_field("last_run").map(|l| (l, *p)))
-            .collect();
-        seen.sort_by_key(|(l, _)| *l);
-        seen.dedup_by_key(|(l, _)| *l);
-        let mut max_gap = 0;
-        for w in seen.windows(2) {
-            let ((a, pa), (b, pb)) = (w[0], w[1]);
-            max_gap = max_gap.max(b - a);
-            if let Some(bound) = cfg.max_gap_ms.filter(|bound| b - a > *bound) {
+        last_run_gaps(h, cfg, &probes, f);
+    }
+    advanced_healed
+}
+
+/// Probe `p1`, completed before probe `p2` (completed at `p2_done`) was invoked: `last_run`
+/// and `runs` must not go back, and `runs` must not advance by more than the ticks that may
+/// have run between them.
+fn compare_probes(
+    p1: &Operation,
+    p2: &Operation,
+    p2_done: std::time::Duration,
+    ticks: &[&Operation],
+    f: &mut Findings,
+) {
+    let (lr1, lr2) = (p1.u64_field("last_run"), p2.u64_field("last_run"));
+    if let Some(a) = lr1 {
+        if lr2.is_none_or(|b| b < a) {
+            f.anomaly(
+                "nonmonotonic-last-run",
+                format!(
+                    "last_run {a} read at {} then {} read at {}",
+                    secs(p1.t),
+                    lr2.map_or("null".to_owned(), |b| b.to_string()),
+                    secs(p2.t)
+                ),
+            );
+        }
+    }
+    let (r1, r2) = (p1.u64_field("runs"), p2.u64_field("runs"));
+    if let (Some(r1), Some(r2)) = (r1, r2) {
+        if r2 < r1 {
+            f.anomaly(
+                "nonmonotonic-runs",
+                format!(
+                    "runs {r1} read at {} then {r2} read at {}",
+                    secs(p1.t),
+                    secs(p2.t)
+                ),
+            );
+        } else {
+            // Ticks whose effect may fall between the two reads.
+            let may_run = ticks
+                .iter()
+                .filter(|t| {
+                    t.may_have_happened() && t.t < p2_done && t.done_t().is_none_or(|d| d > p1.t)
+                })
+                .count() as u64;
+            if r2 - r1 > may_run {
                 f.anomaly(
-                    "max-gap",
+                    "duplicate-run",
                     format!(
-                        "last_run went from {a} (read at {}) to {b} (read at {}): {} ms > {bound} ms{}",
-                        secs(pa.t),
-                        secs(pb.t),
-                        b - a,
-                        if h.faulted(pa.t, pb.t) { ", while a fault was active" } else { "" }
+                        "runs went from {r1} ({}) to {r2} ({}) but at most {may_run} ticks may have run in between",
+                        secs(p1.t),
+                        secs(p2.t)
                     ),
                 );
             }
         }
-        f.set("max_gap_ms", max_gap);
     }
-    advanced_healed
+}
+
+/// Judging probes alone: the gaps between the distinct `last_run` values read.
+fn last_run_gaps(h: &HistoryView, cfg: &CronConfig, probes: &[&Operation], f: &mut Findings) {
+    let mut seen: Vec<(u64, &Operation)> = probes
+        .iter()
+        .filter_map(|p| p.u64_field("last_run").map(|l| (l, *p)))
+        .collect();
+    seen.sort_by_key(|(l, _)| *l);
+    seen.dedup_by_key(|(l, _)| *l);
+    let mut max_gap = 0;
+    for w in seen.windows(2) {
+        let ((a, pa), (b, pb)) = (w[0], w[1]);
+        max_gap = max_gap.max(b - a);
+        if let Some(bound) = cfg.max_gap_ms.filter(|bound| b - a > *bound) {
+            f.anomaly(
+                "max-gap",
+                format!(
+                    "last_run went from {a} (read at {}) to {b} (read at {}): {} ms > {bound} ms{}",
+                    secs(pa.t),
+                    secs(pb.t),
+                    b - a,
+                    if h.faulted(pa.t, pb.t) {
+                        ", while a fault was active"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+    }
+    f.set("max_gap_ms", max_gap);
 }
 
 #[cfg(test)]

@@ -82,7 +82,43 @@ pub fn check(h: &HistoryView, cfg: &LockConfig) -> CheckResult {
     let acquires: Vec<&Operation> = h.ops_of("lock", "acquire").collect();
     let releases: Vec<&Operation> = h.ops_of("lock", "release").collect();
     f.set("acquires", acquires.len() as u64);
-    for a in &acquires {
+    count_acquires(&acquires, &mut f);
+    f.set("releases", releases.len() as u64);
+
+    let mut grants = grants_of(&acquires, &releases, &mut f);
+    grants.sort_by_key(|g| g.ok_t);
+
+    // The earliest the Worker's clock can read at run time `t`.
+    let worker_at_least = |t: Duration| -> Option<u64> {
+        let seen = grants
+            .iter()
+            .filter(|g| g.ok_t < t)
+            .filter_map(|g| g.granted_ms)
+            .max();
+        let mapped = cfg.clock.map(|c| c.earliest_ms(t));
+        seen.max(mapped)
+    };
+
+    let stale = releases_not_held(&releases, &acquires, &grants, cfg, &worker_at_least, &mut f);
+    double_grants(&grants, &stale, cfg, &mut f);
+    tokens(&grants, &mut f);
+    starvation(h, &acquires, cfg, &mut f);
+    stuck(h, &acquires, cfg, &worker_at_least, &mut f);
+
+    let unknown = lock_evidence(h, &acquires, &grants, &mut f);
+    let pass = format!(
+        "{} grants of {} attempts ({} after the heal, {} attempts while a fault was active), leases exclusive, tokens increasing",
+        grants.len(),
+        acquires.len(),
+        f.count("grants_healed"),
+        f.count("acquires_faulted"),
+    );
+    f.finish("lock", unknown, pass)
+}
+
+/// Counts acquires by how they completed.
+fn count_acquires(acquires: &[&Operation], f: &mut Findings) {
+    for a in acquires {
         f.add(
             match a.completion.as_ref().map(|c| c.kind) {
                 Some(OpKind::Ok) => "acquires_ok",
@@ -92,8 +128,15 @@ pub fn check(h: &HistoryView, cfg: &LockConfig) -> CheckResult {
             1,
         );
     }
-    f.set("releases", releases.len() as u64);
+}
 
+/// The grants clients saw (acquires answered ok), each with the first release of its lease
+/// that may have worked; an ok acquire missing a field is counted as malformed.
+fn grants_of<'a>(
+    acquires: &[&'a Operation],
+    releases: &[&'a Operation],
+    f: &mut Findings,
+) -> Vec<Grant<'a>> {
     let mut grants: Vec<Grant> = Vec::new();
     for a in acquires.iter().filter(|a| a.is_ok()) {
         let token = token_of(a);
@@ -132,34 +175,7 @@ pub fn check(h: &HistoryView, cfg: &LockConfig) -> CheckResult {
             release_t,
         });
     }
-    grants.sort_by_key(|g| g.ok_t);
-
-    // The earliest the Worker's clock can read at run time `t`.
-    let worker_at_least = |t: Duration| -> Option<u64> {
-        let seen = grants
-            .iter()
-            .filter(|g| g.ok_t < t)
-            .filter_map(|g| g.granted_ms)
-            .max();
-        let mapped = cfg.clock.map(|c| c.earliest_ms(t));
-        seen.max(mapped)
-    };
-
-    let stale = releases_not_held(&releases, &acquires, &grants, cfg, &worker_at_least, &mut f);
-    double_grants(&grants, &stale, cfg, &mut f);
-    tokens(&grants, &mut f);
-    starvation(h, &acquires, cfg, &mut f);
-    stuck(h, &acquires, cfg, &worker_at_least, &mut f);
-
-    let unknown = lock_evidence(h, &acquires, &grants, &mut f);
-    let pass = format!(
-        "{} grants of {} attempts ({} after the heal, {} attempts while a fault was active), leases exclusive, tokens increasing",
-        grants.len(),
-        acquires.len(),
-        f.count("grants_healed"),
-        f.count("acquires_faulted"),
-    );
-    f.finish("lock", unknown, pass)
+    grants
 }
 
 /// What a PASS rests on: at least one grant a client saw after the heal and, in a run with
@@ -329,66 +345,83 @@ fn releases_not_held<'a>(
                 else {
                     continue;
                 };
-                // An expired lease released is harmless while nobody else holds the lock; it
-                // is a violation once another holder was granted the lock after it and had
-                // not released it before this release completed.
-                let r_done = r.done_t().unwrap_or(r.t);
-                let next = grants.iter().find(|n| {
-                    n.lock == g.lock
-                        && n.holder != g.holder
-                        && n.ok_t < r.t
-                        && n.granted_ms
-                            .is_none_or(|ms| ms + cfg.tolerance_ms >= g.expires_at)
-                        && n.release_t.is_none_or(|rt| rt >= r_done)
-                });
-                if let Some(n) = next {
-                    stale.push(StaleRelease {
-                        lock: g.lock,
-                        by: g.holder,
-                        freed: n.holder,
-                        t: r.t,
-                    });
-                    f.anomaly(
-                        "release-not-held",
-                        format!(
-                            "lease of {:?} on {:?} expired at worker ms {} and the lock was granted to {:?} (at {}), yet {:?}'s release with its old token {} was answered ok when the Worker's clock was at least {now}: {}",
-                            g.holder,
-                            g.lock,
-                            g.expires_at,
-                            n.holder,
-                            secs(n.ok_t),
-                            g.holder,
-                            g.token,
-                            r.describe()
-                        ),
-                    );
-                }
+                stale.extend(expired_release(r, g, grants, cfg, now, f));
             }
-            None => {
-                let r_done = r.done_t().unwrap_or(r.t);
-                let maybe = acquires.iter().any(|a| {
-                    !a.is_ok()
-                        && a.may_have_happened()
-                        && a.t < r_done
-                        && a.str_field("lock") == lock
-                        && a.str_field("holder") == holder
-                });
-                if !maybe {
-                    f.anomaly(
-                        "release-not-held",
-                        format!(
-                            "no grant of {:?} to {:?} with token {} was ever seen: {}",
-                            lock.unwrap_or("?"),
-                            holder.unwrap_or("?"),
-                            token,
-                            r.describe()
-                        ),
-                    );
-                }
-            }
+            None => unmatched_release(r, acquires, f),
         }
     }
     stale
+}
+
+/// A release answered ok for `g`'s lease, which had expired by `now` (the Worker's clock at
+/// least): harmless unless another holder was granted the lock since and still held it.
+fn expired_release<'a>(
+    r: &Operation,
+    g: &Grant<'a>,
+    grants: &[Grant<'a>],
+    cfg: &LockConfig,
+    now: u64,
+    f: &mut Findings,
+) -> Option<StaleRelease<'a>> {
+    // An expired lease released is harmless while nobody else holds the lock; it
+    // is a violation once another holder was granted the lock after it and had
+    // not released it before this release completed.
+    let r_done = r.done_t().unwrap_or(r.t);
+    let next = grants.iter().find(|n| {
+        n.lock == g.lock
+            && n.holder != g.holder
+            && n.ok_t < r.t
+            && n.granted_ms
+                .is_none_or(|ms| ms + cfg.tolerance_ms >= g.expires_at)
+            && n.release_t.is_none_or(|rt| rt >= r_done)
+    });
+    let n = next?;
+    f.anomaly(
+        "release-not-held",
+        format!(
+            "lease of {:?} on {:?} expired at worker ms {} and the lock was granted to {:?} (at {}), yet {:?}'s release with its old token {} was answered ok when the Worker's clock was at least {now}: {}",
+            g.holder,
+            g.lock,
+            g.expires_at,
+            n.holder,
+            secs(n.ok_t),
+            g.holder,
+            g.token,
+            r.describe()
+        ),
+    );
+    Some(StaleRelease {
+        lock: g.lock,
+        by: g.holder,
+        freed: n.holder,
+        t: r.t,
+    })
+}
+
+/// A release answered ok that matches no grant seen: a `release-not-held` unless an acquire
+/// that may have worked (unanswered) explains it.
+fn unmatched_release(r: &Operation, acquires: &[&Operation], f: &mut Findings) {
+    let (lock, holder, token) = (r.str_field("lock"), r.str_field("holder"), token_of(r));
+    let r_done = r.done_t().unwrap_or(r.t);
+    let maybe = acquires.iter().any(|a| {
+        !a.is_ok()
+            && a.may_have_happened()
+            && a.t < r_done
+            && a.str_field("lock") == lock
+            && a.str_field("holder") == holder
+    });
+    if !maybe {
+        f.anomaly(
+            "release-not-held",
+            format!(
+                "no grant of {:?} to {:?} with token {} was ever seen: {}",
+                lock.unwrap_or("?"),
+                holder.unwrap_or("?"),
+                token,
+                r.describe()
+            ),
+        );
+    }
 }
 
 fn starvation(h: &HistoryView, acquires: &[&Operation], cfg: &LockConfig, f: &mut Findings) {

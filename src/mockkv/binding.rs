@@ -126,71 +126,20 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
         account: kv.config().account_id.clone(),
         remote,
     };
-    let method = parts.method.clone();
-    let op_request = match (&method, rest.as_str()) {
-        (&Method::GET, "/") => {
-            let limit = match store::validate_list_limit(
-                "key_count_limit",
-                query_param(&query, "key_count_limit").as_deref(),
-            ) {
-                Ok(l) => l,
-                Err(e) => return kv_error(&e),
-            };
-            OpRequest::List {
-                prefix: query_param(&query, "prefix").unwrap_or_default(),
-                cursor: query_param(&query, "cursor"),
-                limit,
-            }
-        }
-        (_, "/") => return method_not_allowed("GET"),
+    let op_request = match (&parts.method, rest.as_str()) {
+        (&Method::GET, "/") => list_request(&query),
+        (_, "/") => Err(Refusal::Method("GET")),
         (&Method::POST, "/bulk/get") => {
             return bulk_get(kv, ctx, body, conn).await;
         }
         (&Method::GET | &Method::PUT | &Method::DELETE, p) => {
-            // A put's body is read first, so every error reaches the Worker as an answer
-            // (an unread body makes the connection close under the client: a reset).
-            let value = if method == Method::PUT {
-                Some(read_value(&parts.headers, body).await)
-            } else {
-                None
-            };
-            let Some(key) = percent_decode_strict(&p[1..]) else {
-                return bad_key();
-            };
-            match method {
-                Method::GET => {
-                    let ttl = query_param(&query, "cache_ttl");
-                    if let Err(reason) = super::wire::check_cache_ttl_param(ttl.as_deref()) {
-                        return status_with_reason(400, &reason);
-                    }
-                    OpRequest::Get { key }
-                }
-                Method::DELETE => OpRequest::Delete { key },
-                _ => {
-                    // workerd sends the metadata's JSON as UTF-8 bytes (non-ASCII included);
-                    // the store checks expiration, then size, then JSON, as miniflare does.
-                    let metadata = parts
-                        .headers
-                        .get(METADATA_HEADER)
-                        .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned());
-                    let value = match value {
-                        Some(Ok(v)) => v,
-                        Some(Err(e)) => return kv_error(&e),
-                        None => bytes::Bytes::new(),
-                    };
-                    OpRequest::Put {
-                        key,
-                        put: PutRequest {
-                            value,
-                            metadata,
-                            expiration: query_param(&query, "expiration"),
-                            expiration_ttl: query_param(&query, "expiration_ttl"),
-                        },
-                    }
-                }
-            }
+            key_request(&parts.method, &parts.headers, p, &query, body).await
         }
-        _ => return method_not_allowed("GET, PUT, DELETE"),
+        _ => Err(Refusal::Method("GET, PUT, DELETE")),
+    };
+    let op_request = match op_request {
+        Ok(r) => r,
+        Err(refusal) => return refusal.response(),
     };
     let op = match &op_request {
         OpRequest::Get { .. } => Op::Get,
@@ -199,7 +148,103 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
         _ => Op::List,
     };
     match kv.perform(&ctx, op_request).await {
-        Ok(OpReply::Entry(Some(e))) => {
+        Ok(reply) => reply_response(reply),
+        Err(f) => failure(f, op, conn).await,
+    }
+}
+
+/// A request refused before it reaches the store, answered at once.
+enum Refusal {
+    /// An invalid argument or value, as the store words it.
+    Kv(KvError),
+    /// The key is not valid percent-encoding.
+    BadKey,
+    /// An invalid `cache_ttl`, with the reason.
+    CacheTtl(String),
+    /// The method is not allowed here; the allowed ones.
+    Method(&'static str),
+}
+
+impl Refusal {
+    fn response(self) -> Response {
+        match self {
+            Refusal::Kv(e) => kv_error(&e),
+            Refusal::BadKey => bad_key(),
+            Refusal::CacheTtl(reason) => status_with_reason(400, &reason),
+            Refusal::Method(allow) => method_not_allowed(allow),
+        }
+    }
+}
+
+/// A list (`GET /?key_count_limit=&prefix=&cursor=`).
+fn list_request(query: &[(String, String)]) -> Result<OpRequest, Refusal> {
+    let limit = store::validate_list_limit(
+        "key_count_limit",
+        query_param(query, "key_count_limit").as_deref(),
+    )
+    .map_err(Refusal::Kv)?;
+    Ok(OpRequest::List {
+        prefix: query_param(query, "prefix").unwrap_or_default(),
+        cursor: query_param(query, "cursor"),
+        limit,
+    })
+}
+
+/// A get, put or delete of the key at `path`.
+async fn key_request(
+    method: &Method,
+    headers: &HeaderMap,
+    path: &str,
+    query: &[(String, String)],
+    body: Body,
+) -> Result<OpRequest, Refusal> {
+    // A put's body is read first, so every error reaches the Worker as an answer
+    // (an unread body makes the connection close under the client: a reset).
+    let value = if method == Method::PUT {
+        Some(read_value(headers, body).await)
+    } else {
+        None
+    };
+    let Some(key) = percent_decode_strict(&path[1..]) else {
+        return Err(Refusal::BadKey);
+    };
+    match *method {
+        Method::GET => {
+            let ttl = query_param(query, "cache_ttl");
+            if let Err(reason) = super::wire::check_cache_ttl_param(ttl.as_deref()) {
+                return Err(Refusal::CacheTtl(reason));
+            }
+            Ok(OpRequest::Get { key })
+        }
+        Method::DELETE => Ok(OpRequest::Delete { key }),
+        _ => {
+            // workerd sends the metadata's JSON as UTF-8 bytes (non-ASCII included);
+            // the store checks expiration, then size, then JSON, as miniflare does.
+            let metadata = headers
+                .get(METADATA_HEADER)
+                .map(|m| String::from_utf8_lossy(m.as_bytes()).into_owned());
+            let value = match value {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => return Err(Refusal::Kv(e)),
+                None => bytes::Bytes::new(),
+            };
+            Ok(OpRequest::Put {
+                key,
+                put: PutRequest {
+                    value,
+                    metadata,
+                    expiration: query_param(query, "expiration"),
+                    expiration_ttl: query_param(query, "expiration_ttl"),
+                },
+            })
+        }
+    }
+}
+
+/// A successful get, list, put or delete, as the binding's backing service answers it.
+fn reply_response(reply: OpReply) -> Response {
+    match reply {
+        OpReply::Entry(Some(e)) => {
             let mut resp = Response::new(Body::from(e.value));
             // from_bytes: metadata JSON may hold non-ASCII UTF-8 (a header's obs-text).
             if let Some(m) = e
@@ -214,8 +259,8 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
             }
             resp
         }
-        Ok(OpReply::Entry(None)) => status_with_reason(404, "Not Found"),
-        Ok(OpReply::Page(page)) => {
+        OpReply::Entry(None) => status_with_reason(404, "Not Found"),
+        OpReply::Page(page) => {
             // The binding protocol wants metadata as a JSON-encoded string.
             let keys: Vec<Value> = page
                 .keys
@@ -228,8 +273,7 @@ pub(crate) async fn handle(kv: MockKv, req: Request) -> Response {
             }
             json_response(&body)
         }
-        Ok(_) => Response::new(Body::empty()),
-        Err(f) => failure(f, op, conn).await,
+        _ => Response::new(Body::empty()),
     }
 }
 

@@ -168,53 +168,13 @@ pub async fn serve_with(
             drop(stream);
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let reset = CancellationToken::new();
-        let conn_ctl = ConnControl {
-            reset: reset.clone(),
-        };
-        let app = app.clone();
-        let svc_state = state.clone();
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(conn_ctl.clone());
-            let mut app = app.clone();
-            let state = svc_state.clone();
-            async move {
-                state.begin();
-                let resp = app.call(req.map(axum::body::Body::new)).await;
-                state.end();
-                Ok::<_, Infallible>(match resp {
-                    Ok(r) => r,
-                    Err(never) => match never {},
-                })
-            }
-        });
-        let io = TokioIo::new(ResettableStream {
+        conns.spawn(connection(
             stream,
-            reset: reset.clone(),
-            state: state.clone(),
-        });
-        let cancel = cancel.clone();
-        conns.spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .max_buf_size(64 * 1024)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_read)
-                .serve_connection(io, svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                // Dropping the connection drops the stream: RST (see above).
-                () = reset.cancelled() => {}
-                // Idle, or closed to make room under the cap: an orderly close.
-                () = super::conns::idle_expired(&state, limits.idle) => {}
-                () = state.close.cancelled() => {}
-                () = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(DRAIN, conn).await;
-                }
-            }
-        });
+            app.clone(),
+            state,
+            limits,
+            cancel.clone(),
+        ));
         // Reap finished connection tasks so the set does not grow.
         while conns.try_join_next().is_some() {}
     }
@@ -224,6 +184,60 @@ pub async fn serve_with(
     .await;
     conns.abort_all();
     Ok(())
+}
+
+/// Serves one accepted connection with `app` until it ends, is reset by a fault, idles out,
+/// is closed to make room under the cap, or the server is cancelled (then drained).
+async fn connection(
+    stream: TcpStream,
+    app: axum::Router,
+    state: Arc<ConnState>,
+    limits: ConnLimits,
+    cancel: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let reset = CancellationToken::new();
+    let conn_ctl = ConnControl {
+        reset: reset.clone(),
+    };
+    let svc_state = state.clone();
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(conn_ctl.clone());
+        let mut app = app.clone();
+        let state = svc_state.clone();
+        async move {
+            state.begin();
+            let resp = app.call(req.map(axum::body::Body::new)).await;
+            state.end();
+            Ok::<_, Infallible>(match resp {
+                Ok(r) => r,
+                Err(never) => match never {},
+            })
+        }
+    });
+    let io = TokioIo::new(ResettableStream {
+        stream,
+        reset: reset.clone(),
+        state: state.clone(),
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(64 * 1024)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        // Dropping the connection drops the stream: RST (see above).
+        () = reset.cancelled() => {}
+        // Idle, or closed to make room under the cap: an orderly close.
+        () = super::conns::idle_expired(&state, limits.idle) => {}
+        () = state.close.cancelled() => {}
+        () = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN, conn).await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -151,35 +151,20 @@ fn cron(check: &Check, cs: &mut CheckState, v: &Value, now: u64) -> Judgement {
         .map(|(e, _)| e.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let mut evidence = vec![match last {
-        Some(t) => format!(
-            "last run {} ({v} at {source}), read at {}",
-            iso(t),
-            iso(now)
-        ),
-        None => format!(
-            "no run yet (null at {source}), watched since {}, read at {}",
-            iso(cs.first_seen_ms),
-            iso(now)
-        ),
-    }];
+    let mut evidence = vec![last_run_line(last, v, &source, cs.first_seen_ms, now)];
     let reference = last.unwrap_or(cs.first_seen_ms);
-    let Some(next) = crate::cron::next_slot_after(crons, reference) else {
+    let grace_ms = grace.as_millis() as u64;
+    let Some(due) = Due::after(crons, reference, grace_ms) else {
         let summary = format!("no slot of {exprs} after {}", iso(reference));
         return Judgement::up(summary, evidence);
     };
-    let period = crate::cron::next_slot_after(crons, next).map_or(0, |a| a - next);
-    let grace_ms = grace.as_millis() as u64;
-    let late_at = next.saturating_add(grace_ms);
-    let down_at = late_at.saturating_add(period);
-    evidence.push(format!(
-        "next run expected at {} ({exprs} UTC); late from {} (grace {}), down from {} (one period, {})",
-        iso(next),
-        iso(late_at),
-        humantime::format_duration(*grace),
-        iso(down_at),
-        humantime::format_duration(Duration::from_millis(period)),
-    ));
+    let Due {
+        next,
+        late_at,
+        down_at,
+        ..
+    } = due;
+    evidence.push(due.describe(&exprs, *grace));
     let ran = last.map_or_else(
         || "no run yet".to_owned(),
         |t| format!("last run {}", iso(t)),
@@ -205,6 +190,64 @@ fn cron(check: &Check, cs: &mut CheckState, v: &Value, now: u64) -> Judgement {
             iso(next),
         ),
         evidence,
+    }
+}
+
+/// The evidence line for the last run read (`v` at `source`), or for none yet.
+fn last_run_line(
+    last: Option<u64>,
+    v: &Value,
+    source: &str,
+    first_seen_ms: u64,
+    now: u64,
+) -> String {
+    match last {
+        Some(t) => format!(
+            "last run {} ({v} at {source}), read at {}",
+            iso(t),
+            iso(now)
+        ),
+        None => format!(
+            "no run yet (null at {source}), watched since {}, read at {}",
+            iso(first_seen_ms),
+            iso(now)
+        ),
+    }
+}
+
+/// The next run expected after a reference time, and when its absence is late (grace
+/// passed) and down (one more period), epoch ms.
+struct Due {
+    next: u64,
+    period: u64,
+    late_at: u64,
+    down_at: u64,
+}
+
+impl Due {
+    /// The next slot of `crons` after `reference`; `None` when there is none.
+    fn after(crons: &[(String, croner::Cron)], reference: u64, grace_ms: u64) -> Option<Due> {
+        let next = crate::cron::next_slot_after(crons, reference)?;
+        let period = crate::cron::next_slot_after(crons, next).map_or(0, |a| a - next);
+        let late_at = next.saturating_add(grace_ms);
+        Some(Due {
+            next,
+            period,
+            late_at,
+            down_at: late_at.saturating_add(period),
+        })
+    }
+
+    /// The evidence line: when the next run is expected, late and down.
+    fn describe(&self, exprs: &str, grace: Duration) -> String {
+        format!(
+            "next run expected at {} ({exprs} UTC); late from {} (grace {}), down from {} (one period, {})",
+            iso(self.next),
+            iso(self.late_at),
+            humantime::format_duration(grace),
+            iso(self.down_at),
+            humantime::format_duration(Duration::from_millis(self.period)),
+        )
     }
 }
 

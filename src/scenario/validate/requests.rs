@@ -292,14 +292,7 @@ impl Validator<'_> {
         parts: &mut Vec<Part>,
         source: &mut String,
     ) {
-        let lit = |parts: &mut Vec<Part>, source: &mut String, s: &str| {
-            source.push_str(s);
-            if let Some(Part::Literal(prev)) = parts.last_mut() {
-                prev.push_str(s);
-            } else {
-                parts.push(Part::Literal(s.to_owned()));
-            }
-        };
+        let lit = push_literal;
         match v.get_ref() {
             RawJson::String(s) if self.whole_var(s).is_some() => {
                 // A string that is exactly one driver variable takes the value's JSON type.
@@ -310,29 +303,7 @@ impl Validator<'_> {
                     mode: template::VarMode::JsonValue,
                 });
             }
-            RawJson::String(s) => {
-                let spanned = Spanned::new(v.span(), s.clone());
-                let Some(t) = self.compile(&spanned, TemplateContext::JsonString, field) else {
-                    return;
-                };
-                lit(parts, source, "\"");
-                for p in t.parts() {
-                    match p {
-                        Part::Literal(l) => {
-                            if let Some(Part::Literal(prev)) = parts.last_mut() {
-                                prev.push_str(l);
-                            } else {
-                                parts.push(p.clone());
-                            }
-                        }
-                        other => parts.push(other.clone()),
-                    }
-                }
-                // The source keeps the placeholders as written, never environment values.
-                let escaped = serde_json::Value::String(s.clone()).to_string();
-                source.push_str(&escaped[1..escaped.len() - 1]);
-                lit(parts, source, "\"");
-            }
+            RawJson::String(s) => self.json_string(v, s, field, parts, source),
             RawJson::Integer(i) => lit(parts, source, &i.to_string()),
             RawJson::Bool(b) => lit(parts, source, &b.to_string()),
             RawJson::Float(f) => match serde_json::Number::from_f64(*f) {
@@ -366,5 +337,48 @@ impl Validator<'_> {
                 lit(parts, source, "}");
             }
         }
+    }
+
+    /// A JSON string that may hold placeholders, rendered as a JSON string literal.
+    fn json_string(
+        &mut self,
+        v: &Spanned<RawJson>,
+        s: &str,
+        field: &str,
+        parts: &mut Vec<Part>,
+        source: &mut String,
+    ) {
+        let spanned = Spanned::new(v.span(), s.to_owned());
+        let Some(t) = self.compile(&spanned, TemplateContext::JsonString, field) else {
+            return;
+        };
+        push_literal(parts, source, "\"");
+        for p in t.parts() {
+            match p {
+                Part::Literal(l) => {
+                    if let Some(Part::Literal(prev)) = parts.last_mut() {
+                        prev.push_str(l);
+                    } else {
+                        parts.push(p.clone());
+                    }
+                }
+                other => parts.push(other.clone()),
+            }
+        }
+        // The source keeps the placeholders as written, never environment values.
+        let escaped = serde_json::Value::String(s.to_owned()).to_string();
+        source.push_str(&escaped[1..escaped.len() - 1]);
+        push_literal(parts, source, "\"");
+    }
+}
+
+/// Appends literal text `s` to the template's parts (merged with a literal before it) and to
+/// its source.
+fn push_literal(parts: &mut Vec<Part>, source: &mut String, s: &str) {
+    source.push_str(s);
+    if let Some(Part::Literal(prev)) = parts.last_mut() {
+        prev.push_str(s);
+    } else {
+        parts.push(Part::Literal(s.to_owned()));
     }
 }
