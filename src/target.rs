@@ -198,6 +198,19 @@ async fn start_mock_kv(
     Ok((mock, addr))
 }
 
+/// Creates a Worker target's `worker.log` in `report_dir`, before anything can interrupt its
+/// start: the report folder holds it also when an interrupt ends the run at once, or while
+/// the launcher's packages are still installing. Other targets have no log.
+pub fn create_worker_log(target: &TargetPlan, report_dir: &Path) -> Result<(), String> {
+    if !matches!(target.kind, TargetKind::Worker(_)) {
+        return Ok(());
+    }
+    let path = report_dir.join("worker.log");
+    std::fs::File::create(&path)
+        .map(drop)
+        .map_err(|e| format!("cannot create \"{}\": {e}", path.display()))
+}
+
 /// The launcher's spec for the Worker in `dir`, its KV bindings routed to `kv_addr`, its log
 /// `worker.log` in `report_dir`.
 fn worker_spec(
@@ -222,10 +235,6 @@ async fn start_worker(
     dir: &Path,
     stop: &CancellationToken,
 ) -> Result<LocalWorker, String> {
-    // The report folder holds the Worker's log from the start, also when an interrupt
-    // ends the run while the launcher's packages are still installing.
-    std::fs::File::create(&spec.log_path)
-        .map_err(|e| format!("cannot create \"{}\": {e}", spec.log_path.display()))?;
     crate::local::ensure_installed(&spec.launcher_dir)
         .await
         .map_err(|e| e.to_string())?;

@@ -98,6 +98,7 @@ pub async fn start(
     report_dir: &Path,
     interrupts: &Interrupts,
 ) -> Result<Setup, RunError> {
+    crate::target::create_worker_log(&plan.target, report_dir).map_err(RunError::Environment)?;
     let starting = crate::target::start(
         &plan.target,
         &plan.kv,
