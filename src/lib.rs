@@ -41,6 +41,7 @@ pub mod engine;
 pub mod exit;
 pub mod history;
 pub mod kv;
+pub mod lines;
 pub mod live;
 pub mod local;
 pub mod merge;

@@ -30,6 +30,8 @@ use tokio::process::Child;
 
 pub use clock::ClockAnchor;
 use control::{Control, exchange};
+
+use crate::lines::{WholeLines, WriteFailure};
 pub use error::LocalError;
 pub use group::{group_alive, group_members};
 pub use install::{ensure_installed, find_on_path};
@@ -200,6 +202,8 @@ pub struct LocalWorker {
     startup: Duration,
     log_path: PathBuf,
     log_clock: log::LogClock,
+    /// The first failed write of `worker.log` (a full disk), if any.
+    log_failure: WriteFailure,
     /// A clock move not yet sent; sent before the next command.
     pending_clock: std::sync::Mutex<Option<ClockAnchor>>,
     _run_dir: RunDir,
@@ -240,6 +244,9 @@ impl LocalWorker {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let log_clock = log::LogClock::new(began);
+        // Whole lines only; the first failed write stops the log and is reported to the run.
+        let log_failure = WriteFailure::default();
+        let log = WholeLines::new(log, "worker.log", log_failure.clone());
         let log_writer = child.stderr.take().map(|err| {
             tokio::spawn(log::copy_lines(
                 err,
@@ -279,9 +286,15 @@ impl LocalWorker {
             startup: began.elapsed(),
             log_path: spec.log_path.clone(),
             log_clock,
+            log_failure,
             pending_clock: std::sync::Mutex::new(None),
             _run_dir: run_dir,
         })
+    }
+
+    /// The first failed write of `worker.log` (`cannot write worker.log: …`), if any.
+    pub fn log_write_error(&self) -> Option<String> {
+        self.log_failure.get()
     }
 
     /// Base URL of the Worker, e.g. `http://127.0.0.1:41234`.

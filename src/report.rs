@@ -19,7 +19,6 @@ pub mod html;
 mod human;
 pub mod json;
 pub mod junit;
-pub mod lines;
 pub mod markdown;
 mod markup;
 /// The summary model, a leaf module of its own; re-exported so writers keep `model::` paths.

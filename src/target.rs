@@ -45,6 +45,11 @@ impl Running {
         self.worker.as_ref().and_then(|w| w.gone())
     }
 
+    /// The first failed write of the Worker's log (a full disk), if any.
+    pub fn write_error(&self) -> Option<String> {
+        self.worker.as_ref().and_then(|w| w.log_write_error())
+    }
+
     /// The local Worker (Worker targets only), shared with the drivers that fire its crons.
     pub fn worker(&self) -> Option<Arc<LocalWorker>> {
         self.worker.clone()

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::history::{Event, History};
-use crate::report::lines::WriteFailure;
+use crate::lines::WriteFailure;
 use crate::summary::FaultWindow;
 
 /// The run's history as it is written, with what the checkers and the summary need of it.

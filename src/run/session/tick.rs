@@ -57,6 +57,7 @@ impl Session {
                 .target
                 .died()
                 .or_else(|| self.journal.write_error())
+                .or_else(|| self.target.write_error())
                 .or_else(|| self.canary.as_ref().and_then(|c| c.failure()))
                 .or_else(|| self.guard_failure())
         {
