@@ -145,6 +145,10 @@ mod imp {
                     )
                 };
                 if n == 8 {
+                    // One-shot: not readable again until re-armed and expired, which the
+                    // edge-triggered reactor reports anew. Clearing now saves the next wait a
+                    // read that could only answer EAGAIN (one syscall per paced request).
+                    guard.clear_ready();
                     return;
                 }
                 let err = std::io::Error::last_os_error();
