@@ -25,7 +25,7 @@ use super::{Built, Shared, Waits};
 use crate::metrics::ShardHandle;
 use crate::outcome::Outcome;
 use crate::replay::Reader;
-use crate::replay::plan::{Loops, OTHER_ROUTES, Pacer, ReplayPlan};
+use crate::replay::plan::{OTHER_ROUTES, Pacer, ReplayPlan};
 use crate::replay::record::{Kind, Record};
 use crate::scenario::template::RenderCx;
 
@@ -49,10 +49,7 @@ pub(super) async fn drive(
     let mut tasks = tokio::task::JoinSet::new();
     let mut base = std::time::Duration::ZERO;
     let mut pass = 0u32;
-    'passes: while match plan.loops {
-        Loops::Times(n) => pass < n,
-        Loops::UntilEnd => true,
-    } {
+    'passes: while plan.loops.runs(pass) {
         let Ok(mut reader) = Reader::open(&plan.path, Some(plan.format)) else {
             break;
         };

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::Reader;
-use super::plan::{Loops, Pacer, ReplayPlan};
+use super::plan::{Pacer, ReplayPlan};
 use super::record::Kind;
 use crate::cron::Tick;
 use crate::scenario::plan::{Load, Plan};
@@ -60,12 +60,7 @@ fn phase_ticks(
     let mut pass = 0u32;
     // The capture's recorded length: the largest `t_ms`, known once pass 0 is read.
     let mut recorded_ms = 0u64;
-    while out.len() < max
-        && match r.loops {
-            Loops::Times(n) => pass < n,
-            Loops::UntilEnd => true,
-        }
-    {
+    while out.len() < max && r.loops.runs(pass) {
         let Ok(mut reader) = Reader::open(&r.path, Some(r.format)) else {
             return;
         };

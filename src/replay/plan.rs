@@ -49,6 +49,16 @@ pub enum Loops {
     UntilEnd,
 }
 
+impl Loops {
+    /// Whether pass `pass` (counted from 0) of the capture is sent.
+    pub fn runs(&self, pass: u32) -> bool {
+        match self {
+            Loops::Times(n) => pass < *n,
+            Loops::UntilEnd => true,
+        }
+    }
+}
+
 /// `only` / `skip`: an event matches when every given criterion matches.
 #[derive(Debug, Clone)]
 pub struct Filter {
