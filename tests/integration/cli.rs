@@ -179,15 +179,24 @@ all = ["error_rate < 1%"]
         "401s fail the threshold: {}",
         text(&o.stderr)
     );
+    // On a loaded machine an arrival that is already overdue is dropped, never sent late, so
+    // the server sees what the run says it sent, and together with the dropped ones the 20.
     let received = server.received_requests().await.unwrap_or_default();
-    assert_eq!(received.len(), 20);
+    let dir = only_report_dir(&out);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).expect("summary"))
+            .expect("json");
+    let completed = summary["overall"]["completed"].as_u64().expect("completed");
+    let dropped = summary["overall"]["dropped"].as_u64().expect("dropped");
+    assert!(!received.is_empty(), "no request reached the target");
+    assert_eq!(received.len() as u64, completed);
+    assert_eq!(completed + dropped, 20);
     assert!(received.iter().all(|r| {
         r.url.query() == Some(&format!("token={secret}")[..])
             && r.headers.get("authorization").and_then(|v| v.to_str().ok())
                 == Some(&format!("Bearer {secret}")[..])
             && String::from_utf8_lossy(&r.body).contains(secret)
     }));
-    let dir = only_report_dir(&out);
     let mut files = 0;
     for entry in std::fs::read_dir(&dir).expect("report dir") {
         let path = entry.expect("entry").path();
