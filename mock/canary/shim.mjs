@@ -346,7 +346,16 @@ function tag(response, env) {
 
 async function onFetch(request, env, ctx, next) {
   if (new URL(request.url).pathname.startsWith(CONTROL)) return tag(await control(request, env, ctx), env);
-  return tag(await next(wrapEnv(env)), env);
+  let response;
+  try {
+    response = await next(wrapEnv(env));
+  } catch (e) {
+    // A throw would be answered by the runtime itself, without the header, and the run would
+    // take a healthy canary for another script: answer the 500 here, tagged, and log it.
+    console.error(e?.stack ?? String(e));
+    response = new Response("the Worker threw an exception", { status: 500 });
+  }
+  return tag(response, env);
 }
 
 // --- the Worker's handlers, with env wrapped --------------------------------
