@@ -172,6 +172,8 @@ pub struct Exchange {
     pub answer: Option<(Bytes, bool)>,
     /// The canary shim's `x-kvchaos-shim` header, when the answer carried one.
     pub shim: Option<http::HeaderValue>,
+    /// A response head arrived (false for a connect, reset or timeout failure before it).
+    pub answered: bool,
 }
 
 impl Exchange {
@@ -182,6 +184,7 @@ impl Exchange {
             error: Some(error),
             answer: None,
             shim: None,
+            answered: false,
         }
     }
 }
@@ -353,6 +356,7 @@ async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange 
                     )),
                     answer: None,
                     shim,
+                    answered: true,
                 };
             }
         }
@@ -363,6 +367,7 @@ async fn read_response(resp: http::Response<hyper::body::Incoming>) -> Exchange 
         error: None,
         answer: start.map(super::errors::BodyStart::finish),
         shim,
+        answered: true,
     }
 }
 

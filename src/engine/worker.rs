@@ -250,16 +250,37 @@ async fn send(
     true
 }
 
-/// On a canary run, keeps the first answer that did not come from the expected shim.
+/// On a canary run, keeps the first answer that did not come from the expected shim. A
+/// transport failure before any response head (a reset keep-alive connection, say) is no answer
+/// from anybody: it is recorded as the failure it is, and says nothing about who would have
+/// answered.
 fn check_guard(sh: &Shared, x: &client::Exchange) {
     let Some(expected) = &sh.guard else {
         return;
     };
+    if !x.answered {
+        return;
+    }
     let header = x.shim.as_ref().and_then(|h| h.to_str().ok());
     if let Err(e) = crate::canary::control::guard_header(header, expected) {
         let mut f = sh.guard_failure.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
-            *f = Some(format!("during the load, {e}"));
+            *f = Some(format!("during the load, {e}; {}", answer_seen(x)));
         }
     }
+}
+
+/// What the guard saw of an answer: its outcome and, for an error answer, the start of its body,
+/// so a stop says whether the platform or another script answered.
+fn answer_seen(x: &client::Exchange) -> String {
+    let mut seen = match x.outcome {
+        Outcome::Status(s) => format!("it was HTTP {s}"),
+        other => format!("it ended as {other:?}"),
+    };
+    if let Some((body, _)) = &x.answer {
+        let text = String::from_utf8_lossy(body);
+        let start: String = text.chars().take(120).collect();
+        seen.push_str(&format!(", body starting {start:?}"));
+    }
+    seen
 }

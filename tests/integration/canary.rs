@@ -29,9 +29,14 @@ fn temp(name: &str) -> PathBuf {
 /// Builds the shimmed Worker into `dir/out`, gives it the control secret (as a var: a
 /// deployment would use `wrangler secret put`) and starts it on miniflare's own KV.
 async fn start(worker: &str, dir: &Path) -> (LocalWorker, String) {
+    start_at(&Path::new(WORKERS).join(worker), dir).await
+}
+
+/// [`start`] for the Worker in folder `worker`.
+async fn start_at(worker: &Path, dir: &Path) -> (LocalWorker, String) {
     let out = dir.join("out");
     let built = build(&BuildPlan {
-        worker: Path::new(WORKERS).join(worker),
+        worker: worker.to_owned(),
         env: None,
         out: out.clone(),
         secret_var: DEFAULT_SECRET_VAR.into(),
@@ -45,7 +50,7 @@ async fn start(worker: &str, dir: &Path) -> (LocalWorker, String) {
     spec.ready_timeout = Duration::from_secs(90);
     let w = LocalWorker::start(&spec)
         .await
-        .unwrap_or_else(|e| panic!("starting the shimmed {worker}: {e:#}"));
+        .unwrap_or_else(|e| panic!("starting the shimmed {}: {e:#}", worker.display()));
     let url = w.url().to_owned();
     (w, url)
 }
@@ -372,12 +377,22 @@ async fn run_canary_at(
     name: &str,
     extra: &str,
 ) -> kvchaos::run::RunOutcome {
+    run_canary_at_script(addr, "hub-canary", name, extra).await
+}
+
+/// [`run_canary_at`] expecting `script`.
+async fn run_canary_at_script(
+    addr: std::net::SocketAddr,
+    script: &str,
+    name: &str,
+    extra: &str,
+) -> kvchaos::run::RunOutcome {
     let dir = temp(name);
     let text = format!(
         r#"name = "{name}"
 [target]
 url = "http://{addr}"
-expect_script = "hub-canary"
+expect_script = "{script}"
 [canary]
 secret_env = "CANARY_TEST_SECRET"
 {extra}"#
@@ -395,6 +410,16 @@ secret_env = "CANARY_TEST_SECRET"
     kvchaos::run::run(plan, &opts, Default::default(), &mut kvchaos::live::Silent)
         .await
         .expect("the run writes a report")
+}
+
+/// The run went to its planned end: no guard stop.
+fn assert_completed(o: &kvchaos::run::RunOutcome) {
+    assert_eq!(
+        o.summary.stop.reason,
+        kvchaos::report::model::StopReason::Completed,
+        "{:?}",
+        o.summary.stop.detail
+    );
 }
 
 /// The run stopped early on a guard failure `during` whose answers, and exits 3.
@@ -424,6 +449,58 @@ async fn a_load_answer_not_from_the_shim_stops_the_run() {
         "[[phases]]\nduration = \"20s\"\nrate = 20\n[[requests]]\nname = \"home\"\npath = \"/\"\n";
     let o = run_canary_at(addr, "fallback", load).await;
     assert_guard_stop(&o, "during the load");
+}
+
+#[tokio::test]
+async fn a_load_request_cut_off_before_any_answer_is_a_failure_not_a_guard_stop() {
+    // Half the load requests lose their connection before a response head: nobody answered,
+    // so the guard has nothing to judge; the run goes on and records them as resets.
+    let addr = crate::servers::shim_dropping_every_other("hub-canary").await;
+    let load =
+        "[[phases]]\nduration = \"2s\"\nrate = 20\n[[requests]]\nname = \"home\"\npath = \"/\"\n";
+    let o = run_canary_at(addr, "dropped", load).await;
+    assert_completed(&o);
+    let classes = &o.summary.overall.by_class;
+    assert!(classes.get("2xx").copied().unwrap_or(0) > 0, "{classes:?}");
+    let failed: u64 = classes
+        .iter()
+        .filter(|(k, _)| k.as_str() != "2xx")
+        .map(|(_, v)| v)
+        .sum();
+    assert!(failed > 0, "half the requests were cut off: {classes:?}");
+}
+
+#[tokio::test]
+async fn a_worker_that_throws_answers_a_tagged_500_and_the_run_goes_on() {
+    if !node_ready().await {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = temp("throws");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/workers/throws");
+    let (w, url) = start_at(Path::new(fixture), &dir).await;
+    for path in ["/throw", "/reject"] {
+        let (status, headers, body) =
+            crate::reference_workers::call_raw(&url, "GET", path, &[], None).await;
+        assert_eq!(status, 500, "{path}: {}", String::from_utf8_lossy(&body));
+        let shim = headers.get("x-kvchaos-shim").map(|h| h.to_str().unwrap());
+        assert!(
+            shim.is_some_and(|h| h.contains("script=throws")),
+            "{path}: the runtime, not the shim, answered the throw: {headers:?}"
+        );
+    }
+    let log = std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
+    assert!(
+        log.contains("thrown on purpose"),
+        "the stack is logged: {log}"
+    );
+    // A load of throwing requests is a run of 5xx answers, not a guard stop.
+    let addr: std::net::SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let load = "[[phases]]\nduration = \"2s\"\nrate = 10\n[[requests]]\nname = \"throw\"\npath = \"/throw\"\n";
+    let o = run_canary_at_script(addr, "throws", "throws-run", load).await;
+    stop(w).await;
+    assert_completed(&o);
+    assert!(o.summary.overall.by_class.get("5xx").copied().unwrap_or(0) > 0);
 }
 
 #[tokio::test]

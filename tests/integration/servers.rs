@@ -131,3 +131,49 @@ pub async fn shim_where(script: &'static str, shimmed: fn(&str) -> bool) -> Sock
     });
     addr
 }
+
+/// A stand-in canary whose control routes and load answers carry `script`'s shim header, but
+/// which drops every other load request's connection before answering: transport failures
+/// with no response head, as a loaded runtime's reset keep-alive connections are.
+pub async fn shim_dropping_every_other(script: &'static str) -> SocketAddr {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (l, addr) = listener().await;
+    let seen = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let control = req.uri().path().starts_with("/__kvchaos/");
+                        if !control && seen.fetch_add(1, Ordering::Relaxed) % 2 == 1 {
+                            // An error from the service: hyper closes without a response.
+                            return Err("dropped on purpose");
+                        }
+                        let body = if control {
+                            r#"{"schedule":null,"injected":{},"writes":0,"capped":0,"ok":true}"#
+                        } else {
+                            "canary"
+                        };
+                        let mut resp =
+                            Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                        resp.headers_mut().insert(
+                            "x-kvchaos-shim",
+                            hyper::header::HeaderValue::from_str(&format!(
+                                "script={script}; schedule=none"
+                            ))
+                            .expect("a header value"),
+                        );
+                        Ok(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
