@@ -145,7 +145,7 @@ impl Session {
     fn on_fault_due(&mut self) {
         if let Some(why) = self.guard_failure() {
             if self.stop.sending() {
-                self.on_stop(Input::TargetDied(why), Instant::now());
+                self.on_stop(Input::failed(why), Instant::now());
             }
             return;
         }

@@ -50,12 +50,37 @@ pub enum Input {
     SecondInterrupt,
     /// An abort threshold failed; what, e.g. `overall p99 < 5ms (observed 7.2ms)`.
     AbortThreshold(String),
-    /// The target died; why.
-    TargetDied(String),
+    /// The target died or can no longer be trusted (a write that failed, an answer from the
+    /// wrong script); why, and whether the Worker's log says more (a local Worker that exited).
+    TargetDied {
+        /// What happened.
+        why: String,
+        /// Point to `worker.log` in the detail.
+        see_log: bool,
+    },
     /// The drain deadline passed.
     DrainDeadline,
     /// The engine has no work left.
     EngineFinished,
+}
+
+impl Input {
+    /// The local Worker died: the detail points to its log.
+    pub fn died(why: impl Into<String>) -> Input {
+        Input::TargetDied {
+            why: why.into(),
+            see_log: true,
+        }
+    }
+
+    /// The run can no longer go on for a reason outside the Worker (a report file that cannot be
+    /// written, an answer not from the canary): no log to point to.
+    pub fn failed(why: impl Into<String>) -> Input {
+        Input::TargetDied {
+            why: why.into(),
+            see_log: false,
+        }
+    }
 }
 
 /// What the session does, in the order given.
@@ -190,9 +215,10 @@ impl Stop {
                 self.stop(at, StopReason::Aborted, Some(detail), now + self.grace);
                 stop_steps(at, "aborted", now)
             }
-            (State::Sending | State::Healing, Input::TargetDied(why)) => {
+            (State::Sending | State::Healing, Input::TargetDied { why, see_log }) => {
                 // A dead Worker answers nothing: nothing in flight is worth waiting for.
-                let detail = format!("{why} at {:.1}s; see worker.log", at.as_secs_f64());
+                let see = if see_log { "; see worker.log" } else { "" };
+                let detail = format!("{why} at {:.1}s{see}", at.as_secs_f64());
                 self.stop(at, StopReason::TargetFailed, Some(detail), now);
                 stop_steps(at, "target failed", now)
             }
@@ -323,9 +349,9 @@ mod tests {
                 vec![Step::StopSending, Step::StopDrivers, stopped(10, "interrupted"), Step::ClearFaults(s(12))]),
             ("sending", Input::AbortThreshold("overall p99 < 5ms".to_owned()), 4, draining(6),
                 vec![Step::StopSending, Step::StopDrivers, stopped(4, "aborted"), Step::ClearFaults(s(4))]),
-            ("sending", Input::TargetDied("workerd exited".to_owned()), 4, draining(4),
+            ("sending", Input::died("workerd exited"), 4, draining(4),
                 vec![Step::StopSending, Step::StopDrivers, stopped(4, "target failed"), Step::ClearFaults(s(4))]),
-            ("healing", Input::TargetDied("workerd exited".to_owned()), 8, draining(8),
+            ("healing", Input::died("workerd exited"), 8, draining(8),
                 vec![Step::StopSending, Step::StopDrivers, stopped(8, "target failed"), Step::ClearFaults(s(8))]),
             ("draining", Input::DrainDeadline, 7, State::Abandoned, abandoned.clone()),
             ("draining", Input::SecondInterrupt, 7, State::Abandoned, abandoned.clone()),
@@ -340,7 +366,7 @@ mod tests {
             ("draining", Input::PlannedEnd, 10, draining(5), vec![]),
             ("draining", Input::HealDue, 6, draining(5), vec![]),
             ("draining", Input::AbortThreshold("x".to_owned()), 4, draining(5), vec![]),
-            ("draining", Input::TargetDied("x".to_owned()), 4, draining(5), vec![]),
+            ("draining", Input::died("x"), 4, draining(5), vec![]),
             ("abandoned", Input::SecondInterrupt, 6, State::Abandoned, vec![]),
             ("abandoned", Input::DrainDeadline, 6, State::Abandoned, vec![]),
             ("sending", Input::DrainDeadline, 6, State::Sending, vec![]),
@@ -371,11 +397,14 @@ mod tests {
             (vec![Input::AbortThreshold("overall p99 < 5ms (observed 7.2ms)".to_owned())], 4,
                 Ended { at: s(4), reason: StopReason::Aborted,
                     detail: Some("abort threshold failed after 4s: overall p99 < 5ms (observed 7.2ms)".to_owned()) }),
-            (vec![Input::TargetDied("workerd exited with status 1".to_owned())], 12,
+            (vec![Input::died("workerd exited with status 1")], 12,
                 Ended { at: END, reason: StopReason::TargetFailed,
                     detail: Some("workerd exited with status 1 at 10.0s; see worker.log".to_owned()) }),
+            (vec![Input::failed("cannot write history.jsonl: No space left on device")], 12,
+                Ended { at: END, reason: StopReason::TargetFailed,
+                    detail: Some("cannot write history.jsonl: No space left on device at 10.0s".to_owned()) }),
             // The first stop is the one reported.
-            (vec![Input::Interrupt, Input::TargetDied("gone".to_owned())], 3,
+            (vec![Input::Interrupt, Input::died("gone")], 3,
                 Ended { at: s(3), reason: StopReason::Interrupted, detail: None }),
         ];
         for (inputs, now, ended) in table {

@@ -165,11 +165,12 @@ pub fn build(plan: &Plan, started: SystemTime, f: Facts) -> Summary {
     summary
 }
 
-/// A dead target proves nothing: a PASS becomes UNKNOWN, saying why.
+/// A run cut short as target-failed (a dead Worker, an unwritable report, an answer not from
+/// the canary) proves nothing: a PASS becomes UNKNOWN, saying why.
 fn downgrade_passes(checks: &mut [CheckResult], why: &str) {
     for c in checks.iter_mut().filter(|c| c.verdict == Verdict::Pass) {
         c.verdict = Verdict::Unknown;
-        c.reason = format!("the target died ({why}); before that: {}", c.reason);
+        c.reason = format!("the run was cut short ({why}); before that: {}", c.reason);
     }
 }
 
@@ -247,6 +248,26 @@ fn phase_infos(plan: &Plan, counts: &[PhaseCounts]) -> Vec<PhaseInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_cut_short_turns_every_pass_into_unknown_and_keeps_the_rest() {
+        let result = |verdict| crate::check::CheckResult {
+            name: "cron".to_owned(),
+            verdict,
+            reason: "3 ticks ok".to_owned(),
+            evidence: Vec::new(),
+            counts: Default::default(),
+        };
+        let mut checks = vec![result(Verdict::Pass), result(Verdict::Fail)];
+        downgrade_passes(&mut checks, "cannot write history.jsonl at 4.0s");
+        assert_eq!(checks[0].verdict, Verdict::Unknown);
+        assert_eq!(
+            checks[0].reason,
+            "the run was cut short (cannot write history.jsonl at 4.0s); before that: 3 ticks ok"
+        );
+        assert_eq!(checks[1].verdict, Verdict::Fail);
+        assert_eq!(checks[1].reason, "3 ticks ok");
+    }
 
     #[test]
     fn a_fault_that_reached_no_kv_operation_is_a_warning_on_every_verdict() {

@@ -53,15 +53,16 @@ impl Session {
         monitor.tick(&snap);
         if self.stop.sending()
             // A history that can no longer be written (a full disk) ends the run as a dead target.
-            && let Some(why) = self
-                .target
-                .died()
-                .or_else(|| self.journal.write_error())
-                .or_else(|| self.target.write_error())
-                .or_else(|| self.canary.as_ref().and_then(|c| c.failure()))
-                .or_else(|| self.guard_failure())
+            && let Some(input) = self.target.died().map(Input::died).or_else(|| {
+                self.journal
+                    .write_error()
+                    .or_else(|| self.target.write_error())
+                    .or_else(|| self.canary.as_ref().and_then(|c| c.failure()))
+                    .or_else(|| self.guard_failure())
+                    .map(Input::failed)
+            })
         {
-            self.on_stop(Input::TargetDied(why), now);
+            self.on_stop(input, now);
         }
         if self.stop.sending()
             && let Some(what) = self.failed_abort(now)
