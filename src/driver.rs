@@ -192,7 +192,9 @@ impl Client {
                 // another script) stops the run before any fault, as for the load.
                 let shim = parts.headers.get(crate::canary::control::SHIM_HEADER);
                 let shim = shim.and_then(|h| h.to_str().ok());
-                self.ctx.guard.check(shim, "the drivers' requests");
+                self.ctx
+                    .guard
+                    .check(shim, parts.status.as_u16(), "the drivers' requests");
                 classify(req, &parts, &body)
             }
         };

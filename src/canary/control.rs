@@ -219,14 +219,17 @@ impl AnswerGuard {
         }
     }
 
-    /// Checks one answer's shim header (`None`: it had none); `during` says whose answer it was.
-    pub fn check(&self, header: Option<&str>, during: &str) {
+    /// Checks one answer's shim header (`None`: it had none) and names its `status` if it
+    /// fails; `during` says whose answer it was.
+    pub fn check(&self, header: Option<&str>, status: u16, during: &str) {
         let Some(expected) = &self.expected else {
             return;
         };
         if let Err(e) = guard_header(header, expected) {
             // The first mismatch is the one to report; the rest follow from it.
-            let _ = self.failure.set(format!("during {during}, {e}"));
+            let _ = self
+                .failure
+                .set(format!("during {during}, {e}; it was HTTP {status}"));
         }
     }
 

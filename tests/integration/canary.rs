@@ -433,6 +433,11 @@ fn assert_guard_stop(o: &kvchaos::run::RunOutcome, during: &str) {
         detail.contains(during) && detail.contains("x-kvchaos-shim"),
         "{detail}"
     );
+    // A URL target has no Worker log to point to; the answer seen is named instead.
+    assert!(
+        !detail.contains("worker.log") && detail.contains("it was HTTP 200"),
+        "{detail}"
+    );
     assert!(
         o.summary.duration_s < o.summary.planned_duration_s / 2.0,
         "the run stopped at the first mismatch, not at its planned end: {} s",
