@@ -9,6 +9,7 @@
 
 pub mod args;
 pub mod control;
+pub mod entry;
 pub mod live;
 
 use std::path::{Component, Path, PathBuf};
@@ -151,6 +152,16 @@ pub fn build(plan: &BuildPlan) -> Result<Built, CanaryError> {
         .unwrap_or(Path::new("."))
         .canonicalize()
         .map_err(|e| write(&file, e))?;
+    let entry_path = config_dir.join(&main);
+    let entry_text = std::fs::read_to_string(&entry_path).map_err(|e| {
+        invalid(format!(
+            "`main` (\"{main}\") cannot be read as {}: {e}; it must name the Worker's entry point, relative to the config",
+            entry_path.display()
+        ))
+    })?;
+    if let Some(why) = entry::refusal(entry::classify(&entry_path, &entry_text), &main) {
+        return Err(invalid(why));
+    }
     let kv: Vec<String> = bindings.kv.iter().map(|k| k.binding.clone()).collect();
     let classes = bindings.durable_object_classes.clone();
     let import = import_path(&out, &config_dir.join(&main));

@@ -52,6 +52,11 @@ fn hub() -> (PathBuf, PathBuf) {
     let worker = root.join("worker");
     std::fs::create_dir_all(worker.join("src")).unwrap();
     std::fs::write(worker.join("wrangler.toml"), HUB).unwrap();
+    std::fs::write(
+        worker.join("src/index.ts"),
+        "export default { async fetch(): Promise<Response> { return new Response('hub'); } };\n",
+    )
+    .unwrap();
     (worker, root.join("out"))
 }
 
@@ -149,6 +154,25 @@ fn a_config_the_shim_cannot_wrap_is_explained() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("nope"), "{e}");
+    // The entry point: missing, then in service-worker syntax.
+    let kv = "name = \"x\"\nmain = \"i.js\"\n[[kv_namespaces]]\nbinding = \"K\"\nid = \"k\"\n";
+    std::fs::write(root.join("wrangler.toml"), kv).unwrap();
+    let e = build(&plan(&root, None, &root.join("out")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot be read") && e.contains("i.js"), "{e}");
+    std::fs::write(
+        root.join("i.js"),
+        "addEventListener('fetch', (e) => e.respondWith(K.get('a')));\n",
+    )
+    .unwrap();
+    let e = build(&plan(&root, None, &root.join("out")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("wrangler.toml") && e.contains("service-worker syntax"),
+        "{e}"
+    );
 }
 
 #[test]
