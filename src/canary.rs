@@ -152,22 +152,13 @@ pub fn build(plan: &BuildPlan) -> Result<Built, CanaryError> {
         .unwrap_or(Path::new("."))
         .canonicalize()
         .map_err(|e| write(&file, e))?;
-    let entry_path = config_dir.join(&main);
-    let entry_text = std::fs::read_to_string(&entry_path).map_err(|e| {
-        invalid(format!(
-            "`main` (\"{main}\") cannot be read as {}: {e}; it must name the Worker's entry point, relative to the config",
-            entry_path.display()
-        ))
-    })?;
-    if let Some(why) = entry::refusal(entry::classify(&entry_path, &entry_text), &main) {
-        return Err(invalid(why));
-    }
     let kv: Vec<String> = bindings.kv.iter().map(|k| k.binding.clone()).collect();
     let classes = bindings.durable_object_classes.clone();
     let import = import_path(&out, &config_dir.join(&main));
     let text = wrangler::read_file(&file)?;
     let doc = wrangler::document(&text, &file)?;
     let mut flat = flatten(doc, plan.env.as_deref(), &script);
+    check_entry(&config_dir, &main, &flat).map_err(invalid)?;
     let version = version_binding(&mut flat);
     let shim = fill(&import, &script, &kv, &classes, &plan.secret_var)
         .replace("__KVCHAOS_VERSION_BINDING__", &version);
@@ -210,6 +201,33 @@ fn fill(import: &str, script: &str, kv: &[String], classes: &[String], secret_va
 
 /// The environment's config as one top-level document, with wrangler's inheritance: keys the
 /// section sets win, inheritable keys come from the top level, the rest are not inherited.
+/// Refuses an entry point the shim cannot wrap (see [`entry`]). A `main` that does not exist
+/// yet is fine when the config has a `[build] command`, which writes it before wrangler bundles.
+fn check_entry(config_dir: &Path, main: &str, flat: &Value) -> Result<(), String> {
+    let path = config_dir.join(main);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) if has_build_command(flat) && !path.exists() => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "`main` (\"{main}\") cannot be read as {}: {e}; it must name the Worker's entry point, relative to the config",
+                path.display()
+            ));
+        }
+    };
+    match entry::refusal(entry::classify(&path, &text), main) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
+fn has_build_command(flat: &Value) -> bool {
+    flat.get("build")
+        .and_then(|b| b.get("command"))
+        .and_then(Value::as_str)
+        .is_some_and(|c| !c.trim().is_empty())
+}
+
 fn flatten(doc: Value, env: Option<&str>, script: &str) -> Value {
     let Value::Object(mut top) = doc else {
         return doc;

@@ -173,6 +173,13 @@ fn a_config_the_shim_cannot_wrap_is_explained() {
         e.contains("wrangler.toml") && e.contains("service-worker syntax"),
         "{e}"
     );
+    // A main that a custom build writes need not exist yet.
+    let custom = format!(
+        "{}[build]\ncommand = \"npm run build\"\n",
+        kv.replace("i.js", "dist/w.js")
+    );
+    std::fs::write(root.join("wrangler.toml"), custom).unwrap();
+    build(&plan(&root, None, &root.join("out"))).expect("the build command writes main");
 }
 
 #[test]
