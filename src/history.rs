@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lines::{WholeLines, WriteFailure};
 use crate::redact::Redactor;
 
 /// One event of the run.
@@ -168,26 +169,28 @@ pub fn read(path: &Path) -> std::io::Result<Vec<(Duration, Event)>> {
     Ok(out)
 }
 
-/// Writer of `history.jsonl`: each event is one complete line written at once, so the file
-/// only ever holds whole records; after a failed write (a full disk) the partial line is cut
-/// off and nothing more is written.
+/// Writer of `history.jsonl`: each event is one complete line, written through
+/// [`WholeLines`], so the file only ever holds whole records; after a failed write (a full
+/// disk) the partial line is cut off and nothing more is written.
 pub struct History {
-    out: std::fs::File,
-    /// Bytes of whole records written so far.
-    good_len: u64,
+    out: WholeLines,
     redactor: Redactor,
-    /// The first write error; once set, recording stops.
-    failed: Option<std::io::Error>,
+    /// The first failed write, as `cannot write history.jsonl: ERROR`; once set, recording stops.
+    failure: WriteFailure,
 }
 
 impl History {
     /// Creates (truncates) the history file.
     pub fn create(path: &Path) -> std::io::Result<History> {
+        let failure = WriteFailure::default();
         Ok(History {
-            out: std::fs::File::create(path)?,
-            good_len: 0,
+            out: WholeLines::new(
+                std::fs::File::create(path)?,
+                "history.jsonl",
+                failure.clone(),
+            ),
             redactor: Redactor::default(),
-            failed: None,
+            failure,
         })
     }
 
@@ -200,7 +203,7 @@ impl History {
     /// Appends `event` at `t` since the start of the run. A write error loses the line, never
     /// the run: it is kept for [`History::failed`] and [`History::finish`].
     pub fn record(&mut self, t: Duration, event: &Event) {
-        if self.failed.is_some() {
+        if self.failure.get().is_some() {
             return;
         }
         let line = Line {
@@ -221,25 +224,19 @@ impl History {
             return;
         };
         bytes.push(b'\n');
-        match self.out.write_all(&bytes) {
-            Ok(()) => self.good_len += bytes.len() as u64,
-            Err(e) => {
-                // Cut a partly written record off (best effort: /dev/full cannot be cut).
-                let _ = self.out.set_len(self.good_len);
-                self.failed = Some(e);
-            }
-        }
+        // A failure is kept by the writer (see `failed`).
+        let _ = self.out.write_all(&bytes);
     }
 
-    /// The first write that failed, if any.
-    pub fn failed(&self) -> Option<&std::io::Error> {
-        self.failed.as_ref()
+    /// The first write that failed, as `cannot write history.jsonl: ERROR`.
+    pub fn failed(&self) -> Option<String> {
+        self.failure.get()
     }
 
     /// Syncs the file; the first write error if one happened.
     pub fn finish(mut self) -> std::io::Result<()> {
-        match self.failed.take() {
-            Some(e) => Err(e),
+        match self.failure.get() {
+            Some(e) => Err(std::io::Error::other(e)),
             None => self.out.flush(),
         }
     }
@@ -299,8 +296,14 @@ mod tests {
         std::os::unix::fs::symlink("/dev/full", &path).unwrap_or_else(|e| panic!("{e}"));
         let mut h = History::create(&path).unwrap_or_else(|e| panic!("{e}"));
         h.record(Duration::ZERO, &Event::RunEnded);
-        assert!(h.failed().is_some());
+        let first = h.failed().expect("the write to /dev/full failed");
+        assert!(first.starts_with("cannot write history.jsonl: "), "{first}");
         h.record(Duration::ZERO, &Event::RunEnded);
+        assert_eq!(
+            h.failed().as_deref(),
+            Some(first.as_str()),
+            "the first failure is kept"
+        );
         assert!(h.finish().is_err());
     }
 

@@ -58,10 +58,7 @@ impl Journal {
     /// The first failed write of `history.jsonl` or of a file writing to [`Journal::files`] (a
     /// full disk), as a message naming the file.
     pub fn write_error(&self) -> Option<String> {
-        self.history
-            .failed()
-            .map(|e| format!("cannot write history.jsonl: {e}"))
-            .or_else(|| self.files.get())
+        self.history.failed().or_else(|| self.files.get())
     }
 
     /// Records `event` at run time `t`.
