@@ -360,9 +360,21 @@ async function onFetch(request, env, ctx, next) {
 
 // --- the Worker's handlers, with env wrapped --------------------------------
 
+// The handlers the runtime calls on a module Worker's default export.
+const HANDLERS = ["fetch", "scheduled", "queue", "tail", "trace", "email", "test"];
+
+// Names to carry over from a default-exported object: its own properties and, for an instance
+// of a class (`export default new App()`), the handler methods up its prototype chain.
+function handlerNames(h) {
+  const names = new Set(Object.keys(h));
+  for (const n of HANDLERS) if (typeof h[n] === "function") names.add(n);
+  return names;
+}
+
 function wrapHandlers(h) {
   const out = {};
-  for (const [name, fn] of Object.entries(h)) {
+  for (const name of handlerNames(h)) {
+    const fn = h[name];
     if (typeof fn !== "function") {
       out[name] = fn;
     } else if (name === "fetch") {

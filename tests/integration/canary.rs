@@ -494,6 +494,15 @@ async fn a_worker_that_throws_answers_a_tagged_500_and_the_run_goes_on() {
             "{path}: the runtime, not the shim, answered the throw: {headers:?}"
         );
     }
+    // The handler is a prototype method of the default export, found all the same.
+    let (status, headers, body) =
+        crate::reference_workers::call_raw(&url, "GET", "/", &[], None).await;
+    assert_eq!(
+        (status, &body[..]),
+        (200, &b"ok"[..]),
+        "{headers:?} {}",
+        String::from_utf8_lossy(&body)
+    );
     let log = std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
     assert!(
         log.contains("thrown on purpose"),
