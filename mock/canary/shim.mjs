@@ -72,8 +72,18 @@ function matching(s, op, binding, key) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Applies the first fault that hits; returns a stale value to answer with, if any. */
-async function inject(op, binding, key) {
+/** The key a bulk `get([...])` is matched on: the first that an active fault's prefix covers
+ * (one operation, failed or delayed as a whole), else the first key. */
+function bulkKey(binding, keys) {
+  const s = active();
+  const all = keys.map(String);
+  const hit = s && all.find((k) => s.faults.some((f) => (f.namespace == null || f.namespace === binding) && k.startsWith(f.prefix)));
+  return hit ?? all[0] ?? "";
+}
+
+/** Applies the first fault that hits; returns a stale value to answer with, if any (never for
+ * a bulk read, `bulk`, whose answer is a Map). */
+async function inject(op, binding, key, bulk = false) {
   const s = active();
   if (!s) return undefined;
   for (const f of matching(s, op, binding, key)) {
@@ -95,7 +105,7 @@ async function inject(op, binding, key) {
       case "reset":
         throw new Error("Network connection lost.");
       case "stale-reads": {
-        const old = op === "get" ? staleValue(binding, key, f.lag_ms ?? 60_000) : undefined;
+        const old = op === "get" && !bulk ? staleValue(binding, key, f.lag_ms ?? 60_000) : undefined;
         if (old !== undefined) return old;
         s.injected[f.index] -= 1; // nothing older is known here: the read is not stale
         return undefined;
@@ -141,14 +151,18 @@ function countWrite() {
 function wrapKv(binding, kv) {
   return {
     async get(key, options) {
-      const stale = Array.isArray(key) ? undefined : await inject("get", binding, String(key));
+      const stale = Array.isArray(key)
+        ? await inject("get", binding, bulkKey(binding, key), true)
+        : await inject("get", binding, String(key));
       if (stale) return typeof options === "string" && options === "json" ? JSON.parse(stale.value) : stale.value;
       const v = await kv.get(key, options);
       if (!Array.isArray(key) && (options === undefined || options === "text")) remember(binding, String(key), v);
       return v;
     },
     async getWithMetadata(key, options) {
-      const stale = Array.isArray(key) ? undefined : await inject("get", binding, String(key));
+      const stale = Array.isArray(key)
+        ? await inject("get", binding, bulkKey(binding, key), true)
+        : await inject("get", binding, String(key));
       if (stale) return { value: stale.value, metadata: null, cacheStatus: null };
       return kv.getWithMetadata(key, options);
     },

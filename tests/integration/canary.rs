@@ -476,7 +476,7 @@ async fn a_load_request_cut_off_before_any_answer_is_a_failure_not_a_guard_stop(
 }
 
 #[tokio::test]
-async fn a_worker_that_throws_answers_a_tagged_500_and_the_run_goes_on() {
+async fn a_class_instance_worker_that_throws_and_reads_in_bulk_works_through_the_shim() {
     if !node_ready().await {
         return;
     }
@@ -504,6 +504,24 @@ async fn a_worker_that_throws_answers_a_tagged_500_and_the_run_goes_on() {
         String::from_utf8_lossy(&body)
     );
     let log = std::fs::read_to_string(dir.join("worker.log")).unwrap_or_default();
+    // A bulk get is one read, faulted like any other.
+    let bulk = || async {
+        let (status, _, body) =
+            crate::reference_workers::call_raw(&url, "GET", "/bulk", &[], None).await;
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(bulk().await, (200, "read 2 keys".to_owned()));
+    let mut s = shim(&url, SECRET, "throws");
+    let mut reads = put_limit(60_000);
+    reads.faults[0].ops = vec!["get".into()];
+    s.schedule(&reads).await.expect("schedule");
+    let (status, body) = bulk().await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("get() limit exceeded for the day"), "{body}");
+    let stats = s.stats().await.expect("stats");
+    assert_eq!(stats.injected.values().sum::<u64>(), 1, "{stats:?}");
+    s.halt().await.expect("halt");
+    assert_eq!(bulk().await, (200, "read 2 keys".to_owned()));
     assert!(
         log.contains("thrown on purpose"),
         "the stack is logged: {log}"
