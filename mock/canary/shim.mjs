@@ -81,9 +81,9 @@ function bulkKey(binding, keys) {
   return hit ?? all[0] ?? "";
 }
 
-/** Applies the first fault that hits; returns a stale value to answer with, if any (never for
- * a bulk read, `bulk`, whose answer is a Map). */
-async function inject(op, binding, key, bulk = false) {
+/** Applies the first fault that hits; returns a stale value to answer with, if any (never
+ * with `noStale`: a bulk read, whose answer is a Map, or one asking for bytes or a stream). */
+async function inject(op, binding, key, noStale = false) {
   const s = active();
   if (!s) return undefined;
   for (const f of matching(s, op, binding, key)) {
@@ -105,7 +105,7 @@ async function inject(op, binding, key, bulk = false) {
       case "reset":
         throw new Error("Network connection lost.");
       case "stale-reads": {
-        const old = op === "get" && !bulk ? staleValue(binding, key, f.lag_ms ?? 60_000) : undefined;
+        const old = op === "get" && !noStale ? staleValue(binding, key, f.lag_ms ?? 60_000) : undefined;
         if (old !== undefined) return old;
         s.injected[f.index] -= 1; // nothing older is known here: the read is not stale
         return undefined;
@@ -148,21 +148,37 @@ function countWrite() {
   s.writes += 1;
 }
 
+// The value type a get asks for: `get(k, "json")` or `get(k, { type: "json" })`.
+const readType = (options) => (typeof options === "string" ? options : options?.type) ?? "text";
+
+/** Faults for one get; a stale value (kept as text) only where the read asks for text or JSON,
+ * decoded as asked; `null` when the read goes to the real binding. */
+async function injectRead(binding, key, options) {
+  const type = readType(options);
+  const staleable = !Array.isArray(key) && (type === "text" || type === "json");
+  const stale = Array.isArray(key)
+    ? await inject("get", binding, bulkKey(binding, key), true)
+    : await inject("get", binding, String(key), !staleable);
+  if (!stale) return null;
+  if (type === "text") return { value: stale.value };
+  try {
+    return { value: JSON.parse(stale.value) };
+  } catch {
+    return null; // the older value is not JSON: read the real one
+  }
+}
+
 function wrapKv(binding, kv) {
   return {
     async get(key, options) {
-      const stale = Array.isArray(key)
-        ? await inject("get", binding, bulkKey(binding, key), true)
-        : await inject("get", binding, String(key));
-      if (stale) return typeof options === "string" && options === "json" ? JSON.parse(stale.value) : stale.value;
+      const stale = await injectRead(binding, key, options);
+      if (stale) return stale.value;
       const v = await kv.get(key, options);
-      if (!Array.isArray(key) && (options === undefined || options === "text")) remember(binding, String(key), v);
+      if (!Array.isArray(key) && readType(options) === "text") remember(binding, String(key), v);
       return v;
     },
     async getWithMetadata(key, options) {
-      const stale = Array.isArray(key)
-        ? await inject("get", binding, bulkKey(binding, key), true)
-        : await inject("get", binding, String(key));
+      const stale = await injectRead(binding, key, options);
       if (stale) return { value: stale.value, metadata: null, cacheStatus: null };
       return kv.getWithMetadata(key, options);
     },

@@ -412,6 +412,16 @@ secret_env = "CANARY_TEST_SECRET"
         .expect("the run writes a report")
 }
 
+/// GET `path` answers 2xx.
+async fn call_raw_ok(url: &str, path: &str) {
+    let (status, _, body) = crate::reference_workers::call_raw(url, "GET", path, &[], None).await;
+    assert!(
+        (200..300).contains(&status),
+        "{path}: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
 /// The run went to its planned end: no guard stop.
 fn assert_completed(o: &kvchaos::run::RunOutcome) {
     assert_eq!(
@@ -522,6 +532,29 @@ async fn a_class_instance_worker_that_throws_and_reads_in_bulk_works_through_the
     assert_eq!(stats.injected.values().sum::<u64>(), 1, "{stats:?}");
     s.halt().await.expect("halt");
     assert_eq!(bulk().await, (200, "read 2 keys".to_owned()));
+    // A stale read is decoded as the read asks: JSON as a value, never text; bytes never stale.
+    for v in [1, 2] {
+        call_raw_ok(&url, &format!("/put?v={v}")).await;
+    }
+    let mut stale = put_limit(60_000);
+    stale.faults[0].kind = "stale-reads".into();
+    stale.faults[0].ops = vec!["get".into()];
+    s.schedule(&stale).await.expect("schedule");
+    let json = call(&url, "GET", "/json", &[], None).await;
+    assert_eq!(json.body, json!({"type": "object", "value": {"v": 1}}));
+    let bytes = call(&url, "GET", "/bytes", &[], None).await;
+    assert_eq!(
+        bytes.body,
+        json!({"bytes": 7}),
+        "the real value, {{\"v\":2}}"
+    );
+    let stats = s.stats().await.expect("stats");
+    assert_eq!(
+        stats.injected.values().sum::<u64>(),
+        1,
+        "only the JSON read: {stats:?}"
+    );
+    s.halt().await.expect("halt");
     assert!(
         log.contains("thrown on purpose"),
         "the stack is logged: {log}"
