@@ -199,8 +199,6 @@ fn fill(import: &str, script: &str, kv: &[String], classes: &[String], secret_va
         .replace("__KVCHAOS_DO_CLASSES__", &classes)
 }
 
-/// The environment's config as one top-level document, with wrangler's inheritance: keys the
-/// section sets win, inheritable keys come from the top level, the rest are not inherited.
 /// Refuses an entry point the shim cannot wrap (see [`entry`]). A `main` that does not exist
 /// yet is fine when the config has a `[build] command`, which writes it before wrangler bundles.
 fn check_entry(config_dir: &Path, main: &str, flat: &Value) -> Result<(), String> {
@@ -228,6 +226,8 @@ fn has_build_command(flat: &Value) -> bool {
         .is_some_and(|c| !c.trim().is_empty())
 }
 
+/// The environment's config as one top-level document, with wrangler's inheritance: keys the
+/// section sets win, inheritable keys come from the top level, the rest are not inherited.
 fn flatten(doc: Value, env: Option<&str>, script: &str) -> Value {
     let Value::Object(mut top) = doc else {
         return doc;
