@@ -16,9 +16,10 @@ use rand::{Rng, SeedableRng};
 use super::{EngineError, Shared};
 use crate::scenario::template::{RenderCx, Template};
 
-/// Header map capacity reserved per request: hyper parses the response's headers into the
-/// request's map.
-const RESPONSE_HEADERS: usize = 12;
+/// Header map capacity of a connection's first request: hyper parses the response's headers
+/// into the request's map, so it gets room for a typical response too (growing it there costs
+/// a reallocation and a rehash).
+pub(super) const RESPONSE_HEADERS: usize = 12;
 
 /// Salt that separates the random stream deciding which request a dropped arrival would have
 /// been from the stream of sent requests.
@@ -119,8 +120,15 @@ impl Shared {
         self.choose(&mut rng)
     }
 
-    /// Builds request number `seq`; `None` when a templated path renders to an invalid URI.
-    pub(super) fn build(&self, seq: u64, buf: &mut String) -> (usize, Option<Built>) {
+    /// Builds request number `seq` into `headers` (an emptied map whose room is reused: see
+    /// [`super::client::Conn::spare_headers`]); `None` when a templated path renders to an
+    /// invalid URI.
+    pub(super) fn build(
+        &self,
+        seq: u64,
+        buf: &mut String,
+        mut headers: HeaderMap,
+    ) -> (usize, Option<Built>) {
         let mut rng = SmallRng::seed_from_u64(mix(self.seed, seq));
         let idx = self.choose(&mut rng);
         let r = &self.requests[idx];
@@ -141,9 +149,7 @@ impl Shared {
                 }
             }
         };
-        // hyper reuses the request's header map for the response's headers, so it gets room for
-        // a typical response too: growing it there costs a reallocation and a rehash per request.
-        let mut headers = HeaderMap::with_capacity((r.headers.len() + 2).max(RESPONSE_HEADERS));
+        headers.reserve(r.headers.len() + 2);
         headers.append(HOST, self.endpoint.authority().clone());
         for (name, v) in &r.headers {
             let v = match v {

@@ -190,7 +190,7 @@ async fn send(
 ) -> bool {
     // Shards number their requests apart, so together they send the whole run's mix.
     let seq = sh.shard.global(sh.seq.fetch_add(1, Ordering::Relaxed));
-    let (idx, built) = sh.build(seq, buf);
+    let (idx, built) = sh.build(seq, buf, conn.spare_headers());
     sh.sent[p].fetch_add(1, Ordering::Relaxed);
     let Some((req, timeout)) = built else {
         let now = Instant::now();
