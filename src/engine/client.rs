@@ -414,3 +414,53 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The reused header map must not carry a response's headers into the next request.
+    #[tokio::test]
+    async fn a_reused_header_map_sends_none_of_the_last_responses_headers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut heads = Vec::new();
+            let mut buf = Vec::new();
+            while heads.len() < 2 {
+                let mut chunk = [0u8; 1024];
+                let n = s.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "client closed early");
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    heads.push(String::from_utf8_lossy(&buf[..end]).to_lowercase());
+                    buf.drain(..end + 4);
+                    let answer = b"HTTP/1.1 200 OK\r\nx-leak: yes\r\ncontent-length: 2\r\n\r\nok";
+                    s.write_all(answer).await.unwrap();
+                }
+            }
+            heads
+        });
+        let ep = Endpoint::http(addr, HeaderValue::from_static("t"), "");
+        let mut conn = Conn::default();
+        for _ in 0..2 {
+            let mut headers = conn.spare_headers();
+            headers.insert(http::header::HOST, HeaderValue::from_static("t"));
+            let mut req = Request::new(Full::new(Bytes::new()));
+            *req.uri_mut() = http::Uri::from_static("/");
+            *req.headers_mut() = headers;
+            let x = conn.exchange(&ep, req).await;
+            assert_eq!(x.outcome, Outcome::Status(200), "{:?}", x.error);
+        }
+        let heads = server.await.unwrap();
+        assert!(conn.spare.is_some(), "the response's map was not kept");
+        assert!(!heads[1].contains("x-leak"), "second request: {}", heads[1]);
+        assert!(
+            !heads[1].contains("content-length"),
+            "second request: {}",
+            heads[1]
+        );
+    }
+}
